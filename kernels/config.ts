@@ -1,0 +1,179 @@
+/**
+ * Kernel configurations: the knobs of each kernel family, their names, and their validation
+ * against a GEMM shape, a weight type and a device's limits.
+ *
+ * @module
+ */
+import type { WeightDtype } from "./dtype.ts";
+import type { GemmShape } from "./problem.ts";
+
+/**
+ * Register-blocked tiled GEMM for many rows: a workgroup computes a `bm x bn` output tile,
+ * staging `bk`-deep slices of X and W in workgroup memory; each thread owns `rm x rn` outputs.
+ */
+export interface TileConfig {
+  family: "tile";
+  bm: number;
+  bn: number;
+  bk: number;
+  rm: number;
+  rn: number;
+  /** Elements per load along k: 1, 2 or 4. */
+  vec: number;
+}
+
+/**
+ * Split-k GEMV for few rows: a workgroup computes `nc` output columns for `rm` rows; `lanes`
+ * threads share each column's k range and reduce their partial sums in workgroup memory (or
+ * with subgroup shuffles when `subgroup` is set).
+ */
+export interface GemvConfig {
+  family: "gemv";
+  nc: number;
+  lanes: number;
+  rm: number;
+  vec: number;
+  /** Reduce with subgroup operations instead of workgroup memory. */
+  subgroup: boolean;
+}
+
+/** Any kernel configuration. */
+export type KernelConfig = TileConfig | GemvConfig;
+
+/** What the device allows, as read from `GPUDevice.limits` and its features. */
+export interface DeviceCaps {
+  maxInvocations: number;
+  maxWorkgroupSizeX: number;
+  maxWorkgroupSizeY: number;
+  maxWorkgroupStorage: number;
+  maxStorageBinding: number;
+  maxWorkgroupsPerDimension: number;
+  subgroups: boolean;
+  /** Smallest subgroup size the adapter reports (0 where unknown). */
+  subgroupMinSize: number;
+}
+
+/** Reads the limits a kernel is checked against from a device. */
+export function deviceCaps(device: GPUDevice, subgroupMinSize = 0): DeviceCaps {
+  const l = device.limits;
+  return {
+    maxInvocations: l.maxComputeInvocationsPerWorkgroup,
+    maxWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    maxWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+    maxWorkgroupStorage: l.maxComputeWorkgroupStorageSize,
+    maxStorageBinding: l.maxStorageBufferBindingSize,
+    maxWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    subgroups: device.features.has("subgroups" as GPUFeatureName) && subgroupMinSize > 0,
+    subgroupMinSize,
+  };
+}
+
+/**
+ * A stable, readable name for a config, used in logs and the cache.
+ *
+ * @example
+ * ```ts
+ * import { configName } from "./config.ts";
+ * const name = configName({ family: "tile", bm: 64, bn: 64, bk: 16, rm: 4, rn: 4, vec: 4 });
+ * if (name !== "tile-bm64-bn64-bk16-rm4-rn4-v4") throw new Error(name);
+ * ```
+ */
+export function configName(c: KernelConfig): string {
+  if (c.family === "tile") {
+    return `tile-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}-v${c.vec}`;
+  }
+  return `gemv-nc${c.nc}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
+}
+
+/**
+ * Parses a name made by {@linkcode configName}.
+ *
+ * @throws {SyntaxError} If the name is not one.
+ */
+export function parseConfigName(name: string): KernelConfig {
+  let m = /^tile-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)-v(\d+)$/.exec(name);
+  if (m) {
+    const [bm, bn, bk, rm, rn, vec] = m.slice(1).map(Number);
+    return { family: "tile", bm, bn, bk, rm, rn, vec };
+  }
+  m = /^gemv-nc(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
+  if (m) {
+    const [nc, lanes, rm, vec] = m.slice(1, 5).map(Number);
+    return { family: "gemv", nc, lanes, rm, vec, subgroup: m[5] !== undefined };
+  }
+  throw new SyntaxError(`Cannot parse kernel config name "${name}"`);
+}
+
+/** Threads per workgroup of a config. */
+export function workgroupThreads(c: KernelConfig): number {
+  return c.family === "tile" ? (c.bn / c.rn) * (c.bm / c.rm) : c.nc * c.lanes;
+}
+
+/** Bytes of workgroup memory a config declares. */
+export function workgroupBytes(c: KernelConfig): number {
+  if (c.family === "tile") {
+    const rowVecs = c.bk / c.vec + 1; // one vector of padding per row against bank conflicts
+    return (c.bm + c.bn) * rowVecs * c.vec * 4;
+  }
+  return c.subgroup ? 0 : c.rm * c.nc * c.lanes * 4;
+}
+
+const pow2 = (x: number) => Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
+
+/**
+ * Checks a config against a shape, a weight type and the device, before any compilation.
+ *
+ * @returns `undefined` if the config is valid, else the reason it is not.
+ */
+export function configProblem(
+  c: KernelConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+  caps: DeviceCaps,
+): string | undefined {
+  const ints = c.family === "tile"
+    ? [c.bm, c.bn, c.bk, c.rm, c.rn, c.vec]
+    : [c.nc, c.lanes, c.rm, c.vec];
+  if (!ints.every(pow2)) return "every size must be a power of two";
+  if (![1, 2, 4].includes(c.vec)) return `vec ${c.vec} is not 1, 2 or 4`;
+  if (dtype !== "f32" && c.vec < 2) {
+    return `${dtype} weights are packed in pairs: vec must be 2 or 4`;
+  }
+  const alignment = [shape.k, shape.xRowStride, ...shape.xOffsets, shape.wOffset];
+  if (alignment.some((x) => x % c.vec !== 0)) {
+    return `k, the input offsets and strides must be multiples of vec ${c.vec}`;
+  }
+  const threads = workgroupThreads(c);
+  if (threads > caps.maxInvocations) {
+    return `${threads} threads per workgroup exceed the device's ${caps.maxInvocations}`;
+  }
+  const bytes = workgroupBytes(c);
+  if (bytes > caps.maxWorkgroupStorage) {
+    return `${bytes} bytes of workgroup memory exceed the device's ${caps.maxWorkgroupStorage}`;
+  }
+  if (c.family === "tile") {
+    if (c.rm > c.bm || c.rn > c.bn) return "rm and rn must not exceed bm and bn";
+    if (c.bk < c.vec) return "bk must be at least vec";
+    if (shape.k % c.bk !== 0) return `k ${shape.k} is not a multiple of bk ${c.bk}`;
+    const tx = c.bn / c.rn, ty = c.bm / c.rm;
+    if (tx > caps.maxWorkgroupSizeX || ty > caps.maxWorkgroupSizeY) return "workgroup too wide";
+    const loads = (c.bm + c.bn) * (c.bk / c.vec);
+    if (((c.bm * c.bk) / c.vec) % threads !== 0 || ((c.bn * c.bk) / c.vec) % threads !== 0) {
+      return `the ${loads} tile loads do not split evenly over ${threads} threads`;
+    }
+    if (c.rm * c.rn > 128) return "more than 128 accumulators per thread would spill";
+  } else {
+    if ((shape.k / c.vec) % c.lanes !== 0) {
+      return `k / vec = ${shape.k / c.vec} is not a multiple of ${c.lanes} lanes`;
+    }
+    if (c.rm > 16) return "gemv handles at most 16 rows per workgroup";
+    if (threads > caps.maxWorkgroupSizeX) return "workgroup too wide";
+    if (c.subgroup) {
+      if (!caps.subgroups) return "the device has no subgroups";
+      if (c.lanes > caps.subgroupMinSize) {
+        return `${c.lanes} lanes exceed the smallest subgroup (${caps.subgroupMinSize})`;
+      }
+    }
+  }
+  return undefined;
+}

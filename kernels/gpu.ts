@@ -1,0 +1,179 @@
+/**
+ * Turning generated kernels into pipelines and dispatches. Every kernel has the same four
+ * bindings, so one bind group layout serves all configs and a bind group can be reused across
+ * configs of a stage.
+ *
+ * @module
+ */
+import type { KernelConfig } from "./config.ts";
+import { configName } from "./config.ts";
+import type { WeightDtype } from "./dtype.ts";
+import { kernelGrid, kernelWgsl } from "./generate.ts";
+import type { GemmShape } from "./problem.ts";
+
+/** A compiled kernel for one config, shape and weight type. */
+export interface CompiledKernel {
+  name: string;
+  config: KernelConfig;
+  shape: GemmShape;
+  dtype: WeightDtype;
+  pipeline: GPUComputePipeline;
+}
+
+/** The WGSL compiler or pipeline creation rejected a kernel. */
+export class KernelCompileError extends Error {
+  constructor(name: string, detail: string) {
+    super(`Cannot compile kernel "${name}": ${detail}`);
+    this.name = "KernelCompileError";
+  }
+}
+
+const layouts = new WeakMap<
+  GPUDevice,
+  { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout }
+>();
+
+/** The layout shared by every kernel: uniform m, X, W (read-only) and Y. */
+export function kernelLayout(
+  device: GPUDevice,
+): { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
+  let layout = layouts.get(device);
+  if (!layout) {
+    const bindGroup = device.createBindGroupLayout({
+      entries: [
+        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
+        { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
+        { binding: 2, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
+        { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
+      ],
+    });
+    layout = {
+      bindGroup,
+      pipeline: device.createPipelineLayout({ bindGroupLayouts: [bindGroup] }),
+    };
+    layouts.set(device, layout);
+  }
+  return layout;
+}
+
+/**
+ * Compiles a config. Validate it first (`configProblem`): this only reports what the
+ * compiler says.
+ *
+ * @throws {KernelCompileError} With the compiler's messages.
+ */
+export async function compileKernel(
+  device: GPUDevice,
+  config: KernelConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+): Promise<CompiledKernel> {
+  const name = configName(config);
+  const code = kernelWgsl(config, shape, dtype);
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ code, label: name });
+  let pipeline: GPUComputePipeline | undefined;
+  let failure = "";
+  try {
+    pipeline = await device.createComputePipelineAsync({
+      label: name,
+      layout: kernelLayout(device).pipeline,
+      compute: { module, entryPoint: "main" },
+    });
+  } catch (e) {
+    failure = e instanceof Error ? e.message : String(e);
+  }
+  const scoped = await device.popErrorScope();
+  if (!pipeline || scoped) {
+    const info = await module.getCompilationInfo();
+    const messages = info.messages.filter((m) => m.type === "error").map((m) =>
+      `${m.lineNum}:${m.linePos} ${m.message}`
+    );
+    throw new KernelCompileError(
+      name,
+      [...messages, scoped?.message ?? failure].filter(Boolean).join("; "),
+    );
+  }
+  return { name, config, shape, dtype, pipeline };
+}
+
+/** The buffers one dispatch reads and writes. */
+export interface KernelBuffers {
+  /** 16-byte uniform holding m as its first u32. */
+  params: GPUBuffer;
+  x: GPUBuffer;
+  w: GPUBuffer;
+  y: GPUBuffer;
+}
+
+/** A bind group for any kernel of the shared layout. */
+export function kernelBindGroup(device: GPUDevice, buffers: KernelBuffers): GPUBindGroup {
+  return device.createBindGroup({
+    layout: kernelLayout(device).bindGroup,
+    entries: [buffers.params, buffers.x, buffers.w, buffers.y].map((buffer, binding) => ({
+      binding,
+      resource: { buffer },
+    })),
+  });
+}
+
+/** A uniform buffer holding m, for the `params` binding. */
+export function paramsBuffer(device: GPUDevice, m: number): GPUBuffer {
+  const buffer = device.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    label: `params m=${m}`,
+  });
+  device.queue.writeBuffer(buffer, 0, new Uint32Array([m, 0, 0, 0]));
+  return buffer;
+}
+
+/** Records one dispatch of a kernel over m rows into a compute pass. */
+export function dispatchKernel(
+  pass: GPUComputePassEncoder,
+  kernel: CompiledKernel,
+  bindGroup: GPUBindGroup,
+  m: number,
+): void {
+  pass.setPipeline(kernel.pipeline);
+  pass.setBindGroup(0, bindGroup);
+  const [x, y, z] = kernelGrid(kernel.config, kernel.shape, m);
+  pass.dispatchWorkgroups(x, y, z);
+}
+
+/** Creates a storage buffer holding `data` (padded to 4 bytes). */
+export function storageBuffer(
+  device: GPUDevice,
+  data: ArrayBufferView,
+  label: string,
+  extraUsage = 0,
+): GPUBuffer {
+  const size = Math.max(16, Math.ceil(data.byteLength / 4) * 4);
+  const buffer = device.createBuffer({
+    size,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | extraUsage,
+    label,
+  });
+  device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  return buffer;
+}
+
+/** Copies a buffer back to the CPU as floats. */
+export async function readBuffer(
+  device: GPUDevice,
+  buffer: GPUBuffer,
+  byteLength = buffer.size,
+): Promise<Float32Array> {
+  const staging = device.createBuffer({
+    size: byteLength,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const encoder = device.createCommandEncoder();
+  encoder.copyBufferToBuffer(buffer, 0, staging, 0, byteLength);
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(staging.getMappedRange().slice(0));
+  staging.unmap();
+  staging.destroy();
+  return out;
+}

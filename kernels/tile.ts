@@ -1,0 +1,96 @@
+/**
+ * The tiled GEMM family for many rows. Each workgroup of `(bn/rn) x (bm/rm)` threads computes a
+ * `bm x bn` tile of Y; per `bk` slice of k it stages X and W (widened to f32) in padded
+ * workgroup memory, then each thread accumulates its `rm x rn` outputs in registers. Loops
+ * over the slice and the register block are unrolled here, because naga does not unroll.
+ *
+ * @module
+ */
+import type { TileConfig } from "./config.ts";
+import { configName } from "./config.ts";
+import type { WeightDtype } from "./dtype.ts";
+import type { GemmShape } from "./problem.ts";
+import { batchOffsets, dotExpr, f32Vec, kernelPrelude } from "./wgsl.ts";
+
+/** Generates the WGSL of a tiled GEMM. Validate the config first with `configProblem`. */
+export function tileWgsl(c: TileConfig, shape: GemmShape, dtype: WeightDtype): string {
+  const tx = c.bn / c.rn, ty = c.bm / c.rm, threads = tx * ty;
+  const sliceVecs = c.bk / c.vec; // vectors per tile row and k slice
+  const pitch = sliceVecs + 1; // padded row pitch in workgroup memory
+  const xLoads = (c.bm * sliceVecs) / threads, wLoads = (c.bn * sliceVecs) / threads;
+  const vt = f32Vec(c.vec);
+  const lines: string[] = [];
+  const emit = (s: string) => lines.push(s);
+
+  emit(kernelPrelude(`tiled GEMM ${configName(c)}`, shape, dtype, c.vec));
+  emit(`const BM = ${c.bm}u;`);
+  emit(`const BN = ${c.bn}u;`);
+  emit(`const PITCH = ${pitch}u; // ${sliceVecs} vectors of a k slice + 1 of padding`);
+  emit("");
+  emit(`var<workgroup> xTile: array<${vt}, ${c.bm * pitch}>;`);
+  emit(`var<workgroup> wTile: array<${vt}, ${c.bn * pitch}>;`);
+  emit("");
+  emit(`@compute @workgroup_size(${tx}, ${ty})`);
+  emit("fn main(");
+  emit("  @builtin(workgroup_id) wg: vec3<u32>,");
+  emit("  @builtin(local_invocation_id) lid: vec3<u32>,");
+  emit("  @builtin(local_invocation_index) li: u32,");
+  emit(") {");
+  emit("  let m = params.m;");
+  emit("  let b = wg.z;");
+  emit(batchOffsets(shape, c.vec, "  ").trimEnd());
+  emit("  let row0 = wg.y * BM;");
+  emit("  let col0 = wg.x * BN;");
+  emit("  // Where each thread loads from and stores to; rows past the edge are clamped.");
+  for (let l = 0; l < xLoads; l++) {
+    emit(`  let xr${l} = (li + ${l * threads}u) / ${sliceVecs}u;`);
+    emit(`  let xq${l} = (li + ${l * threads}u) % ${sliceVecs}u;`);
+    emit(`  let xAt${l} = xOffset + min(row0 + xr${l}, m - 1u) * X_STRIDE + xq${l};`);
+  }
+  for (let l = 0; l < wLoads; l++) {
+    emit(`  let wr${l} = (li + ${l * threads}u) / ${sliceVecs}u;`);
+    emit(`  let wq${l} = (li + ${l * threads}u) % ${sliceVecs}u;`);
+    emit(`  let wAt${l} = W_OFFSET + b * W_BATCH + min(col0 + wr${l}, N - 1u) * KV + wq${l};`);
+  }
+  for (let i = 0; i < c.rm; i++) {
+    emit(`  ${Array.from({ length: c.rn }, (_, j) => `var acc${i}_${j} = 0.0;`).join(" ")}`);
+  }
+  emit(`  for (var k = 0u; k < KV; k += ${sliceVecs}u) {`);
+  for (let l = 0; l < xLoads; l++) emit(`    xTile[xr${l} * PITCH + xq${l}] = X[xAt${l} + k];`);
+  for (let l = 0; l < wLoads; l++) emit(`    wTile[wr${l} * PITCH + wq${l}] = loadW(wAt${l} + k);`);
+  emit("    workgroupBarrier();");
+  for (let q = 0; q < sliceVecs; q++) {
+    for (let i = 0; i < c.rm; i++) {
+      emit(`    let x${q}_${i} = xTile[(lid.y + ${ty * i}u) * PITCH + ${q}u];`);
+    }
+    for (let j = 0; j < c.rn; j++) {
+      emit(`    let w${q}_${j} = wTile[(lid.x + ${tx * j}u) * PITCH + ${q}u];`);
+    }
+    for (let i = 0; i < c.rm; i++) {
+      for (let j = 0; j < c.rn; j++) {
+        emit(`    acc${i}_${j} += ${dotExpr(c.vec, `x${q}_${i}`, `w${q}_${j}`)};`);
+      }
+    }
+  }
+  emit("    workgroupBarrier();");
+  emit("  }");
+  emit("  // Each thread's outputs are strided by the workgroup size, so stores coalesce.");
+  for (let i = 0; i < c.rm; i++) {
+    emit(`  let r${i} = row0 + lid.y + ${ty * i}u;`);
+    emit(`  if (r${i} < m) {`);
+    for (let j = 0; j < c.rn; j++) {
+      emit(`    let c${i}_${j} = col0 + lid.x + ${tx * j}u;`);
+      emit(
+        `    if (c${i}_${j} < N) { Y[yOffset + r${i} * Y_STRIDE + c${i}_${j}] = acc${i}_${j}; }`,
+      );
+    }
+    emit("  }");
+  }
+  emit("}");
+  return lines.join("\n") + "\n";
+}
+
+/** Workgroups to dispatch for m rows: [column tiles, row tiles, batches]. */
+export function tileGrid(c: TileConfig, shape: GemmShape, m: number): [number, number, number] {
+  return [Math.ceil(shape.n / c.bn), Math.ceil(m / c.bm), shape.xOffsets.length];
+}

@@ -1,0 +1,92 @@
+/**
+ * WGSL pieces shared by the kernel families: the header, the bindings and the weight loader
+ * that widens stored weights to f32 vectors.
+ *
+ * Bindings (group 0): 0 = uniform `m` (the runtime row count), 1 = X (f32), 2 = W (stored
+ * type), 3 = Y (f32). Everything else (sizes, offsets, strides) is baked in as constants.
+ *
+ * @module
+ */
+import type { WeightDtype } from "./dtype.ts";
+import type { GemmShape } from "./problem.ts";
+
+/** WGSL type of `vec` f32 values: `f32`, `vec2<f32>` or `vec4<f32>`. */
+export function f32Vec(vec: number): string {
+  return vec === 1 ? "f32" : `vec${vec}<f32>`;
+}
+
+/** WGSL type one weight load reads from storage for `vec` elements. */
+function storedVec(dtype: WeightDtype, vec: number): string {
+  if (dtype === "f32") return f32Vec(vec);
+  return vec === 2 ? "u32" : "vec2<u32>"; // 16-bit values packed two per u32
+}
+
+/** Widening expression of a packed u32 holding two 16-bit values to `vec2<f32>`. */
+function widen(dtype: WeightDtype, u: string): string {
+  return dtype === "f16"
+    ? `unpack2x16float(${u})`
+    : `vec2<f32>(bitcast<f32>(${u} << 16u), bitcast<f32>(${u} & 0xffff0000u))`;
+}
+
+/** `loadW(i)`: the i-th group of `vec` weights (i in vec units), widened to f32. */
+function weightLoader(dtype: WeightDtype, vec: number): string {
+  const t = f32Vec(vec);
+  let body: string;
+  if (dtype === "f32") body = "return W[i];";
+  else if (vec === 2) body = `return ${widen(dtype, "W[i]")};`;
+  else body = `let u = W[i];\n  return vec4<f32>(${widen(dtype, "u.x")}, ${widen(dtype, "u.y")});`;
+  return `fn loadW(i: u32) -> ${t} {\n  ${body}\n}`;
+}
+
+/** The shared top of a kernel: header comment, bindings, shape constants and `loadW`. */
+export function kernelPrelude(
+  title: string,
+  shape: GemmShape,
+  dtype: WeightDtype,
+  vec: number,
+  extensions: string[] = [],
+): string {
+  const batches = shape.xOffsets.length;
+  return [
+    `// ${title}`,
+    `// Y[b][r, c] = sum_k X[b][r, k] * W[b][c, k] for r < m, c < ${shape.n}, k < ${shape.k}, b < ${batches}`,
+    `// weights stored as ${dtype}, loaded ${vec} at a time; offsets and strides in ${vec}-element units`,
+    ...extensions.map((e) => `enable ${e};`),
+    "",
+    "struct Params { m: u32 }",
+    "@group(0) @binding(0) var<uniform> params: Params;",
+    `@group(0) @binding(1) var<storage, read> X: array<${f32Vec(vec)}>;`,
+    `@group(0) @binding(2) var<storage, read> W: array<${storedVec(dtype, vec)}>;`,
+    "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;",
+    "",
+    `const N = ${shape.n}u; // output columns per batch`,
+    `const KV = ${shape.k / vec}u; // reduction length in vectors`,
+    `const X_STRIDE = ${shape.xRowStride / vec}u; // X row stride in vectors`,
+    `const Y_STRIDE = ${shape.yRowStride}u; // Y row stride in elements`,
+    `const W_BATCH = ${(shape.n * shape.k) / vec}u; // W batch stride in vectors`,
+    `const W_OFFSET = ${shape.wOffset / vec}u;`,
+    "",
+    weightLoader(dtype, vec),
+    "",
+  ].join("\n");
+}
+
+/**
+ * Statements that set `xOffset` (vectors) and `yOffset` (elements) for batch `b`: constants
+ * for one batch, a lookup otherwise.
+ */
+export function batchOffsets(shape: GemmShape, vec: number, indent: string): string {
+  const xs = shape.xOffsets.map((x) => x / vec);
+  if (xs.length === 1) {
+    return `${indent}let xOffset = ${xs[0]}u;\n${indent}let yOffset = ${shape.yOffsets[0]}u;\n`;
+  }
+  const list = (a: number[]) => a.map((x) => `${x}u`).join(", ");
+  return `${indent}var xOffsets = array<u32, ${xs.length}>(${list(xs)});\n` +
+    `${indent}var yOffsets = array<u32, ${xs.length}>(${list(shape.yOffsets)});\n` +
+    `${indent}let xOffset = xOffsets[b];\n${indent}let yOffset = yOffsets[b];\n`;
+}
+
+/** `a * b` summed over vector lanes, written for scalars too. */
+export function dotExpr(vec: number, a: string, b: string): string {
+  return vec === 1 ? `${a} * ${b}` : `dot(${a}, ${b})`;
+}

@@ -1,0 +1,68 @@
+/**
+ * Acquiring a GPU device with the features and limits the kernels can use.
+ *
+ * @module
+ */
+import type { DeviceCaps } from "../kernels/config.ts";
+import { deviceCaps } from "../kernels/config.ts";
+
+/** A device, its adapter's description and what kernels may use on it. */
+export interface Gpu {
+  adapter: GPUAdapter;
+  device: GPUDevice;
+  caps: DeviceCaps;
+  timestamps: boolean;
+}
+
+/** No WebGPU adapter could be had. */
+export class NoGpuError extends Error {
+  constructor(detail: string) {
+    super(`Cannot get a WebGPU adapter: ${detail}`);
+    this.name = "NoGpuError";
+  }
+}
+
+/**
+ * Requests the high-performance adapter and a device with timestamp queries, subgroups where
+ * the adapter has them, and the adapter's largest limits for workgroups and buffers.
+ *
+ * @throws {NoGpuError} If there is no adapter.
+ */
+export async function openGpu(): Promise<Gpu> {
+  if (!("gpu" in navigator)) {
+    throw new NoGpuError("navigator.gpu is missing (is this Deno or a WebGPU browser?)");
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new NoGpuError("requestAdapter() returned null (no Vulkan, Metal or D3D12 driver?)");
+  }
+  const l = adapter.limits;
+  const requiredLimits: Record<string, number> = {
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+  };
+  const wanted = ["timestamp-query", "shader-f16"].filter((f) =>
+    adapter.features.has(f)
+  ) as GPUFeatureName[];
+  let device: GPUDevice;
+  try {
+    // Some adapters (wgpu on NVIDIA) grant subgroups without listing them.
+    device = await adapter.requestDevice({
+      requiredFeatures: [...wanted, "subgroups" as GPUFeatureName],
+      requiredLimits,
+    });
+  } catch {
+    device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
+  }
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+  return {
+    adapter,
+    device,
+    caps: deviceCaps(device, info.subgroupMinSize ?? 0),
+    timestamps: device.features.has("timestamp-query"),
+  };
+}

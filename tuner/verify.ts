@@ -1,0 +1,158 @@
+/**
+ * Checks a compiled kernel against the float64 reference: random non-zero inputs, the output
+ * poisoned with NaN first, every computed element compared, and every element the kernel must
+ * not write checked to still hold the poison.
+ *
+ * @module
+ */
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { packWeights, roundWeights } from "../kernels/dtype.ts";
+import type { CompiledKernel } from "../kernels/gpu.ts";
+import {
+  dispatchKernel,
+  kernelBindGroup,
+  paramsBuffer,
+  readBuffer,
+  storageBuffer,
+} from "../kernels/gpu.ts";
+import type { GemmShape } from "../kernels/problem.ts";
+import { errorBound, referenceRows } from "../kernels/reference.ts";
+import { randomNonZero, seededRandom } from "./random.ts";
+
+/** Inputs for checking kernels of one stage at one m, shared by all configs. */
+export interface CheckData {
+  shape: GemmShape;
+  dtype: WeightDtype;
+  m: number;
+  x: Float32Array;
+  wRounded: Float64Array;
+  xBuffer: GPUBuffer;
+  wBuffer: GPUBuffer;
+  yBuffer: GPUBuffer;
+  params: GPUBuffer;
+  /** Rows compared against the reference. */
+  rows: number[];
+  /** Reference values for `rows`, computed once. */
+  reference: ReturnType<typeof referenceRows>;
+}
+
+/** Element counts of X, W and Y that a shape touches at m rows. */
+export function shapeExtents(shape: GemmShape, m: number): { x: number; w: number; y: number } {
+  const batches = shape.xOffsets.length;
+  return {
+    x: (m - 1) * shape.xRowStride + Math.max(...shape.xOffsets) + shape.k,
+    w: shape.wOffset + batches * shape.n * shape.k,
+    y: (m - 1) * shape.yRowStride + Math.max(...shape.yOffsets) + shape.n,
+  };
+}
+
+/** Rows to compare: all of them up to 64, else edges, tile boundaries and a random sample. */
+export function rowsToCheck(m: number, random: () => number): number[] {
+  if (m <= 64) return Array.from({ length: m }, (_, i) => i);
+  const rows = new Set([0, 1, m - 2, m - 1, 63, 64, 127, 128].filter((r) => r < m));
+  while (rows.size < 24) rows.add(Math.floor(random() * m));
+  return [...rows].sort((a, b) => a - b);
+}
+
+/** Uploads random data for a stage at m rows and computes the reference. */
+export function makeCheckData(
+  device: GPUDevice,
+  shape: GemmShape,
+  dtype: WeightDtype,
+  m: number,
+  seed: number,
+): CheckData {
+  const random = seededRandom(seed);
+  const extent = shapeExtents(shape, m);
+  const x = randomNonZero(extent.x, random);
+  const w = randomNonZero(extent.w + (extent.w % 2), random);
+  const wRounded = roundWeights(w, dtype);
+  const rows = rowsToCheck(m, random);
+  return {
+    shape,
+    dtype,
+    m,
+    x,
+    wRounded,
+    xBuffer: storageBuffer(device, x, "check x"),
+    wBuffer: storageBuffer(device, packWeights(w, dtype), "check w"),
+    yBuffer: device.createBuffer({
+      size: Math.max(16, extent.y * 4),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      label: "check y",
+    }),
+    params: paramsBuffer(device, m),
+    rows,
+    reference: referenceRows(shape, x, wRounded, rows),
+  };
+}
+
+/** Frees the check buffers. */
+export function destroyCheckData(data: CheckData): void {
+  for (const b of [data.xBuffer, data.wBuffer, data.yBuffer, data.params]) b.destroy();
+}
+
+/**
+ * Runs a kernel once on the check data and compares.
+ *
+ * @returns `undefined` if it matches, else the first mismatch in words.
+ */
+export async function checkKernel(
+  device: GPUDevice,
+  kernel: CompiledKernel,
+  data: CheckData,
+): Promise<string | undefined> {
+  const { shape, m } = data;
+  const poison = new Float32Array(data.yBuffer.size / 4).fill(NaN);
+  device.queue.writeBuffer(data.yBuffer, 0, poison);
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  const bindGroup = kernelBindGroup(device, {
+    params: data.params,
+    x: data.xBuffer,
+    w: data.wBuffer,
+    y: data.yBuffer,
+  });
+  dispatchKernel(pass, kernel, bindGroup, m);
+  pass.end();
+  device.queue.submit([encoder.finish()]);
+  const y = await readBuffer(device, data.yBuffer);
+  return compareOutput(shape, m, y, data.rows, data.reference);
+}
+
+/** Compares Y with the reference on `rows`, and checks that no other element was written. */
+export function compareOutput(
+  shape: GemmShape,
+  m: number,
+  y: Float32Array,
+  rows: number[],
+  reference: { values: Float64Array; magnitudes: Float64Array },
+): string | undefined {
+  const batches = shape.xOffsets.length;
+  const written = new Uint8Array(y.length);
+  for (let r = 0; r < m; r++) {
+    for (let b = 0; b < batches; b++) {
+      const at = r * shape.yRowStride + shape.yOffsets[b];
+      written.fill(1, at, at + shape.n);
+    }
+  }
+  for (let i = 0; i < y.length; i++) {
+    if (!written[i] && !Number.isNaN(y[i])) return `wrote Y[${i}] = ${y[i]}, outside its output`;
+  }
+  for (let i = 0; i < rows.length; i++) {
+    for (let b = 0; b < batches; b++) {
+      for (let c = 0; c < shape.n; c++) {
+        const at = rows[i] * shape.yRowStride + shape.yOffsets[b] + c;
+        const ref = reference.values[(i * batches + b) * shape.n + c];
+        const bound = errorBound(shape.k, reference.magnitudes[(i * batches + b) * shape.n + c]);
+        const err = Math.abs(y[at] - ref);
+        if (!(err <= bound)) {
+          return `row ${rows[i]} batch ${b} column ${c}: got ${y[at]}, expected ${
+            ref.toPrecision(8)
+          } (error ${err.toExponential(2)} > bound ${bound.toExponential(2)})`;
+        }
+      }
+    }
+  }
+  return undefined;
+}
