@@ -157,10 +157,6 @@ export function configProblem(
     if (shape.k % c.bk !== 0) return `k ${shape.k} is not a multiple of bk ${c.bk}`;
     const tx = c.bn / c.rn, ty = c.bm / c.rm;
     if (tx > caps.maxWorkgroupSizeX || ty > caps.maxWorkgroupSizeY) return "workgroup too wide";
-    const loads = (c.bm + c.bn) * (c.bk / c.vec);
-    if (((c.bm * c.bk) / c.vec) % threads !== 0 || ((c.bn * c.bk) / c.vec) % threads !== 0) {
-      return `the ${loads} tile loads do not split evenly over ${threads} threads`;
-    }
     if (c.rm * c.rn > 128) return "more than 128 accumulators per thread would spill";
   } else {
     if ((shape.k / c.vec) % c.lanes !== 0) {

@@ -17,7 +17,14 @@ export function tileWgsl(c: TileConfig, shape: GemmShape, dtype: WeightDtype): s
   const tx = c.bn / c.rn, ty = c.bm / c.rm, threads = tx * ty;
   const sliceVecs = c.bk / c.vec; // vectors per tile row and k slice
   const pitch = sliceVecs + 1; // padded row pitch in workgroup memory
-  const xLoads = (c.bm * sliceVecs) / threads, wLoads = (c.bn * sliceVecs) / threads;
+  // Loads per thread; where a tile has fewer vectors than threads x loads, the extra threads skip.
+  const xLoads = Math.ceil((c.bm * sliceVecs) / threads),
+    wLoads = Math.ceil((c.bn * sliceVecs) / threads);
+  const guard = (l: number, rows: number) =>
+    (l + 1) * threads > rows * sliceVecs
+      ? `if (li + ${l * threads}u < ${rows * sliceVecs}u) { `
+      : "";
+  const end = (l: number, rows: number) => ((l + 1) * threads > rows * sliceVecs ? " }" : "");
   const vt = f32Vec(c.vec);
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
@@ -56,8 +63,14 @@ export function tileWgsl(c: TileConfig, shape: GemmShape, dtype: WeightDtype): s
     emit(`  ${Array.from({ length: c.rn }, (_, j) => `var acc${i}_${j} = 0.0;`).join(" ")}`);
   }
   emit(`  for (var k = 0u; k < KV; k += ${sliceVecs}u) {`);
-  for (let l = 0; l < xLoads; l++) emit(`    xTile[xr${l} * PITCH + xq${l}] = X[xAt${l} + k];`);
-  for (let l = 0; l < wLoads; l++) emit(`    wTile[wr${l} * PITCH + wq${l}] = loadW(wAt${l} + k);`);
+  for (let l = 0; l < xLoads; l++) {
+    emit(`    ${guard(l, c.bm)}xTile[xr${l} * PITCH + xq${l}] = X[xAt${l} + k];${end(l, c.bm)}`);
+  }
+  for (let l = 0; l < wLoads; l++) {
+    emit(
+      `    ${guard(l, c.bn)}wTile[wr${l} * PITCH + wq${l}] = loadW(wAt${l} + k);${end(l, c.bn)}`,
+    );
+  }
   emit("    workgroupBarrier();");
   for (let q = 0; q < sliceVecs; q++) {
     for (let i = 0; i < c.rm; i++) {

@@ -45,9 +45,9 @@ export async function openGpu(): Promise<Gpu> {
     maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
     maxBufferSize: l.maxBufferSize,
   };
-  const wanted = ["timestamp-query", "shader-f16"].filter((f) =>
+  const wanted = (["timestamp-query", "shader-f16"] as GPUFeatureName[]).filter((f) =>
     adapter.features.has(f)
-  ) as GPUFeatureName[];
+  );
   let device: GPUDevice;
   try {
     // Some adapters (wgpu on NVIDIA) grant subgroups without listing them.

@@ -1,0 +1,67 @@
+/**
+ * The search space: lists of values per knob and family, their cartesian product, and which
+ * configs are worth trying at a given m.
+ *
+ * @module
+ */
+import type { GemvConfig, KernelConfig, TileConfig } from "./config.ts";
+
+/** Values to try for each knob of each family; a family left out is not searched. */
+export interface SearchSpace {
+  tile?: { bm: number[]; bn: number[]; bk: number[]; rm: number[]; rn: number[]; vec: number[] };
+  gemv?: { nc: number[]; lanes: number[]; rm: number[]; vec: number[]; subgroup: boolean[] };
+}
+
+/** The space `deno task tune` searches unless given `--space`. */
+export const DEFAULT_SPACE: SearchSpace = {
+  tile: {
+    bm: [16, 32, 64, 128],
+    bn: [32, 64, 128],
+    bk: [8, 16, 32],
+    rm: [2, 4, 8],
+    rn: [2, 4, 8],
+    vec: [4],
+  },
+  gemv: {
+    nc: [1, 2, 4, 8],
+    lanes: [8, 16, 32, 64],
+    rm: [1, 2, 4, 8],
+    vec: [2, 4],
+    subgroup: [false, true],
+  },
+};
+
+function product<T extends Record<string, unknown[]>>(
+  lists: T,
+): { [K in keyof T]: T[K][number] }[] {
+  let out: Record<string, unknown>[] = [{}];
+  for (const [key, values] of Object.entries(lists)) {
+    out = out.flatMap((partial) => values.map((v) => ({ ...partial, [key]: v })));
+  }
+  return out as { [K in keyof T]: T[K][number] }[];
+}
+
+/** Every config of the space, unvalidated. */
+export function enumerateSpace(space: SearchSpace): KernelConfig[] {
+  const tiles: TileConfig[] = space.tile
+    ? product(space.tile).map((c) => ({ family: "tile" as const, ...c }))
+    : [];
+  const gemvs: GemvConfig[] = space.gemv
+    ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
+    : [];
+  return [...gemvs, ...tiles];
+}
+
+/** Smallest power of two >= x. */
+export function nextPow2(x: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+}
+
+/**
+ * Whether a config is worth timing at m rows: GEMV up to 32 rows with no more rows per
+ * workgroup than m needs; tiles from 8 rows, with tiles no taller than m needs.
+ */
+export function suitsRows(c: KernelConfig, m: number): boolean {
+  if (c.family === "gemv") return m <= 32 && c.rm <= nextPow2(m);
+  return m >= 8 && c.bm <= Math.max(16, nextPow2(m));
+}

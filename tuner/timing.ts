@@ -1,0 +1,141 @@
+/**
+ * GPU timing with timestamp queries. Every await on the GPU costs about 10 ms in Deno, so many
+ * measurements go into one command buffer and come back in one read-back: per item, a few
+ * warm-up passes, then `repeats` passes that each write a timestamp before and after.
+ *
+ * @module
+ */
+
+/** Something to time: records its work into a compute pass; `rep` picks rotating inputs. */
+export interface TimedItem {
+  encode(pass: GPUComputePassEncoder, rep: number): void;
+}
+
+/** Timing statistics of one item, in microseconds. */
+export interface Timing {
+  medianUs: number;
+  /** (90th percentile - 10th percentile) / median, percent: how noisy the samples were. */
+  spreadPct: number;
+  samples: number;
+  /** "gpu" from timestamp queries, "wall" when the device has none (whole batch / repeats). */
+  clock: "gpu" | "wall";
+}
+
+/** How many warm-up and timed passes per item. */
+export interface TimingOptions {
+  warmup: number;
+  repeats: number;
+}
+
+const MAX_QUERIES = 4096;
+
+function quantile(sorted: number[], q: number): number {
+  const at = (sorted.length - 1) * q;
+  const lo = Math.floor(at), hi = Math.ceil(at);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
+}
+
+/** Median and spread of samples in microseconds. */
+export function summarize(samplesUs: number[], clock: "gpu" | "wall"): Timing {
+  const sorted = [...samplesUs].sort((a, b) => a - b);
+  const medianUs = quantile(sorted, 0.5);
+  const spreadPct = medianUs > 0
+    ? ((quantile(sorted, 0.9) - quantile(sorted, 0.1)) / medianUs) * 100
+    : 0;
+  return { medianUs, spreadPct, samples: sorted.length, clock };
+}
+
+/**
+ * Times items on the GPU, batching as many as fit in one query set per submit.
+ *
+ * @returns One timing per item, in order.
+ */
+export async function timeItems(
+  device: GPUDevice,
+  items: TimedItem[],
+  options: TimingOptions,
+): Promise<Timing[]> {
+  if (!device.features.has("timestamp-query")) {
+    return await timeItemsByWallClock(device, items, options);
+  }
+  const perBatch = Math.max(1, Math.floor(MAX_QUERIES / (2 * options.repeats)));
+  const out: Timing[] = [];
+  for (let start = 0; start < items.length; start += perBatch) {
+    const batch = items.slice(start, start + perBatch);
+    const count = batch.length * options.repeats * 2;
+    const querySet = device.createQuerySet({ type: "timestamp", count });
+    const resolve = device.createBuffer({
+      size: count * 8,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const readback = device.createBuffer({
+      size: count * 8,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const encoder = device.createCommandEncoder();
+    let query = 0;
+    for (const item of batch) {
+      for (let rep = 0; rep < options.warmup; rep++) {
+        const pass = encoder.beginComputePass();
+        item.encode(pass, rep);
+        pass.end();
+      }
+      for (let rep = 0; rep < options.repeats; rep++) {
+        const pass = encoder.beginComputePass({
+          timestampWrites: {
+            querySet,
+            beginningOfPassWriteIndex: query,
+            endOfPassWriteIndex: query + 1,
+          },
+        });
+        item.encode(pass, options.warmup + rep);
+        pass.end();
+        query += 2;
+      }
+    }
+    encoder.resolveQuerySet(querySet, 0, count, resolve, 0);
+    encoder.copyBufferToBuffer(resolve, 0, readback, 0, count * 8);
+    device.queue.submit([encoder.finish()]);
+    await readback.mapAsync(GPUMapMode.READ);
+    const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
+    readback.unmap();
+    for (const b of [resolve, readback]) b.destroy();
+    querySet.destroy();
+    batch.forEach((_, i) => {
+      const samples: number[] = [];
+      for (let rep = 0; rep < options.repeats; rep++) {
+        const at = (i * options.repeats + rep) * 2;
+        samples.push(Number(stamps[at + 1] - stamps[at]) / 1000);
+      }
+      out.push(summarize(samples, "gpu"));
+    });
+  }
+  return out;
+}
+
+/** Fallback without timestamp queries: one submit per item, wall-clock time / repeats. */
+async function timeItemsByWallClock(
+  device: GPUDevice,
+  items: TimedItem[],
+  options: TimingOptions,
+): Promise<Timing[]> {
+  const out: Timing[] = [];
+  for (const item of items) {
+    const run = async (reps: number, first: number) => {
+      const encoder = device.createCommandEncoder();
+      for (let rep = 0; rep < reps; rep++) {
+        const pass = encoder.beginComputePass();
+        item.encode(pass, first + rep);
+        pass.end();
+      }
+      device.queue.submit([encoder.finish()]);
+      await device.queue.onSubmittedWorkDone();
+    };
+    await run(options.warmup, 0);
+    const t0 = performance.now();
+    await run(options.repeats, options.warmup);
+    const us = ((performance.now() - t0) * 1000) / options.repeats;
+    out.push({ medianUs: us, spreadPct: 0, samples: 1, clock: "wall" });
+  }
+  return out;
+}
