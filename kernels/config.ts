@@ -135,13 +135,19 @@ export function configProblem(
     ? [c.bm, c.bn, c.bk, c.rm, c.rn, c.vec]
     : [c.nc, c.lanes, c.rm, c.vec];
   if (!ints.every(pow2)) return "every size must be a power of two";
-  if (![1, 2, 4].includes(c.vec)) return `vec ${c.vec} is not 1, 2 or 4`;
-  if (dtype !== "f32" && c.vec < 2) {
-    return `${dtype} weights are packed in pairs: vec must be 2 or 4`;
+  if (![1, 2, 4, 8].includes(c.vec)) return `vec ${c.vec} is not 1, 2, 4 or 8`;
+  if (c.vec === 8 && (dtype === "f32" || c.family !== "gemv")) {
+    return "vec 8 is for gemv with 16-bit weights";
   }
-  const alignment = [shape.k, shape.xRowStride, ...shape.xOffsets, shape.wOffset];
-  if (alignment.some((x) => x % c.vec !== 0)) {
-    return `k, the input offsets and strides must be multiples of vec ${c.vec}`;
+  if (dtype !== "f32" && c.vec < 2) {
+    return `${dtype} weights are packed in pairs: vec must be 2, 4 or 8`;
+  }
+  const xAlign = Math.min(c.vec, 4); // X is read at most four floats at a time
+  if ([shape.k, shape.wOffset].some((x) => x % c.vec !== 0)) {
+    return `k must be a multiple of vec ${c.vec}`;
+  }
+  if ([shape.xRowStride, ...shape.xOffsets].some((x) => x % xAlign !== 0)) {
+    return `the input's offsets and row stride must be multiples of ${xAlign}`;
   }
   const threads = workgroupThreads(c);
   if (threads > caps.maxInvocations) {

@@ -26,7 +26,7 @@ export function gemvWgsl(c: GemvConfig, shape: GemmShape, dtype: WeightDtype): s
   const unroll = unrollFactor(steps);
   const vt = f32Vec(c.vec);
   const sum = (v: string) =>
-    c.vec === 1 ? v : c.vec === 2 ? `${v}.x + ${v}.y` : `(${v}.x + ${v}.y) + (${v}.z + ${v}.w)`;
+    c.vec === 1 ? v : c.vec === 2 ? `${v}.x + ${v}.y` : `(${v}.x + ${v}.y) + (${v}.z + ${v}.w)`; // vec 8 accumulates in a vec4
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
 
@@ -52,10 +52,18 @@ export function gemvWgsl(c: GemvConfig, shape: GemmShape, dtype: WeightDtype): s
     emit(`  var acc${r} = ${vt}(0.0);`);
   }
   emit(`  for (var q = lane; q < KV; q += ${unroll * c.lanes}u) {`);
+  emit("    // All weight loads first, so that they are in flight together.");
+  const at = (u: number) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
+  for (let u = 0; u < unroll; u++) emit(`    let w${u} = loadW(wRow + ${at(u)});`);
   for (let u = 0; u < unroll; u++) {
-    const at = u === 0 ? "q" : `q + ${u * c.lanes}u`;
-    emit(`    let w${u} = loadW(wRow + ${at});`);
-    for (let r = 0; r < c.rm; r++) emit(`    acc${r} = fma(X[x${r} + ${at}], w${u}, acc${r});`);
+    for (let r = 0; r < c.rm; r++) {
+      if (c.vec === 8) {
+        emit(`    acc${r} = fma(X[x${r} + 2u * (${at(u)})], w${u}.lo, acc${r});`);
+        emit(`    acc${r} = fma(X[x${r} + 2u * (${at(u)}) + 1u], w${u}.hi, acc${r});`);
+      } else {
+        emit(`    acc${r} = fma(X[x${r} + ${at(u)}], w${u}, acc${r});`);
+      }
+    }
   }
   emit("  }");
   if (c.subgroup) {

@@ -26,7 +26,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     nc: [1, 2, 4, 8],
     lanes: [8, 16, 32, 64],
     rm: [1, 2, 4, 8],
-    vec: [2, 4],
+    vec: [2, 4, 8],
     subgroup: [false, true],
   },
 };

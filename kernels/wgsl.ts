@@ -10,15 +10,20 @@
 import type { WeightDtype } from "./dtype.ts";
 import type { GemmShape } from "./problem.ts";
 
-/** WGSL type of `vec` f32 values: `f32`, `vec2<f32>` or `vec4<f32>`. */
+/** WGSL type of `vec` f32 values: `f32`, `vec2<f32>` or `vec4<f32>` (X is read as at most vec4). */
 export function f32Vec(vec: number): string {
-  return vec === 1 ? "f32" : `vec${vec}<f32>`;
+  return vec === 1 ? "f32" : `vec${Math.min(vec, 4)}<f32>`;
+}
+
+/** Elements per X load: X is f32, read at most four at a time. */
+export function xVec(vec: number): number {
+  return Math.min(vec, 4);
 }
 
 /** WGSL type one weight load reads from storage for `vec` elements. */
 function storedVec(dtype: WeightDtype, vec: number): string {
   if (dtype === "f32") return f32Vec(vec);
-  return vec === 2 ? "u32" : "vec2<u32>"; // 16-bit values packed two per u32
+  return vec === 2 ? "u32" : `vec${vec / 2}<u32>`; // 16-bit values packed two per u32
 }
 
 /** Widening expression of a packed u32 holding two 16-bit values to `vec2<f32>`. */
@@ -28,8 +33,22 @@ function widen(dtype: WeightDtype, u: string): string {
     : `vec2<f32>(bitcast<f32>(${u} << 16u), bitcast<f32>(${u} & 0xffff0000u))`;
 }
 
-/** `loadW(i)`: the i-th group of `vec` weights (i in vec units), widened to f32. */
+/**
+ * `loadW(i)`: the i-th group of `vec` weights (i in vec units), widened to f32; eight 16-bit
+ * weights come back as a `Wide8` pair of vec4s.
+ */
 function weightLoader(dtype: WeightDtype, vec: number): string {
+  if (vec === 8) {
+    return [
+      "struct Wide8 { lo: vec4<f32>, hi: vec4<f32> }",
+      "fn loadW(i: u32) -> Wide8 {",
+      "  let u = W[i];",
+      `  return Wide8(vec4<f32>(${widen(dtype, "u.x")}, ${widen(dtype, "u.y")}), vec4<f32>(${
+        widen(dtype, "u.z")
+      }, ${widen(dtype, "u.w")}));`,
+      "}",
+    ].join("\n");
+  }
   const t = f32Vec(vec);
   let body: string;
   if (dtype === "f32") body = "return W[i];";
@@ -44,14 +63,12 @@ export function kernelPrelude(
   shape: GemmShape,
   dtype: WeightDtype,
   vec: number,
-  extensions: string[] = [],
 ): string {
   const batches = shape.xOffsets.length;
   return [
     `// ${title}`,
     `// Y[b][r, c] = sum_k X[b][r, k] * W[b][c, k] for r < m, c < ${shape.n}, k < ${shape.k}, b < ${batches}`,
-    `// weights stored as ${dtype}, loaded ${vec} at a time; offsets and strides in ${vec}-element units`,
-    ...extensions.map((e) => `enable ${e};`),
+    `// weights stored as ${dtype}, loaded ${vec} at a time; X read ${xVec(vec)} at a time`,
     "",
     "struct Params { m: u32 }",
     "@group(0) @binding(0) var<uniform> params: Params;",
@@ -60,8 +77,8 @@ export function kernelPrelude(
     "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;",
     "",
     `const N = ${shape.n}u; // output columns per batch`,
-    `const KV = ${shape.k / vec}u; // reduction length in vectors`,
-    `const X_STRIDE = ${shape.xRowStride / vec}u; // X row stride in vectors`,
+    `const KV = ${shape.k / vec}u; // reduction length in weight vectors`,
+    `const X_STRIDE = ${shape.xRowStride / xVec(vec)}u; // X row stride in X vectors`,
     `const Y_STRIDE = ${shape.yRowStride}u; // Y row stride in elements`,
     `const W_BATCH = ${(shape.n * shape.k) / vec}u; // W batch stride in vectors`,
     `const W_OFFSET = ${shape.wOffset / vec}u;`,
@@ -76,7 +93,7 @@ export function kernelPrelude(
  * for one batch, a lookup otherwise.
  */
 export function batchOffsets(shape: GemmShape, vec: number, indent: string): string {
-  const xs = shape.xOffsets.map((x) => x / vec);
+  const xs = shape.xOffsets.map((x) => x / xVec(vec));
   if (xs.length === 1) {
     return `${indent}let xOffset = ${xs[0]}u;\n${indent}let yOffset = ${shape.yOffsets[0]}u;\n`;
   }

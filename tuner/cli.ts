@@ -38,7 +38,7 @@ Options:
   --seed <n>           seed for data and random search (default: random, printed)
   --space <file>       search space YAML (default: the built-in space)
   --cache-dir <dir>    where cache files go (default cache)
-  --log <file>         trial log (default cache/logs/<gpu>/<problem>-<dtype>.jsonl)
+  --log-dir <dir>      trial logs, one <problem>-<dtype>.jsonl each (default <cache-dir>/logs/<gpu>)
   --warmup <n>         untimed runs before timing each config (default 3)
   --repeats <n>        timed runs per config; the median is kept (default 20)
   --rotate-mb <n>      weight megabytes to rotate through, beyond the L2 (default 160)
@@ -68,7 +68,7 @@ export interface CliOptions {
   seed: number;
   space?: string;
   cacheDir: string;
-  log?: string;
+  logDir?: string;
   warmup: number;
   repeats: number;
   rotateMb: number;
@@ -112,7 +112,7 @@ export function parseCli(args: string[]): CliOptions {
         seed: { type: "string" },
         space: { type: "string" },
         "cache-dir": { type: "string", default: "cache" },
-        log: { type: "string" },
+        "log-dir": { type: "string" },
         warmup: { type: "string", default: "3" },
         repeats: { type: "string", default: "20" },
         "rotate-mb": { type: "string", default: "160" },
@@ -157,7 +157,7 @@ export function parseCli(args: string[]): CliOptions {
       : positiveInt("seed", values.seed),
     space: values.space,
     cacheDir: values["cache-dir"],
-    log: values.log,
+    logDir: values["log-dir"],
     warmup: positiveInt("warmup", values.warmup),
     repeats: positiveInt("repeats", values.repeats),
     rotateMb: positiveInt("rotate-mb", values["rotate-mb"]),
@@ -222,8 +222,8 @@ async function main(args: string[]): Promise<number> {
   );
   for (const dtype of options.dtypes) {
     const gpuSlug = cacheFileName(fingerprint).replace(/\.json$/, "");
-    const logPath = options.log ??
-      `${options.cacheDir}/logs/${gpuSlug}/${spec.name}-${dtype}.jsonl`;
+    const logDir = options.logDir ?? `${options.cacheDir}/logs/${gpuSlug}`;
+    const logPath = `${logDir}/${spec.name}-${dtype}.jsonl`;
     const log = await TrialLog.open(logPath);
     const bar = options.quiet ? undefined : new cliProgress.SingleBar({
       format:
