@@ -1,0 +1,240 @@
+import assert from "node:assert/strict";
+import type { DeviceCaps, GemvConfig, KernelConfig, TileConfig } from "../kernels/config.ts";
+import {
+  configName,
+  configProblem,
+  parseConfigName,
+  workgroupBytes,
+  workgroupThreads,
+} from "../kernels/config.ts";
+import type { GemmShape } from "../kernels/problem.ts";
+import { batchedShape, fusedShape, kimiLinearSpec } from "../kernels/problem.ts";
+import { DEFAULT_SPACE, enumerateSpace, nextPow2, suitsRows } from "../kernels/space.ts";
+
+/** WebGPU's default limits, without subgroups. */
+const CAPS: DeviceCaps = {
+  maxInvocations: 256,
+  maxWorkgroupSizeX: 256,
+  maxWorkgroupSizeY: 256,
+  maxWorkgroupStorage: 16384,
+  maxStorageBinding: 128 << 20,
+  maxWorkgroupsPerDimension: 65535,
+  subgroups: false,
+  subgroupMinSize: 0,
+};
+const SUBGROUP_CAPS: DeviceCaps = { ...CAPS, subgroups: true, subgroupMinSize: 32 };
+
+function shape(k: number, extra: Partial<GemmShape> = {}): GemmShape {
+  return {
+    k,
+    n: 64,
+    xOffsets: [0],
+    xRowStride: k,
+    wOffset: 0,
+    yOffsets: [0],
+    yRowStride: 64,
+    ...extra,
+  };
+}
+
+const tile = (c: Partial<TileConfig> = {}): TileConfig => ({
+  family: "tile",
+  bm: 32,
+  bn: 32,
+  bk: 8,
+  rm: 4,
+  rn: 4,
+  vec: 4,
+  ...c,
+});
+const gemv = (c: Partial<GemvConfig> = {}): GemvConfig => ({
+  family: "gemv",
+  nc: 4,
+  lanes: 16,
+  rm: 1,
+  vec: 4,
+  subgroup: false,
+  ...c,
+});
+
+Deno.test("configName() writes the documented names of both families", () => {
+  assert.equal(
+    configName({ family: "tile", bm: 64, bn: 64, bk: 16, rm: 4, rn: 4, vec: 4 }),
+    "tile-bm64-bn64-bk16-rm4-rn4-v4",
+  );
+  assert.equal(configName(gemv()), "gemv-nc4-l16-rm1-v4");
+  assert.equal(configName(gemv({ subgroup: true, lanes: 32 })), "gemv-nc4-l32-rm1-v4-sg");
+});
+
+Deno.test("parseConfigName() inverts configName() for every config of the default space", () => {
+  const space = enumerateSpace(DEFAULT_SPACE);
+  assert.ok(space.some((c) => c.family === "tile") && space.some((c) => c.family === "gemv"));
+  const names = new Set<string>();
+  for (const c of space) {
+    const name = configName(c);
+    assert.deepEqual(parseConfigName(name), c, name);
+    names.add(name);
+  }
+  assert.equal(names.size, space.length, "names are unique");
+});
+
+Deno.test("parseConfigName() rejects names that are not config names with a SyntaxError", () => {
+  for (
+    const bad of [
+      "nope",
+      "",
+      "tile-bm64",
+      "gemv-nc4-l16-rm1-v4-sg-extra",
+      "tile-bm-1-bn2-bk2-rm1-rn1-v1",
+    ]
+  ) {
+    assert.throws(() => parseConfigName(bad), SyntaxError, JSON.stringify(bad));
+  }
+});
+
+Deno.test("workgroupThreads() and workgroupBytes() count what each family declares", () => {
+  assert.equal(workgroupThreads(tile({ bm: 64, bn: 32, rm: 4, rn: 2 })), 16 * 16);
+  assert.equal(workgroupThreads(gemv({ nc: 8, lanes: 32 })), 256);
+  // (bm + bn) rows of (bk / vec + 1) padded vectors of 4 floats.
+  assert.equal(workgroupBytes(tile({ bm: 32, bn: 32, bk: 8, vec: 4 })), 64 * 3 * 4 * 4);
+  assert.equal(workgroupBytes(gemv({ nc: 4, lanes: 16, rm: 2 })), 2 * 64 * 4);
+  assert.equal(workgroupBytes(gemv({ subgroup: true })), 0);
+});
+
+Deno.test("configProblem() accepts plain valid configs of both families", () => {
+  assert.equal(configProblem(tile(), shape(64), "f32", CAPS), undefined);
+  assert.equal(configProblem(tile(), shape(64), "f16", CAPS), undefined);
+  assert.equal(configProblem(gemv(), shape(64), "bf16", CAPS), undefined);
+  assert.equal(configProblem(gemv({ subgroup: true }), shape(64), "f32", SUBGROUP_CAPS), undefined);
+  const kimi = kimiLinearSpec({ tp: 4 });
+  assert.equal(configProblem(tile(), fusedShape(kimi), "f16", CAPS), undefined);
+  assert.equal(configProblem(gemv(), batchedShape(kimi)!, "f16", CAPS), undefined);
+});
+
+Deno.test("configProblem() rejects more threads than the device allows", () => {
+  const c = tile({ bm: 64, bn: 64, rm: 2, rn: 2, bk: 4 }); // 32 x 32 threads
+  const reason = configProblem(c, shape(64), "f32", CAPS);
+  assert.match(reason ?? "", /1024 threads .* 256/);
+  assert.equal(
+    configProblem(c, shape(64), "f32", {
+      ...CAPS,
+      maxInvocations: 1024,
+      maxWorkgroupSizeX: 1024,
+      maxWorkgroupSizeY: 1024,
+    }),
+    undefined,
+  );
+  assert.match(configProblem(gemv({ nc: 8, lanes: 64 }), shape(64), "f32", CAPS) ?? "", /threads/);
+});
+
+Deno.test("configProblem() rejects more workgroup memory than the device allows", () => {
+  const c = tile({ bm: 128, bn: 128, bk: 32, rm: 8, rn: 8 }); // 256 threads, 36 KiB
+  const reason = configProblem(c, shape(64), "f32", CAPS);
+  assert.match(reason ?? "", /36864 bytes of workgroup memory/);
+  const big = configProblem(c, shape(64), "f32", { ...CAPS, maxWorkgroupStorage: 65536 });
+  assert.equal(big, undefined);
+  const g = gemv({ nc: 4, lanes: 64, rm: 16 }); // 16 * 256 * 4 = 16 KiB
+  assert.match(
+    configProblem(g, shape(256), "f32", { ...CAPS, maxWorkgroupStorage: 8192 }) ?? "",
+    /workgroup memory/,
+  );
+});
+
+Deno.test("configProblem() rejects a vec that does not divide k, the offsets or the strides", () => {
+  assert.match(configProblem(tile({ vec: 4 }), shape(66), "f32", CAPS) ?? "", /multiple/);
+  assert.match(
+    configProblem(gemv({ vec: 4, lanes: 8 }), shape(64, { xOffsets: [0, 2] }), "f32", CAPS) ?? "",
+    /multiple/,
+  );
+  assert.match(
+    configProblem(gemv({ vec: 4, lanes: 8 }), shape(64, { xRowStride: 66 }), "f32", CAPS) ?? "",
+    /multiple/,
+  );
+  assert.match(
+    configProblem(gemv({ vec: 4, lanes: 8 }), shape(64, { wOffset: 6 }), "f32", CAPS) ?? "",
+    /multiple/,
+  );
+  // The same offsets are fine with vec 2.
+  assert.equal(
+    configProblem(
+      gemv({ vec: 2, lanes: 8 }),
+      shape(64, { xOffsets: [0, 2], wOffset: 6 }),
+      "f32",
+      CAPS,
+    ),
+    undefined,
+  );
+});
+
+Deno.test("configProblem() rejects vec 1 with 16-bit weights, which are packed in pairs", () => {
+  for (const dtype of ["f16", "bf16"] as const) {
+    assert.match(
+      configProblem(gemv({ vec: 1 }), shape(64), dtype, CAPS) ?? "",
+      /packed in pairs/,
+    );
+    assert.match(
+      configProblem(tile({ vec: 1 }), shape(64), dtype, CAPS) ?? "",
+      /packed in pairs/,
+    );
+  }
+  assert.equal(configProblem(gemv({ vec: 1 }), shape(64), "f32", CAPS), undefined);
+});
+
+Deno.test("configProblem() rejects a k that is not a multiple of bk", () => {
+  assert.match(configProblem(tile({ bk: 16 }), shape(72), "f32", CAPS) ?? "", /k 72 .* bk 16/);
+  assert.equal(configProblem(tile({ bk: 8 }), shape(72), "f32", CAPS), undefined);
+});
+
+Deno.test("configProblem() rejects gemv lanes that do not divide k / vec", () => {
+  // k / vec = 24, not a multiple of 16 lanes.
+  assert.match(configProblem(gemv({ lanes: 16 }), shape(96), "f32", CAPS) ?? "", /16 lanes/);
+  assert.equal(configProblem(gemv({ lanes: 8 }), shape(96), "f32", CAPS), undefined);
+});
+
+Deno.test("configProblem() rejects subgroup reduction on a device without subgroups", () => {
+  assert.match(
+    configProblem(gemv({ subgroup: true }), shape(64), "f32", CAPS) ?? "",
+    /no subgroups/,
+  );
+  // More lanes than the smallest subgroup cannot be reduced by one subgroup.
+  assert.match(
+    configProblem(gemv({ subgroup: true, lanes: 64 }), shape(256), "f32", SUBGROUP_CAPS) ?? "",
+    /64 lanes exceed the smallest subgroup \(32\)/,
+  );
+});
+
+Deno.test("configProblem() rejects sizes that are not powers of two and oversized blocks", () => {
+  assert.match(configProblem(tile({ bm: 48 }), shape(64), "f32", CAPS) ?? "", /power of two/);
+  assert.match(configProblem(gemv({ vec: 16 }), shape(64), "f32", CAPS) ?? "", /vec 16/);
+  assert.match(configProblem(tile({ rm: 64, bm: 32 }), shape(64), "f32", CAPS) ?? "", /rm and rn/);
+  assert.match(configProblem(tile({ bk: 2, vec: 4 }), shape(64), "f32", CAPS) ?? "", /bk/);
+  assert.match(
+    configProblem(gemv({ rm: 32, lanes: 8, nc: 1 }), shape(64), "f32", CAPS) ?? "",
+    /16 rows/,
+  );
+});
+
+Deno.test("suitsRows() sends few rows to gemv and many rows to tiles", () => {
+  assert.equal(suitsRows(gemv({ rm: 1 }), 1), true);
+  assert.equal(suitsRows(gemv({ rm: 4 }), 1), false, "more rows per workgroup than m needs");
+  assert.equal(suitsRows(gemv({ rm: 4 }), 3), true);
+  assert.equal(suitsRows(gemv({ rm: 1 }), 64), false);
+  assert.equal(suitsRows(tile({ bm: 16 }), 4), false);
+  assert.equal(suitsRows(tile({ bm: 16 }), 8), true);
+  assert.equal(suitsRows(tile({ bm: 128 }), 16), false);
+  assert.equal(suitsRows(tile({ bm: 128 }), 100), true);
+  assert.deepEqual([0, 1, 3, 4, 5, 100].map(nextPow2), [1, 1, 4, 4, 8, 128]);
+});
+
+Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
+  const configs: KernelConfig[] = enumerateSpace({
+    gemv: { nc: [1, 2], lanes: [8], rm: [1, 2, 4], vec: [4], subgroup: [false, true] },
+  });
+  assert.equal(configs.length, 12);
+  assert.ok(configs.every((c) => c.family === "gemv"));
+  const t = DEFAULT_SPACE.tile!, g = DEFAULT_SPACE.gemv!;
+  const expected = t.bm.length * t.bn.length * t.bk.length * t.rm.length * t.rn.length *
+      t.vec.length +
+    g.nc.length * g.lanes.length * g.rm.length * g.vec.length * g.subgroup.length;
+  assert.equal(enumerateSpace(DEFAULT_SPACE).length, expected);
+});

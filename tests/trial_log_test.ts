@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import type { Trial } from "../tuner/trial_log.ts";
+import { readTrials, TrialLog } from "../tuner/trial_log.ts";
+
+function trial(config: string, extra: Partial<Trial> = {}): Trial {
+  return {
+    generator: 1,
+    target: "fused",
+    bucket: 4,
+    config,
+    outcome: "ok",
+    medianUs: 12.5,
+    spreadPct: 3,
+    samples: 20,
+    clock: "gpu",
+    at: "2025-01-01T00:00:00.000Z",
+    ...extra,
+  };
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "trial_log_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("readTrials() of a missing log is empty", async () => {
+  await withTempDir(async (dir) => {
+    assert.deepEqual(await readTrials(`${dir}/none.jsonl`), []);
+  });
+});
+
+Deno.test("TrialLog appends one JSON line per trial and a reopened log reads them back", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sub/dir/log.jsonl`; // open() creates the folder
+    const log = await TrialLog.open(path);
+    assert.equal(log.path, path);
+    assert.equal(log.trials.length, 0);
+    await log.append(trial("a"));
+    await log.append(trial("b", { outcome: "verify", reason: "row 0 wrong", medianUs: undefined }));
+    const text = await Deno.readTextFile(path);
+    assert.equal(text.split("\n").length, 3, "two lines, each ending in a newline");
+    assert.ok(text.endsWith("\n"));
+    const again = await TrialLog.open(path);
+    assert.equal(again.trials.length, 2);
+    assert.deepEqual(again.trials[0], trial("a"));
+    assert.equal(again.trials[1].reason, "row 0 wrong");
+  });
+});
+
+Deno.test("TrialLog.find() matches generator, target, bucket and config, latest first", async () => {
+  await withTempDir(async (dir) => {
+    const log = await TrialLog.open(`${dir}/log.jsonl`);
+    await log.append(trial("a", { medianUs: 10 }));
+    await log.append(trial("a", { medianUs: 20 }));
+    await log.append(trial("a", { bucket: null, outcome: "invalid", reason: "too big" }));
+    await log.append(trial("a", { generator: 2, medianUs: 30 }));
+    await log.append(trial("a", { target: "batched", medianUs: 40 }));
+    assert.equal(log.find("fused", 4, "a", 1)?.medianUs, 20, "the latest of two");
+    assert.equal(log.find("fused", null, "a", 1)?.outcome, "invalid");
+    assert.equal(log.find("fused", 4, "a", 2)?.medianUs, 30);
+    assert.equal(log.find("batched", 4, "a", 1)?.medianUs, 40);
+    assert.equal(log.find("fused", 8, "a", 1), undefined, "other bucket");
+    assert.equal(log.find("fused", 4, "b", 1), undefined, "other config");
+    assert.equal(log.find("fused", 4, "a", 3), undefined, "other generator");
+    const reopened = await TrialLog.open(`${dir}/log.jsonl`);
+    assert.equal(reopened.find("fused", 4, "a", 1)?.medianUs, 20);
+  });
+});
+
+Deno.test("a torn last line from a kill mid-write is skipped and the next append starts a fresh line", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    const log = await TrialLog.open(path);
+    await log.append(trial("a"));
+    await log.append(trial("b"));
+    // Simulate a kill in the middle of writing the third line.
+    const torn = JSON.stringify(trial("c")).slice(0, 25);
+    await Deno.writeTextFile(path, torn, { append: true });
+    const read = await readTrials(path);
+    assert.deepEqual(read.map((t) => t.config), ["a", "b"]);
+    const resumed = await TrialLog.open(path);
+    assert.deepEqual(resumed.trials.map((t) => t.config), ["a", "b"]);
+    await resumed.append(trial("d"));
+    const lines = (await Deno.readTextFile(path)).split("\n");
+    assert.equal(lines[2], torn, "the torn line is left alone");
+    assert.equal(JSON.parse(lines[3]).config, "d", "the new trial is on a line of its own");
+  });
+});
+
+// KNOWN BUG (tuner/trial_log.ts, TrialLog.open): the torn line is ended with "\n" instead of
+// being cut off, so after the next append it sits in the middle of the log and every later
+// readTrials() throws: a run killed once can be resumed once, then never again.
+Deno.test({
+  name: "KNOWN BUG: a log resumed after a torn line can be resumed again",
+  ignore: !Deno.env.get("KNOWN_BUGS"),
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/log.jsonl`;
+      const log = await TrialLog.open(path);
+      await log.append(trial("a"));
+      await Deno.writeTextFile(path, JSON.stringify(trial("b")).slice(0, 25), { append: true });
+      const resumed = await TrialLog.open(path);
+      await resumed.append(trial("c"));
+      const again = await TrialLog.open(path);
+      assert.deepEqual(again.trials.map((t) => t.config), ["a", "c"]);
+    });
+  },
+});
+
+Deno.test("readTrials() throws a SyntaxError naming the line for a bad line in the middle", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    const good = JSON.stringify(trial("a"));
+    await Deno.writeTextFile(path, `${good}\nnot json\n${good}\n`);
+    await assert.rejects(readTrials(path), (e: unknown) => {
+      assert.ok(e instanceof SyntaxError);
+      assert.match(e.message, /line 2/);
+      assert.ok(e.message.includes(path));
+      return true;
+    });
+    await assert.rejects(TrialLog.open(path), SyntaxError);
+  });
+});
+
+Deno.test("readTrials() skips blank lines", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    const good = JSON.stringify(trial("a"));
+    await Deno.writeTextFile(path, `\n${good}\n\n${good}\n\n`);
+    assert.equal((await readTrials(path)).length, 2);
+  });
+});
