@@ -1,0 +1,178 @@
+/**
+ * Generated kernels against the float64 reference on the real (software) GPU: a seeded random
+ * sample of the default search space, on the stage shapes of problems/tiny.yaml and a k = 128
+ * shape, at ragged row counts. Set KERNEL_TEST_SEED to replay a run; the seed is printed.
+ */
+import assert from "node:assert/strict";
+import type { KernelConfig } from "../kernels/config.ts";
+import { configName, configProblem } from "../kernels/config.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import { compileKernel } from "../kernels/gpu.ts";
+import type { GemmShape } from "../kernels/problem.ts";
+import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
+import { referenceRows } from "../kernels/reference.ts";
+import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
+import { openGpu } from "../tuner/gpu_device.ts";
+import { seededRandom, shuffled } from "../tuner/random.ts";
+import {
+  checkKernel,
+  compareOutput,
+  destroyCheckData,
+  makeCheckData,
+  shapeExtents,
+} from "../tuner/verify.ts";
+import { loadProblem } from "../tuner/yaml_file.ts";
+
+const SEED = Number(Deno.env.get("KERNEL_TEST_SEED") ?? Date.now() % 2 ** 31);
+const PER_FAMILY = 12;
+const ROWS = [1, 3, 37];
+
+const tiny = await loadProblem(new URL("../problems/tiny.yaml", import.meta.url).pathname);
+const unfused = unfusedShapes(tiny);
+const SHAPES: [string, GemmShape][] = [
+  ["tiny fused", fusedShape(tiny)],
+  ["tiny batched (strided in-place read)", batchedShape(tiny)!],
+  ["tiny unfused segment b", unfused[1].shape],
+  ["k=128 fused", fusedShape({ name: "k128", k: 128, segments: [{ name: "a", n: 100 }] })],
+];
+
+const gpu = await openGpu();
+
+const options = { sanitizeResources: false, sanitizeOps: false };
+
+/** The seeded sample for one dtype: up to PER_FAMILY valid configs of each family per shape. */
+function sample(dtype: WeightDtype, shape: GemmShape): KernelConfig[] {
+  const order = shuffled(enumerateSpace(DEFAULT_SPACE), seededRandom(SEED));
+  const out: KernelConfig[] = [];
+  const count = { tile: 0, gemv: 0 };
+  for (const c of order) {
+    if (count[c.family] >= PER_FAMILY) continue;
+    if (configProblem(c, shape, dtype, gpu.caps)) continue;
+    count[c.family]++;
+    out.push(c);
+  }
+  return out;
+}
+
+for (const dtype of WEIGHT_DTYPES) {
+  Deno.test({
+    name: `sampled kernels with ${dtype} weights match the float64 reference on every shape`,
+    ...options,
+    fn: async () => {
+      console.log(`KERNEL_TEST_SEED=${SEED}`);
+      const failures: string[] = [];
+      let checked = 0;
+      for (const [what, shape] of SHAPES) {
+        const configs = sample(dtype, shape);
+        assert.ok(
+          configs.some((c) => c.family === "tile") && configs.some((c) => c.family === "gemv"),
+          `both families have valid configs on ${what}`,
+        );
+        const data = ROWS.map((m, i) => makeCheckData(gpu.device, shape, dtype, m, SEED + i));
+        try {
+          for (const config of configs) {
+            const name = configName(config);
+            let kernel;
+            try {
+              kernel = await compileKernel(gpu.device, config, shape, dtype);
+            } catch (e) {
+              failures.push(`${what} ${name}: ${(e as Error).message}`);
+              continue;
+            }
+            for (const d of data) {
+              const mismatch = await checkKernel(gpu.device, kernel, d);
+              checked++;
+              if (mismatch) failures.push(`${what} m=${d.m} ${name}: ${mismatch}`);
+            }
+          }
+        } finally {
+          data.forEach(destroyCheckData);
+        }
+      }
+      assert.ok(checked >= SHAPES.length * ROWS.length * 8, `checked only ${checked} kernels`);
+      assert.deepEqual(failures, [], `KERNEL_TEST_SEED=${SEED}`);
+    },
+  });
+}
+
+/** A correct Y for a shape: reference values in place, NaN poison everywhere else. */
+function correctOutput(shape: GemmShape, m: number) {
+  const random = seededRandom(7);
+  const extent = shapeExtents(shape, m);
+  const x = Float32Array.from({ length: extent.x }, () => random() - 0.5);
+  const w = Float64Array.from({ length: extent.w }, () => random() - 0.5);
+  const rows = Array.from({ length: m }, (_, i) => i);
+  const reference = referenceRows(shape, x, w, rows);
+  const y = new Float32Array(extent.y + 5).fill(NaN);
+  const batches = shape.xOffsets.length;
+  for (const r of rows) {
+    for (let b = 0; b < batches; b++) {
+      for (let c = 0; c < shape.n; c++) {
+        y[r * shape.yRowStride + shape.yOffsets[b] + c] =
+          reference.values[(r * batches + b) * shape.n + c];
+      }
+    }
+  }
+  return { y, rows, reference };
+}
+
+Deno.test("compareOutput() accepts a correct output and catches one wrong element", () => {
+  const shape = batchedShape(tiny)!;
+  const m = 3;
+  const { y, rows, reference } = correctOutput(shape, m);
+  assert.equal(compareOutput(shape, m, y, rows, reference), undefined);
+  const at = 2 * shape.yRowStride + shape.yOffsets[1] + 5; // row 2, batch 1, column 5
+  const wrong = y.slice();
+  wrong[at] += 1e-3;
+  assert.match(compareOutput(shape, m, wrong, rows, reference) ?? "", /row 2 batch 1 column 5/);
+  const missing = y.slice();
+  missing[at] = NaN; // an element the kernel never wrote
+  assert.ok(compareOutput(shape, m, missing, rows, reference), "an unwritten element is caught");
+});
+
+Deno.test("compareOutput() catches a write outside the output region", () => {
+  const shape = unfused[1].shape; // segment b: columns 40..47 of a 80-wide row
+  const m = 3;
+  const { y, rows, reference } = correctOutput(shape, m);
+  assert.equal(compareOutput(shape, m, y, rows, reference), undefined);
+  for (const at of [0, shape.yOffsets[0] - 1, shape.yOffsets[0] + shape.n, y.length - 1]) {
+    const stray = y.slice();
+    stray[at] = 0;
+    assert.match(
+      compareOutput(shape, m, stray, rows, reference) ?? "",
+      new RegExp(`Y\\[${at}\\]`),
+      `write at ${at}`,
+    );
+  }
+});
+
+Deno.test({
+  name: "checkKernel() catches kernels compiled for the wrong shape",
+  ...options,
+  fn: async () => {
+    const shape = fusedShape(tiny);
+    const config: KernelConfig = { family: "tile", bm: 16, bn: 32, bk: 8, rm: 2, rn: 2, vec: 4 };
+    const data = makeCheckData(gpu.device, shape, "f32", 3, SEED);
+    try {
+      const good = await compileKernel(gpu.device, config, shape, "f32");
+      assert.equal(await checkKernel(gpu.device, good, data), undefined);
+      // One column short: the last column keeps its NaN poison.
+      const short = await compileKernel(gpu.device, config, { ...shape, n: shape.n - 1 }, "f32");
+      assert.ok(await checkKernel(gpu.device, short, data), "a missing column is caught");
+      // A wider row stride: rows land in the wrong place, some past the output.
+      const strided = await compileKernel(
+        gpu.device,
+        config,
+        { ...shape, yRowStride: shape.yRowStride + 1 },
+        "f32",
+      );
+      assert.ok(await checkKernel(gpu.device, strided, data), "a misplaced row is caught");
+      // Reads the wrong weights.
+      const shifted = await compileKernel(gpu.device, config, { ...shape, wOffset: 4 }, "f32");
+      assert.ok(await checkKernel(gpu.device, shifted, data), "wrong weights are caught");
+    } finally {
+      destroyCheckData(data);
+    }
+  },
+});
