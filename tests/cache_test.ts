@@ -14,6 +14,8 @@ import {
 import { loadCacheFile, saveCacheEntry, withFileLock } from "../cache/store.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { kimiLinearSpec } from "../kernels/problem.ts";
+import { configName } from "../kernels/config.ts";
+import { gemvConfig, withTempDir } from "./helpers.ts";
 
 const ADAPTER: AdapterFingerprint = {
   vendor: "65541",
@@ -38,14 +40,14 @@ function entry(fusedConfig = "tile-bm32-bn32-bk8-rm4-rn4-v4"): CacheEntry {
     buckets: {
       "1": {
         fused: {
-          config: "gemv-nc4-l16-rm1-v4",
+          config: configName(gemvConfig({ nc: 4, lanes: 16 })),
           medianUs: 10,
-          runnerUp: "gemv-nc2-l16-rm1-v4",
+          runnerUp: configName(gemvConfig({ nc: 2, lanes: 16 })),
           runnerUpMarginPct: 5,
           trials: 3,
         },
         batched: {
-          config: "gemv-nc4-l8-rm1-v4",
+          config: configName(gemvConfig({ nc: 4, lanes: 8 })),
           medianUs: 5,
           runnerUp: null,
           runnerUpMarginPct: null,
@@ -74,15 +76,6 @@ function entry(fusedConfig = "tile-bm32-bn32-bk8-rm4-rn4-v4"): CacheEntry {
       },
     },
   };
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "cache_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 function validFile(): Record<string, unknown> {
@@ -157,7 +150,7 @@ Deno.test("problemKey() names sizes, segment names, the batched stage and the dt
 });
 
 Deno.test("saveCacheEntry() then loadCacheFile() round-trips an entry", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/${cacheFileName(ADAPTER)}`;
     assert.equal(await loadCacheFile(path), undefined, "no file yet");
     const key = problemKey(TINY, "f32");
@@ -243,7 +236,7 @@ Deno.test("parseCacheFile() rejects missing fields and unknown fields, naming th
 });
 
 Deno.test("loadCacheFile() of a corrupt file throws a CacheFormatError naming the path", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/gpu.json`;
     await Deno.writeTextFile(path, JSON.stringify(validFile()).slice(0, 100));
     await assert.rejects(loadCacheFile(path), (e: unknown) => {
@@ -261,7 +254,7 @@ Deno.test("loadCacheFile() of a corrupt file throws a CacheFormatError naming th
 });
 
 Deno.test("saveCacheEntry() refuses a file of another adapter and leaves it untouched", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/gpu.json`;
     await saveCacheEntry(path, OTHER, problemKey(TINY, "f32"), entry());
     const before = await Deno.readFile(path);
@@ -275,7 +268,7 @@ Deno.test("saveCacheEntry() refuses a file of another adapter and leaves it unto
 });
 
 Deno.test("saveCacheEntry() refuses to overwrite a corrupt file and leaves it untouched", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/gpu.json`;
     await Deno.writeTextFile(path, "{ not json");
     await assert.rejects(saveCacheEntry(path, ADAPTER, "k", entry()), CacheFormatError);
@@ -285,7 +278,7 @@ Deno.test("saveCacheEntry() refuses to overwrite a corrupt file and leaves it un
 });
 
 Deno.test("two concurrent saveCacheEntry() calls with different keys both survive", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/gpu.json`;
     const keys = Array.from({ length: 8 }, (_, i) => `key ${i}`);
     await Promise.all(keys.map((key) => saveCacheEntry(path, ADAPTER, key, entry())));
@@ -297,7 +290,7 @@ Deno.test("two concurrent saveCacheEntry() calls with different keys both surviv
 });
 
 Deno.test("two processes saving 20 entries each at once keep all 40 in valid JSON", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/gpu.json`;
     const script = `${dir}/writer.ts`;
     const store = new URL("../cache/store.ts", import.meta.url).href;
@@ -346,7 +339,7 @@ for (let i = 0; i < 20; i++) await saveCacheEntry(path, adapter, who + " " + i, 
 });
 
 Deno.test("withFileLock() takes over a stale lock and times out on a live one", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/gpu.json`;
     await Deno.writeTextFile(`${path}.lock`, "12345\n");
     const old = new Date(Date.now() - 10 * 60_000);

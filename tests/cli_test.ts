@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { DEFAULT_BUCKETS, parseCli, resolveProblem, UsageError } from "../tuner/cli.ts";
 import { kimiLinearSpec } from "../kernels/problem.ts";
+import { configName } from "../kernels/config.ts";
+import { gemvConfig, withTempDir } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -14,15 +16,6 @@ async function cli(...args: string[]) {
   }).output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 Deno.test("parseCli() applies the documented defaults", () => {
@@ -152,7 +145,7 @@ Deno.test("the CLI prints the WGSL of one config with --print-wgsl", async () =>
   assert.match(r.stdout, /@workgroup_size\(8, 8\)/);
   const batched = await cli(
     "--print-wgsl",
-    "gemv-nc4-l8-rm1-v2",
+    configName(gemvConfig({ nc: 4, lanes: 8, vec: 2 })),
     "--problem",
     "tiny",
     "--stage",
@@ -164,7 +157,7 @@ Deno.test("the CLI prints the WGSL of one config with --print-wgsl", async () =>
   assert.match(batched.stdout, /@compute/);
   const none = await cli(
     "--print-wgsl",
-    "gemv-nc4-l8-rm1-v2",
+    configName(gemvConfig({ nc: 4, lanes: 8, vec: 2 })),
     "--problem",
     "llama3-8b-qkv",
     "--stage",
@@ -178,7 +171,7 @@ Deno.test("the CLI prints the WGSL of one config with --print-wgsl", async () =>
 });
 
 Deno.test("the CLI rejects malformed and misspelt problem files, naming the file", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("cli_test_", async (dir) => {
     const malformed = `${dir}/malformed.yaml`;
     await Deno.writeTextFile(malformed, "name: x\nk: [64\nsegments: {\n");
     const unknownKey = `${dir}/unknown-key.yaml`;

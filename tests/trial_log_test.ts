@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Trial } from "../tuner/trial_log.ts";
 import { readTrials, TrialLog } from "../tuner/trial_log.ts";
+import { withTempDir } from "./helpers.ts";
 
 function trial(config: string, extra: Partial<Trial> = {}): Trial {
   return {
@@ -18,23 +19,14 @@ function trial(config: string, extra: Partial<Trial> = {}): Trial {
   };
 }
 
-async function withTempDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "trial_log_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("readTrials() of a missing log is empty", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("trial_log_test_", async (dir) => {
     assert.deepEqual(await readTrials(`${dir}/none.jsonl`), []);
   });
 });
 
 Deno.test("TrialLog appends one JSON line per trial and a reopened log reads them back", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("trial_log_test_", async (dir) => {
     const path = `${dir}/sub/dir/log.jsonl`; // open() creates the folder
     const log = await TrialLog.open(path);
     assert.equal(log.path, path);
@@ -52,7 +44,7 @@ Deno.test("TrialLog appends one JSON line per trial and a reopened log reads the
 });
 
 Deno.test("TrialLog.find() matches generator, target, bucket and config, latest first", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("trial_log_test_", async (dir) => {
     const log = await TrialLog.open(`${dir}/log.jsonl`);
     await log.append(trial("a", { medianUs: 10 }));
     await log.append(trial("a", { medianUs: 20 }));
@@ -72,7 +64,7 @@ Deno.test("TrialLog.find() matches generator, target, bucket and config, latest 
 });
 
 Deno.test("a torn last line from a kill mid-write is skipped and the next append starts a fresh line", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("trial_log_test_", async (dir) => {
     const path = `${dir}/log.jsonl`;
     const log = await TrialLog.open(path);
     await log.append(trial("a"));
@@ -98,7 +90,7 @@ Deno.test({
   name: "KNOWN BUG: a log resumed after a torn line can be resumed again",
   ignore: !Deno.env.get("KNOWN_BUGS"),
   fn: async () => {
-    await withTempDir(async (dir) => {
+    await withTempDir("trial_log_test_", async (dir) => {
       const path = `${dir}/log.jsonl`;
       const log = await TrialLog.open(path);
       await log.append(trial("a"));
@@ -112,7 +104,7 @@ Deno.test({
 });
 
 Deno.test("readTrials() throws a SyntaxError naming the line for a bad line in the middle", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("trial_log_test_", async (dir) => {
     const path = `${dir}/log.jsonl`;
     const good = JSON.stringify(trial("a"));
     await Deno.writeTextFile(path, `${good}\nnot json\n${good}\n`);
@@ -127,7 +119,7 @@ Deno.test("readTrials() throws a SyntaxError naming the line for a bad line in t
 });
 
 Deno.test("readTrials() skips blank lines", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("trial_log_test_", async (dir) => {
     const path = `${dir}/log.jsonl`;
     const good = JSON.stringify(trial("a"));
     await Deno.writeTextFile(path, `\n${good}\n\n${good}\n\n`);
