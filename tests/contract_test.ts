@@ -1,0 +1,338 @@
+/**
+ * The dispatcher contract of mod.ts on the real (software) GPU: every Kimi Linear rank size and
+ * weight type, outputs against a float64 reference over the rounded weights, and the errors
+ * the API promises.
+ */
+import assert from "node:assert/strict";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import type { ProjectionSpec } from "../mod.ts";
+import { bucketFor, createProjection, kimiLinearSpec } from "../mod.ts";
+import {
+  batchedInputWidth,
+  batchedShape,
+  fusedShape,
+  fusedWidth,
+  segmentOffsets,
+} from "../kernels/problem.ts";
+import { referenceRows } from "../kernels/reference.ts";
+import { DEFAULT_BUCKETS } from "../dispatch/defaults.ts";
+import { openGpu } from "../tuner/gpu_device.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+
+const gpu = await openGpu();
+const device = gpu.device;
+const options = { sanitizeResources: false, sanitizeOps: false };
+const ROWS = [1, 3, 64, 100];
+const OUTPUTS = ["q", "k", "v", "b", "f_a", "g_a", "f_b", "g_b"];
+
+/** Random non-zero weights of a spec, generated once per spec and shared by the dtypes. */
+const weightCache = new Map<string, { fused: Float32Array; batched: Float32Array }>();
+function weightsOf(spec: ProjectionSpec) {
+  let w = weightCache.get(spec.name);
+  if (!w) {
+    const random = seededRandom(spec.k + fusedWidth(spec));
+    const b = spec.batched!;
+    w = {
+      fused: randomNonZero(fusedWidth(spec) * spec.k, random),
+      batched: randomNonZero(b.inputs.length * b.n * batchedInputWidth(spec), random),
+    };
+    weightCache.clear(); // one spec's weights at a time: tp 1 is 116 MB
+    weightCache.set(spec.name, w);
+  }
+  return w;
+}
+
+/**
+ * Checks every output of `run()` on a few rows (first, middle, last) and all columns against a
+ * float64 reference; the batched outputs are referenced from the reference f_a and g_a.
+ */
+function checkOutputs(
+  spec: ProjectionSpec,
+  dtype: WeightDtype,
+  x: Float32Array,
+  m: number,
+  out: Record<string, Float32Array>,
+  rounded: { fused: Float64Array; batched: Float64Array },
+) {
+  assert.deepEqual(Object.keys(out).sort(), [...OUTPUTS].sort());
+  const widths = new Map<string, number>(spec.segments.map((s) => [s.name, s.n]));
+  for (const name of spec.batched!.outputs) widths.set(name, spec.batched!.n);
+  for (const name of OUTPUTS) {
+    assert.ok(out[name] instanceof Float32Array, `${name} is a Float32Array`);
+    assert.equal(out[name].length, m * widths.get(name)!, `${name} has m * n values`);
+  }
+  const rows = [...new Set([0, Math.floor(m / 2), m - 1])];
+  const fused = fusedShape(spec);
+  const width = fusedWidth(spec);
+  const ref = referenceRows(fused, x, rounded.fused, rows);
+  // The reference fused rows, as the batched stage's input (rows renumbered 0..).
+  const refFused = ref.values;
+  const batched = batchedShape(spec)!;
+  const refBatched = referenceRows(
+    batched,
+    refFused,
+    rounded.batched,
+    rows.map((_, i) => i),
+  );
+  const offsets = segmentOffsets(spec);
+  const where = `${spec.name} ${dtype} m=${m}`;
+  let worst = 0;
+  const compare = (name: string, r: number, c: number, got: number, want: number, mag: number) => {
+    const err = Math.abs(got - want);
+    const bound = 1e-4 * (mag + 1e-3);
+    worst = Math.max(worst, err / bound);
+    if (!(err <= bound)) {
+      assert.fail(`${where}: ${name}[${r}, ${c}] = ${got}, expected ${want} (error ${err})`);
+    }
+  };
+  rows.forEach((r, i) => {
+    for (const s of spec.segments) {
+      const at = offsets.get(s.name)!;
+      for (let c = 0; c < s.n; c++) {
+        const j = i * width + at + c;
+        compare(s.name, r, c, out[s.name][r * s.n + c], ref.values[j], ref.magnitudes[j]);
+      }
+    }
+    const b = spec.batched!;
+    b.outputs.forEach((name, bi) => {
+      for (let c = 0; c < b.n; c++) {
+        const j = (i * b.outputs.length + bi) * b.n + c;
+        compare(name, r, c, out[name][r * b.n + c], refBatched.values[j], refBatched.magnitudes[j]);
+      }
+    });
+  });
+  return worst;
+}
+
+for (const tp of [1, 2, 4, 8]) {
+  for (const dtype of WEIGHT_DTYPES) {
+    Deno.test({
+      name: `run() of Kimi Linear tp ${tp} with ${dtype} weights matches the float64 reference`,
+      ...options,
+      fn: async () => {
+        const spec = kimiLinearSpec({ tp });
+        const weights = weightsOf(spec);
+        // Alternate between the untuned defaults and the (absent) bundled cache lookup.
+        const cache = (tp + WEIGHT_DTYPES.indexOf(dtype)) % 2 === 0 ? false : undefined;
+        const proj = await createProjection(device, spec, { weights, dtype, cache });
+        try {
+          assert.equal(proj.dtype, dtype);
+          const rounded = {
+            fused: roundWeights(weights.fused, dtype),
+            batched: roundWeights(weights.batched, dtype),
+          };
+          const random = seededRandom(tp * 100 + WEIGHT_DTYPES.indexOf(dtype));
+          for (const m of ROWS) {
+            const x = randomNonZero(m * spec.k, random);
+            const out = await proj.run(x, m);
+            checkOutputs(spec, dtype, x, m, out, rounded);
+            const config = proj.config(m);
+            assert.equal(config.source, "default", "no cache for this GPU");
+          }
+        } finally {
+          proj.destroy();
+        }
+      },
+    });
+  }
+}
+
+const small = kimiLinearSpec({ tp: 8 });
+
+Deno.test({
+  name: "config(m) reports the bucket, source and kernels that serve m rows",
+  ...options,
+  fn: async () => {
+    const proj = await createProjection(device, small, { weights: weightsOf(small), cache: false });
+    try {
+      for (const m of [1, 2, 3, 5, 8, 9, 64, 100, 1000]) {
+        const c = proj.config(m);
+        assert.equal(c.source, "default");
+        assert.equal(typeof c.fused, "string");
+        assert.equal(typeof c.batched, "string");
+        assert.equal(c.bucket, bucketFor(m, DEFAULT_BUCKETS), `bucket rule at m=${m}`);
+        assert.ok(c.fused !== "" && c.batched !== "", "both stages have a kernel");
+      }
+      // A copy: changing it does not change the projection.
+      const c = proj.config(3);
+      c.bucket = -1;
+      assert.notEqual(proj.config(3).bucket, -1);
+    } finally {
+      proj.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "encode() records into a caller's encoder, with outputs placed as run() returns them",
+  ...options,
+  fn: async () => {
+    const weights = weightsOf(small);
+    const proj = await createProjection(device, small, { weights, dtype: "f16" });
+    try {
+      const m = 5;
+      const x = randomNonZero(m * small.k, seededRandom(5));
+      const expected = await proj.run(x, m);
+      const xBuffer = device.createBuffer({
+        size: x.byteLength,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      });
+      device.queue.writeBuffer(xBuffer, 0, x);
+      const encoder = device.createCommandEncoder();
+      const encoded = proj.encode(encoder, xBuffer, m);
+      assert.deepEqual(Object.keys(encoded.outputs).sort(), [...OUTPUTS].sort());
+      const width = fusedWidth(small);
+      const offsets = segmentOffsets(small);
+      for (const s of small.segments) {
+        const v = encoded.outputs[s.name];
+        assert.equal(v.buffer, encoded.fused);
+        assert.equal(v.offset, offsets.get(s.name));
+        assert.equal(v.rowStride, width);
+        assert.equal(v.n, s.n);
+      }
+      const b = small.batched!;
+      b.outputs.forEach((name, i) => {
+        const v = encoded.outputs[name];
+        assert.equal(v.buffer, encoded.batched);
+        assert.equal(v.offset, i * b.n);
+        assert.equal(v.rowStride, b.outputs.length * b.n);
+      });
+      const read = async (buffer: GPUBuffer, bytes: number) => {
+        const staging = device.createBuffer({
+          size: bytes,
+          usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        });
+        const e = device.createCommandEncoder();
+        e.copyBufferToBuffer(buffer, 0, staging, 0, bytes);
+        device.queue.submit([e.finish()]);
+        await staging.mapAsync(GPUMapMode.READ);
+        const data = new Float32Array(staging.getMappedRange().slice(0));
+        staging.destroy();
+        return data;
+      };
+      device.queue.submit([encoder.finish()]);
+      const fused = await read(encoded.fused, m * width * 4);
+      const batched = await read(encoded.batched!, m * b.outputs.length * b.n * 4);
+      for (const [name, view] of Object.entries(encoded.outputs)) {
+        const all = view.buffer === encoded.fused ? fused : batched;
+        for (let r = 0; r < m; r++) {
+          for (let c = 0; c < view.n; c++) {
+            const got = all[r * view.rowStride + view.offset + c];
+            if (got !== expected[name][r * view.n + c]) {
+              assert.fail(
+                `${name}[${r}, ${c}]: encode gave ${got}, run gave ${
+                  expected[name][r * view.n + c]
+                }`,
+              );
+            }
+          }
+        }
+      }
+      assert.throws(() => proj.encode(device.createCommandEncoder(), xBuffer, m + 1), RangeError);
+      xBuffer.destroy();
+    } finally {
+      proj.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "createProjection() rejects weights of the wrong length or type",
+  ...options,
+  fn: async () => {
+    const w = weightsOf(small);
+    const cases: [unknown, unknown, typeof RangeError | typeof TypeError][] = [
+      [w.fused.subarray(1), w.batched, RangeError],
+      [w.fused, w.batched.subarray(2), RangeError],
+      [new Float64Array(w.fused), w.batched, TypeError],
+      [Array.from(w.fused.subarray(0, 10)), w.batched, TypeError],
+      [undefined, w.batched, TypeError],
+      [w.fused, undefined, TypeError],
+    ];
+    for (const [fused, batched, error] of cases) {
+      await assert.rejects(
+        createProjection(device, small, {
+          weights: { fused, batched } as { fused: Float32Array; batched: Float32Array },
+          cache: false,
+        }),
+        error,
+      );
+    }
+    await assert.rejects(
+      createProjection(device, small, { weights: w, dtype: "f64" as WeightDtype }),
+      RangeError,
+    );
+    await assert.rejects(
+      createProjection(device, { ...small, k: 0 }, { weights: w, cache: false }),
+      RangeError,
+    );
+  },
+});
+
+Deno.test({
+  name: "run() rejects a bad m or x with a RangeError or TypeError",
+  ...options,
+  fn: async () => {
+    const proj = await createProjection(device, small, { weights: weightsOf(small), cache: false });
+    try {
+      const x = new Float32Array(3 * small.k);
+      await assert.rejects(proj.run(x, 2), RangeError, "x of the wrong length");
+      await assert.rejects(proj.run(x.subarray(1), 3), RangeError, "x of the wrong length");
+      await assert.rejects(
+        proj.run(Array.from(x) as unknown as Float32Array, 3),
+        TypeError,
+        "x not a Float32Array",
+      );
+      for (const m of [0, -1, 1.5, NaN, Infinity]) {
+        await assert.rejects(proj.run(new Float32Array(0), m), RangeError, `m = ${m}`);
+        assert.throws(() => proj.config(m), RangeError, `config(${m})`);
+      }
+      const max = proj.maxRows;
+      assert.ok(Number.isInteger(max) && max >= 100, `maxRows ${max}`);
+      await assert.rejects(proj.run(new Float32Array((max + 1) * small.k), max + 1), RangeError);
+      assert.throws(() => proj.config(max + 1), RangeError);
+      assert.equal(proj.config(max).bucket > 0, true);
+      const tiny = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+      assert.throws(() => proj.encode(device.createCommandEncoder(), tiny, 1), RangeError);
+      tiny.destroy();
+    } finally {
+      proj.destroy();
+    }
+    await assert.rejects(proj.run(new Float32Array(small.k), 1), /destroyed/);
+  },
+});
+
+Deno.test({
+  name: "NaN and Infinity in a row of x reach that row's outputs and no other row",
+  ...options,
+  fn: async () => {
+    const proj = await createProjection(device, small, { weights: weightsOf(small) });
+    try {
+      for (const m of [4, 40]) {
+        const x = randomNonZero(m * small.k, seededRandom(m));
+        x[1 * small.k + 7] = NaN;
+        x[2 * small.k + small.k - 1] = Infinity;
+        const out = await proj.run(x, m);
+        for (const name of OUTPUTS) {
+          const n = out[name].length / m;
+          for (let r = 0; r < m; r++) {
+            const row = out[name].subarray(r * n, (r + 1) * n);
+            if (r === 1) {
+              assert.ok(row.every(Number.isNaN), `m=${m} ${name} row 1 is NaN`);
+            } else if (r === 2) {
+              assert.ok(
+                row.every((v) => !Number.isFinite(v)),
+                `m=${m} ${name} row 2 is not finite`,
+              );
+            } else {
+              assert.ok(row.every(Number.isFinite), `m=${m} ${name} row ${r} is finite`);
+            }
+          }
+        }
+      }
+    } finally {
+      proj.destroy();
+    }
+  },
+});
