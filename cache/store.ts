@@ -89,6 +89,8 @@ export async function saveCacheEntry(
   key: string,
   entry: CacheEntry,
 ): Promise<CacheFile> {
+  const dir = path.replace(/[/\\][^/\\]*$/, "");
+  if (dir !== path) await Deno.mkdir(dir, { recursive: true });
   return await withFileLock(path, async () => {
     const file = (await loadCacheFile(path)) ?? emptyCache(adapter);
     if (JSON.stringify(file.adapter) !== JSON.stringify(adapter)) {

@@ -32,6 +32,7 @@ export function defaultConfig(
         candidates.push({
           family: "gemv",
           nc: Math.max(1, 128 / lanes),
+          cn: 1,
           lanes,
           rm: nextPow2(m),
           vec,

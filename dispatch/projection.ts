@@ -166,7 +166,7 @@ function checkWeights(w: unknown, what: string, length: number, shape: string): 
 }
 
 function rowsPerWorkgroup(c: KernelConfig): number {
-  return c.family === "tile" ? c.bm : c.rm;
+  return c.family === "gemv" ? c.rm : c.bm;
 }
 
 function describe(x: unknown): string {

@@ -23,13 +23,15 @@ export interface TileConfig {
 }
 
 /**
- * Split-k GEMV for few rows: a workgroup computes `nc` output columns for `rm` rows; `lanes`
- * threads share each column's k range and reduce their partial sums in workgroup memory (or
- * with subgroup shuffles when `subgroup` is set).
+ * Split-k GEMV for few rows: a workgroup computes `nc * cn` output columns for `rm` rows;
+ * `lanes` threads share each column group's k range, each thread owning `cn` columns, and
+ * reduce their partial sums in workgroup memory (or with subgroup shuffles when `subgroup`).
  */
 export interface GemvConfig {
   family: "gemv";
   nc: number;
+  /** Columns per thread. */
+  cn: number;
   lanes: number;
   rm: number;
   vec: number;
@@ -37,8 +39,22 @@ export interface GemvConfig {
   subgroup: boolean;
 }
 
+/**
+ * Outer-product tiled GEMM: like `tile`, but with k-major tiles in workgroup memory, vec4
+ * accumulators over columns, and the next k slice prefetched into registers. `rm` and `rn`
+ * are multiples of 4; loads are always 4 wide.
+ */
+export interface OuterConfig {
+  family: "outer";
+  bm: number;
+  bn: number;
+  bk: number;
+  rm: number;
+  rn: number;
+}
+
 /** Any kernel configuration. */
-export type KernelConfig = TileConfig | GemvConfig;
+export type KernelConfig = TileConfig | GemvConfig | OuterConfig;
 
 /** What the device allows, as read from `GPUDevice.limits` and its features. */
 export interface DeviceCaps {
@@ -82,7 +98,8 @@ export function configName(c: KernelConfig): string {
   if (c.family === "tile") {
     return `tile-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}-v${c.vec}`;
   }
-  return `gemv-nc${c.nc}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
+  if (c.family === "outer") return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}`;
+  return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
 }
 
 /**
@@ -96,17 +113,22 @@ export function parseConfigName(name: string): KernelConfig {
     const [bm, bn, bk, rm, rn, vec] = m.slice(1).map(Number);
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
-  m = /^gemv-nc(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
+  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)$/.exec(name);
   if (m) {
-    const [nc, lanes, rm, vec] = m.slice(1, 5).map(Number);
-    return { family: "gemv", nc, lanes, rm, vec, subgroup: m[5] !== undefined };
+    const [bm, bn, bk, rm, rn] = m.slice(1).map(Number);
+    return { family: "outer", bm, bn, bk, rm, rn };
+  }
+  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
+  if (m) {
+    const [nc, cn, lanes, rm, vec] = m.slice(1, 6).map(Number);
+    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup: m[6] !== undefined };
   }
   throw new SyntaxError(`Cannot parse kernel config name "${name}"`);
 }
 
 /** Threads per workgroup of a config. */
 export function workgroupThreads(c: KernelConfig): number {
-  return c.family === "tile" ? (c.bn / c.rn) * (c.bm / c.rm) : c.nc * c.lanes;
+  return c.family === "gemv" ? c.nc * c.lanes : (c.bn / c.rn) * (c.bm / c.rm);
 }
 
 /** Bytes of workgroup memory a config declares. */
@@ -115,7 +137,8 @@ export function workgroupBytes(c: KernelConfig): number {
     const rowVecs = c.bk / c.vec + 1; // one vector of padding per row against bank conflicts
     return (c.bm + c.bn) * rowVecs * c.vec * 4;
   }
-  return c.subgroup ? 0 : c.rm * c.nc * c.lanes * 4;
+  if (c.family === "outer") return c.bk * (c.bm / 4 + 1 + c.bn / 4 + 1) * 16;
+  return c.subgroup ? 0 : c.rm * c.cn * c.nc * c.lanes * 4;
 }
 
 const pow2 = (x: number) => Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
@@ -131,9 +154,10 @@ export function configProblem(
   dtype: WeightDtype,
   caps: DeviceCaps,
 ): string | undefined {
+  if (c.family === "outer") return outerProblem(c, shape, caps);
   const ints = c.family === "tile"
     ? [c.bm, c.bn, c.bk, c.rm, c.rn, c.vec]
-    : [c.nc, c.lanes, c.rm, c.vec];
+    : [c.nc, c.cn, c.lanes, c.rm, c.vec];
   if (!ints.every(pow2)) return "every size must be a power of two";
   if (![1, 2, 4, 8].includes(c.vec)) return `vec ${c.vec} is not 1, 2, 4 or 8`;
   if (c.vec === 8 && (dtype === "f32" || c.family !== "gemv")) {
@@ -169,6 +193,7 @@ export function configProblem(
       return `k / vec = ${shape.k / c.vec} is not a multiple of ${c.lanes} lanes`;
     }
     if (c.rm > 16) return "gemv handles at most 16 rows per workgroup";
+    if (c.rm * c.cn > 32) return "more than 32 accumulators (rm x cn) per thread would spill";
     if (threads > caps.maxWorkgroupSizeX) return "workgroup too wide";
     if (c.subgroup) {
       if (!caps.subgroups) return "the device has no subgroups";
@@ -177,5 +202,28 @@ export function configProblem(
       }
     }
   }
+  return undefined;
+}
+
+function outerProblem(c: OuterConfig, shape: GemmShape, caps: DeviceCaps): string | undefined {
+  if (![c.bm, c.bn, c.bk, c.rm, c.rn].every(pow2)) return "every size must be a power of two";
+  if (c.rm < 4 || c.rn < 4 || c.bk < 4) return "rm, rn and bk must be at least 4";
+  if (c.rm > c.bm || c.rn > c.bn) return "rm and rn must not exceed bm and bn";
+  if (shape.k % c.bk !== 0) return `k ${shape.k} is not a multiple of bk ${c.bk}`;
+  if ([shape.wOffset, shape.xRowStride, ...shape.xOffsets].some((x) => x % 4 !== 0)) {
+    return "the input's offsets and row stride must be multiples of 4";
+  }
+  const threads = workgroupThreads(c);
+  if (threads > caps.maxInvocations) {
+    return `${threads} threads per workgroup exceed the device's ${caps.maxInvocations}`;
+  }
+  if (c.bn / c.rn > caps.maxWorkgroupSizeX || c.bm / c.rm > caps.maxWorkgroupSizeY) {
+    return "workgroup too wide";
+  }
+  const bytes = workgroupBytes(c);
+  if (bytes > caps.maxWorkgroupStorage) {
+    return `${bytes} bytes of workgroup memory exceed the device's ${caps.maxWorkgroupStorage}`;
+  }
+  if (c.rm * c.rn > 128) return "more than 128 accumulators per thread would spill";
   return undefined;
 }

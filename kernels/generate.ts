@@ -7,11 +7,19 @@ import type { KernelConfig } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import { gemvGrid, gemvWgsl } from "./gemv.ts";
 import type { GemmShape } from "./problem.ts";
+import { outerGrid, outerWgsl } from "./outer.ts";
 import { tileGrid, tileWgsl } from "./tile.ts";
 
 /** The WGSL source of a config for a shape and weight type. */
 export function kernelWgsl(config: KernelConfig, shape: GemmShape, dtype: WeightDtype): string {
-  return config.family === "tile" ? tileWgsl(config, shape, dtype) : gemvWgsl(config, shape, dtype);
+  switch (config.family) {
+    case "tile":
+      return tileWgsl(config, shape, dtype);
+    case "outer":
+      return outerWgsl(config, shape, dtype);
+    case "gemv":
+      return gemvWgsl(config, shape, dtype);
+  }
 }
 
 /** Workgroups to dispatch for m rows. */
@@ -20,5 +28,12 @@ export function kernelGrid(
   shape: GemmShape,
   m: number,
 ): [number, number, number] {
-  return config.family === "tile" ? tileGrid(config, shape, m) : gemvGrid(config, shape, m);
+  switch (config.family) {
+    case "tile":
+      return tileGrid(config, shape, m);
+    case "outer":
+      return outerGrid(config, shape, m);
+    case "gemv":
+      return gemvGrid(config, shape, m);
+  }
 }

@@ -4,12 +4,20 @@
  *
  * @module
  */
-import type { GemvConfig, KernelConfig, TileConfig } from "./config.ts";
+import type { GemvConfig, KernelConfig, OuterConfig, TileConfig } from "./config.ts";
 
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
   tile?: { bm: number[]; bn: number[]; bk: number[]; rm: number[]; rn: number[]; vec: number[] };
-  gemv?: { nc: number[]; lanes: number[]; rm: number[]; vec: number[]; subgroup: boolean[] };
+  outer?: { bm: number[]; bn: number[]; bk: number[]; rm: number[]; rn: number[] };
+  gemv?: {
+    nc: number[];
+    cn: number[];
+    lanes: number[];
+    rm: number[];
+    vec: number[];
+    subgroup: boolean[];
+  };
 }
 
 /** The space `deno task tune` searches unless given `--space`. */
@@ -22,10 +30,18 @@ export const DEFAULT_SPACE: SearchSpace = {
     rn: [2, 4, 8],
     vec: [4],
   },
+  outer: {
+    bm: [32, 64, 128],
+    bn: [32, 64, 128],
+    bk: [8, 16],
+    rm: [4, 8],
+    rn: [4, 8],
+  },
   gemv: {
-    nc: [1, 2, 4, 8],
-    lanes: [8, 16, 32, 64],
-    rm: [1, 2, 4, 8],
+    nc: [2, 4, 8],
+    cn: [1, 2, 4],
+    lanes: [8, 16, 32],
+    rm: [1, 2, 4, 8, 16],
     vec: [2, 4, 8],
     subgroup: [false, true],
   },
@@ -49,7 +65,10 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
   const gemvs: GemvConfig[] = space.gemv
     ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
     : [];
-  return [...gemvs, ...tiles];
+  const outers: OuterConfig[] = space.outer
+    ? product(space.outer).map((c) => ({ family: "outer" as const, ...c }))
+    : [];
+  return [...gemvs, ...outers, ...tiles];
 }
 
 /** Smallest power of two >= x. */
@@ -58,10 +77,13 @@ export function nextPow2(x: number): number {
 }
 
 /**
- * Whether a config is worth timing at m rows: GEMV up to 32 rows with no more rows per
- * workgroup than m needs; tiles from 8 rows, with tiles no taller than m needs.
+ * Whether a config is worth timing at m rows: GEMV up to 32 rows, with no more rows per
+ * workgroup than m needs and no fewer than a quarter (each row group reads W again); tiles
+ * from 8 rows, no taller than m needs.
  */
 export function suitsRows(c: KernelConfig, m: number): boolean {
-  if (c.family === "gemv") return m <= 32 && c.rm <= nextPow2(m);
-  return m >= 8 && c.bm <= Math.max(16, nextPow2(m));
+  if (c.family === "gemv") {
+    return m <= 32 && c.rm <= nextPow2(m) && c.rm * 4 >= Math.min(16, nextPow2(m));
+  }
+  return m >= 8 && c.bm <= Math.max(c.family === "outer" ? 32 : 16, nextPow2(m));
 }

@@ -1,7 +1,12 @@
 /**
  * GPU timing with timestamp queries. Every await on the GPU costs about 10 ms in Deno, so many
- * measurements go into one command buffer and come back in one read-back: per item, a few
- * warm-up passes, then `repeats` passes that each write a timestamp before and after.
+ * measurements go into one command buffer and come back in one read-back.
+ *
+ * A compute pass with timestamps costs about 10 us of its own on the H100 (measured: an empty
+ * dispatch read 12 us), as much as a decode-sized kernel. So each sample is one pass that runs
+ * the item back to back enough times to last about `passUs`, divided by that count: the
+ * steady-state cost of the item inside a longer stream of work, which is what a model sees. A
+ * first, calibration submit times one run of each item (after the warm-up) to pick the count.
  *
  * @module
  */
@@ -21,11 +26,17 @@ export interface Timing {
   clock: "gpu" | "wall";
 }
 
-/** How many warm-up and timed passes per item. */
+/** How many warm-up runs and timed samples per item. */
 export interface TimingOptions {
   warmup: number;
+  /** Samples (timed passes) per item; the median is kept. */
   repeats: number;
+  /** GPU time one timed pass should last (default 200 us). */
+  passUs?: number;
 }
+
+/** Most runs of an item in one timed pass. */
+const MAX_RUNS_PER_PASS = 64;
 
 const MAX_QUERIES = 4096;
 
@@ -58,59 +69,81 @@ export async function timeItems(
   if (!device.features.has("timestamp-query")) {
     return await timeItemsByWallClock(device, items, options);
   }
+  const passUs = options.passUs ?? 200;
   const perBatch = Math.max(1, Math.floor(MAX_QUERIES / (2 * options.repeats)));
   const out: Timing[] = [];
   for (let start = 0; start < items.length; start += perBatch) {
     const batch = items.slice(start, start + perBatch);
-    const count = batch.length * options.repeats * 2;
-    const querySet = device.createQuerySet({ type: "timestamp", count });
-    const resolve = device.createBuffer({
-      size: count * 8,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    });
-    const readback = device.createBuffer({
-      size: count * 8,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const encoder = device.createCommandEncoder();
-    let query = 0;
-    for (const item of batch) {
-      for (let rep = 0; rep < options.warmup; rep++) {
-        const pass = encoder.beginComputePass();
-        item.encode(pass, rep);
-        pass.end();
-      }
-      for (let rep = 0; rep < options.repeats; rep++) {
-        const pass = encoder.beginComputePass({
-          timestampWrites: {
-            querySet,
-            beginningOfPassWriteIndex: query,
-            endOfPassWriteIndex: query + 1,
-          },
-        });
-        item.encode(pass, options.warmup + rep);
-        pass.end();
-        query += 2;
-      }
-    }
-    encoder.resolveQuerySet(querySet, 0, count, resolve, 0);
-    encoder.copyBufferToBuffer(resolve, 0, readback, 0, count * 8);
-    device.queue.submit([encoder.finish()]);
-    await readback.mapAsync(GPUMapMode.READ);
-    const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
-    readback.unmap();
-    for (const b of [resolve, readback]) b.destroy();
-    querySet.destroy();
-    batch.forEach((_, i) => {
-      const samples: number[] = [];
-      for (let rep = 0; rep < options.repeats; rep++) {
-        const at = (i * options.repeats + rep) * 2;
-        samples.push(Number(stamps[at + 1] - stamps[at]) / 1000);
-      }
-      out.push(summarize(samples, "gpu"));
-    });
+    // Calibration: warm up, then one timed run of each item, to size the timed passes.
+    const once = await timedPasses(
+      device,
+      batch.map((item) => ({ item, passes: 1, runs: 1, warmup: options.warmup })),
+    );
+    const runs = once.map((us) =>
+      Math.max(1, Math.min(MAX_RUNS_PER_PASS, Math.ceil(passUs / Math.max(us[0], 0.1))))
+    );
+    const samples = await timedPasses(
+      device,
+      batch.map((item, i) => ({ item, passes: options.repeats, runs: runs[i], warmup: 0 })),
+    );
+    samples.forEach((s, i) => out.push(summarize(s.map((us) => us / runs[i]), "gpu")));
   }
   return out;
+}
+
+/** Records, per item, untimed warm-up runs and then `passes` timed passes of `runs` runs each. */
+async function timedPasses(
+  device: GPUDevice,
+  plans: { item: TimedItem; passes: number; runs: number; warmup: number }[],
+): Promise<number[][]> {
+  const count = plans.reduce((sum, p) => sum + 2 * p.passes, 0);
+  const querySet = device.createQuerySet({ type: "timestamp", count });
+  const resolve = device.createBuffer({
+    size: count * 8,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const readback = device.createBuffer({
+    size: count * 8,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const encoder = device.createCommandEncoder();
+  let query = 0;
+  for (const { item, passes, runs, warmup } of plans) {
+    let rep = 0;
+    if (warmup > 0) {
+      const pass = encoder.beginComputePass();
+      for (let w = 0; w < warmup; w++) item.encode(pass, rep++);
+      pass.end();
+    }
+    for (let p = 0; p < passes; p++) {
+      const pass = encoder.beginComputePass({
+        timestampWrites: {
+          querySet,
+          beginningOfPassWriteIndex: query,
+          endOfPassWriteIndex: query + 1,
+        },
+      });
+      for (let r = 0; r < runs; r++) item.encode(pass, rep++);
+      pass.end();
+      query += 2;
+    }
+  }
+  encoder.resolveQuerySet(querySet, 0, count, resolve, 0);
+  encoder.copyBufferToBuffer(resolve, 0, readback, 0, count * 8);
+  device.queue.submit([encoder.finish()]);
+  await readback.mapAsync(GPUMapMode.READ);
+  const stamps = new BigUint64Array(readback.getMappedRange().slice(0));
+  readback.unmap();
+  for (const b of [resolve, readback]) b.destroy();
+  querySet.destroy();
+  let at = 0;
+  return plans.map(({ passes }) =>
+    Array.from({ length: passes }, () => {
+      const us = Number(stamps[at + 1] - stamps[at]) / 1000;
+      at += 2;
+      return us;
+    })
+  );
 }
 
 /** Fallback without timestamp queries: one submit per item, wall-clock time / repeats. */

@@ -35,14 +35,18 @@ const sizes = z.array(size).min(1);
 const spaceSchema = z.object({
   tile: z.object({ bm: sizes, bn: sizes, bk: sizes, rm: sizes, rn: sizes, vec: sizes }).strict()
     .optional(),
+  outer: z.object({ bm: sizes, bn: sizes, bk: sizes, rm: sizes, rn: sizes }).strict().optional(),
   gemv: z.object({
     nc: sizes,
+    cn: sizes,
     lanes: sizes,
     rm: sizes,
     vec: sizes,
     subgroup: z.array(z.boolean()).min(1),
   }).strict().optional(),
-}).strict().refine((s) => s.tile || s.gemv, { message: "names no kernel family (tile or gemv)" });
+}).strict().refine((s) => s.tile || s.gemv || s.outer, {
+  message: "names no kernel family (tile, outer or gemv)",
+});
 
 function parseWith<T>(schema: z.ZodType<T>, text: string, file: string): T {
   let data: unknown;

@@ -1,0 +1,144 @@
+/**
+ * The outer-product tiled GEMM family for many rows, the layout of fast CUDA SGEMMs. A
+ * workgroup of `(bn/rn) x (bm/rm)` threads computes a `bm x bn` tile of Y. Per `bk` slice of k,
+ * X and W are stored k-major (transposed) in workgroup memory, so at each k a thread reads its
+ * `rm` rows and `rn` columns as vec4s and does `rm x rn` fused multiply-adds on vec4
+ * accumulators: no dot products, no horizontal adds. The next slice is loaded into registers
+ * while this one is computed.
+ *
+ * A thread's rows and columns are interleaved in groups of four (`4 * (tid + threads * i)`),
+ * so that neighbouring threads read neighbouring vec4s of workgroup memory and write
+ * neighbouring 16-byte chunks of Y.
+ *
+ * @module
+ */
+import type { OuterConfig } from "./config.ts";
+import { configName } from "./config.ts";
+import type { WeightDtype } from "./dtype.ts";
+import type { GemmShape } from "./problem.ts";
+import { batchOffsets, kernelPrelude } from "./wgsl.ts";
+
+/** Generates the WGSL of an outer-product GEMM. Validate the config first with `configProblem`. */
+export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype): string {
+  const tx = c.bn / c.rn, ty = c.bm / c.rm, threads = tx * ty;
+  const sliceVecs = c.bk / 4; // k vectors per tile row and slice
+  const xPitch = c.bm / 4 + 1, wPitch = c.bn / 4 + 1; // vec4s per k row, + 1 against bank conflicts
+  const xLoads = Math.ceil((c.bm * sliceVecs) / threads),
+    wLoads = Math.ceil((c.bn * sliceVecs) / threads);
+  const rmv = c.rm / 4, rnv = c.rn / 4;
+  const lines: string[] = [];
+  const emit = (s: string) => lines.push(s);
+  const guarded = (l: number, rows: number, body: string) =>
+    (l + 1) * threads > rows * sliceVecs
+      ? `if (li + ${l * threads}u < ${rows * sliceVecs}u) { ${body} }`
+      : body;
+
+  emit(kernelPrelude(`outer-product GEMM ${configName(c)}`, shape, dtype, 4));
+  emit(`const BM = ${c.bm}u;`);
+  emit(`const BN = ${c.bn}u;`);
+  emit(`const SLICE = ${sliceVecs}u; // k vectors per slice`);
+  emit("");
+  emit(
+    `var<workgroup> xTile: array<vec4<f32>, ${c.bk * xPitch}>; // [k][row / 4], pitch ${xPitch}`,
+  );
+  emit(
+    `var<workgroup> wTile: array<vec4<f32>, ${c.bk * wPitch}>; // [k][column / 4], pitch ${wPitch}`,
+  );
+  emit("");
+  emit(`@compute @workgroup_size(${tx}, ${ty})`);
+  emit("fn main(");
+  emit("  @builtin(workgroup_id) wg: vec3<u32>,");
+  emit("  @builtin(local_invocation_id) lid: vec3<u32>,");
+  emit("  @builtin(local_invocation_index) li: u32,");
+  emit(") {");
+  emit("  let m = params.m;");
+  emit("  let b = wg.z;");
+  emit(batchOffsets(shape, 4, "  ").trimEnd());
+  emit("  let row0 = wg.y * BM;");
+  emit("  let col0 = wg.x * BN;");
+  emit("  // Each thread loads whole k vectors of some tile rows; rows past the edge are clamped.");
+  for (let l = 0; l < xLoads; l++) {
+    emit(`  let xr${l} = (li + ${l * threads}u) / SLICE;`);
+    emit(`  let xq${l} = (li + ${l * threads}u) % SLICE;`);
+    emit(`  let xAt${l} = xOffset + min(row0 + xr${l}, m - 1u) * X_STRIDE + xq${l};`);
+  }
+  for (let l = 0; l < wLoads; l++) {
+    emit(`  let wr${l} = (li + ${l * threads}u) / SLICE;`);
+    emit(`  let wq${l} = (li + ${l * threads}u) % SLICE;`);
+    emit(`  let wAt${l} = W_OFFSET + b * W_BATCH + min(col0 + wr${l}, N - 1u) * KV + wq${l};`);
+  }
+  for (let l = 0; l < xLoads; l++) emit(`  var xNext${l} = X[xAt${l}];`);
+  for (let l = 0; l < wLoads; l++) emit(`  var wNext${l} = loadW(wAt${l});`);
+  for (let i = 0; i < c.rm; i++) {
+    emit(
+      `  ${Array.from({ length: rnv }, (_, j) => `var acc${i}_${j} = vec4<f32>(0.0);`).join(" ")}`,
+    );
+  }
+  emit("  for (var k = 0u; k < KV; k += SLICE) {");
+  emit("    workgroupBarrier(); // everyone is done reading the previous slice");
+  emit(
+    "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
+  );
+  const store = (tile: string, pitch: number, r: string, q: string, v: string) =>
+    [0, 1, 2, 3].map((cc) =>
+      `${tile}[(4u * ${q} + ${cc}u) * ${pitch}u + ${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
+    )
+      .join(" ");
+  for (let l = 0; l < xLoads; l++) {
+    emit(`    ${guarded(l, c.bm, store("xTile", xPitch, `xr${l}`, `xq${l}`, `xNext${l}`))}`);
+  }
+  for (let l = 0; l < wLoads; l++) {
+    emit(`    ${guarded(l, c.bn, store("wTile", wPitch, `wr${l}`, `wq${l}`, `wNext${l}`))}`);
+  }
+  emit("    workgroupBarrier();");
+  emit(
+    "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
+  );
+  emit("    let next = min(k + SLICE, KV - SLICE);");
+  for (let l = 0; l < xLoads; l++) emit(`    xNext${l} = X[xAt${l} + next];`);
+  for (let l = 0; l < wLoads; l++) emit(`    wNext${l} = loadW(wAt${l} + next);`);
+  for (let kk = 0; kk < c.bk; kk++) {
+    for (let i = 0; i < rmv; i++) {
+      emit(`    let a${kk}_${i} = xTile[${kk * xPitch}u + lid.y + ${ty * i}u];`);
+    }
+    for (let j = 0; j < rnv; j++) {
+      emit(`    let b${kk}_${j} = wTile[${kk * wPitch}u + lid.x + ${tx * j}u];`);
+    }
+    for (let i = 0; i < rmv; i++) {
+      for (let ii = 0; ii < 4; ii++) {
+        for (let j = 0; j < rnv; j++) {
+          const a = `acc${4 * i + ii}_${j}`;
+          emit(`    ${a} = fma(vec4<f32>(a${kk}_${i}.${"xyzw"[ii]}), b${kk}_${j}, ${a});`);
+        }
+      }
+    }
+  }
+  emit("  }");
+  emit("  // Row 4 * (lid.y + TY * i) + ii, columns 4 * (lid.x + TX * j) + 0..3.");
+  for (let i = 0; i < rmv; i++) {
+    for (let ii = 0; ii < 4; ii++) {
+      const r = `r${4 * i + ii}`;
+      emit(`  let ${r} = row0 + 4u * (lid.y + ${ty * i}u) + ${ii}u;`);
+      emit(`  if (${r} < m) {`);
+      for (let j = 0; j < rnv; j++) {
+        const col = `c${4 * i + ii}_${j}`;
+        emit(`    let ${col} = col0 + 4u * (lid.x + ${tx * j}u);`);
+        for (let cc = 0; cc < 4; cc++) {
+          emit(
+            `    if (${col} + ${cc}u < N) { Y[yOffset + ${r} * Y_STRIDE + ${col} + ${cc}u] = acc${
+              4 * i + ii
+            }_${j}.${"xyzw"[cc]}; }`,
+          );
+        }
+      }
+      emit("  }");
+    }
+  }
+  emit("}");
+  return lines.join("\n") + "\n";
+}
+
+/** Workgroups to dispatch for m rows: [column tiles, row tiles, batches]. */
+export function outerGrid(c: OuterConfig, shape: GemmShape, m: number): [number, number, number] {
+  return [Math.ceil(shape.n / c.bn), Math.ceil(m / c.bm), shape.xOffsets.length];
+}
