@@ -1,0 +1,185 @@
+/**
+ * End to end on the software GPU: `deno task tune` for problems/tiny.yaml into a temporary
+ * cache folder, then the dispatcher reading that cache file, then a rerun that resumes.
+ */
+import assert from "node:assert/strict";
+import { createProjection } from "../mod.ts";
+import { fusedShape, fusedWidth, segmentOffsets } from "../kernels/problem.ts";
+import type { GemmShape } from "../kernels/problem.ts";
+import { referenceRows } from "../kernels/reference.ts";
+import { openGpu } from "../tuner/gpu_device.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+import { loadProblem } from "../tuner/yaml_file.ts";
+import { loadCacheFile } from "../cache/store.ts";
+import { problemKey } from "../cache/schema.ts";
+import { withTempDir } from "./helpers.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const options = { sanitizeResources: false, sanitizeOps: false };
+
+async function tune(cacheDir: string) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "tuner/cli.ts",
+      "--problem",
+      "tiny",
+      "--buckets",
+      "1,3,16",
+      "--max-trials",
+      "3",
+      "--seed",
+      "7",
+      "--warmup",
+      "1",
+      "--repeats",
+      "3",
+      "--cache-dir",
+      cacheDir,
+      "--quiet",
+    ],
+    cwd: root,
+    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  const text = decode(out.stdout) + decode(out.stderr);
+  assert.equal(out.code, 0, text);
+  return text;
+}
+
+/** Every file under a folder, by path relative to it. */
+function filesUnder(dir: string, prefix = ""): string[] {
+  return [...Deno.readDirSync(dir)].flatMap((e) =>
+    e.isDirectory ? filesUnder(`${dir}/${e.name}`, `${prefix}${e.name}/`) : [`${prefix}${e.name}`]
+  );
+}
+
+Deno.test({
+  name: "a tuned cache for tiny.yaml drives the dispatcher, and a rerun resumes without new trials",
+  ...options,
+  fn: async () => {
+    await withTempDir("tune_e2e_", async (dir) => {
+      const first = await tune(dir);
+      const files = filesUnder(dir);
+      const cacheFiles = files.filter((f) => f.endsWith(".json"));
+      const logs = files.filter((f) => f.endsWith(".jsonl"));
+      assert.equal(cacheFiles.length, 1, `one cache file: ${files.join(", ")}`);
+      assert.equal(logs.length, 1, `one trial log: ${files.join(", ")}`);
+      assert.ok(!files.some((f) => f.endsWith(".tmp") || f.endsWith(".lock")), files.join(", "));
+      const cachePath = `${dir}/${cacheFiles[0]}`;
+      const logPath = `${dir}/${logs[0]}`;
+      assert.match(first, /trials ok [1-9]/, first);
+
+      const spec = await loadProblem(`${root}problems/tiny.yaml`);
+      const cache = await loadCacheFile(cachePath);
+      const entry = cache!.entries[problemKey(spec, "f32")];
+      assert.ok(entry, `the cache has an entry for ${problemKey(spec, "f32")}`);
+      assert.deepEqual(Object.keys(entry.buckets).sort((a, b) => Number(a) - Number(b)), [
+        "1",
+        "3",
+        "16",
+      ]);
+      for (const bucket of Object.values(entry.buckets)) {
+        assert.ok(bucket.fused.trials >= 1 && bucket.fused.trials <= 3, "at most 3 trials");
+        assert.ok(bucket.batched, "the batched stage was tuned");
+      }
+
+      // The dispatcher on the tuned cache.
+      const gpu = await openGpu();
+      const random = seededRandom(11);
+      const b = spec.batched!;
+      const kb = spec.segments.find((s) => s.name === b.inputs[0])!.n;
+      const weights = {
+        fused: randomNonZero(fusedWidth(spec) * spec.k, random),
+        batched: randomNonZero(b.inputs.length * b.n * kb, random),
+      };
+      const proj = await createProjection(gpu.device, spec, {
+        weights,
+        cache: new URL(`file://${cachePath}`),
+      });
+      try {
+        const expectedBucket: Record<number, number> = { 1: 1, 2: 3, 3: 3, 16: 16, 40: 16 };
+        for (const [m, bucket] of Object.entries(expectedBucket)) {
+          const config = proj.config(Number(m));
+          assert.equal(config.source, "tuned", `m=${m}`);
+          assert.equal(config.bucket, bucket, `m=${m} uses bucket ${bucket}`);
+          assert.equal(config.fused, entry.buckets[String(bucket)].fused.config);
+          assert.equal(config.batched, entry.buckets[String(bucket)].batched!.config);
+          const x = randomNonZero(Number(m) * spec.k, random);
+          const out = await proj.run(x, Number(m));
+          checkAgainstReference(spec, weights, x, Number(m), out);
+        }
+      } finally {
+        proj.destroy();
+        gpu.device.destroy();
+      }
+
+      // A rerun with the same arguments and log finds every trial in the log.
+      const logBefore = await Deno.readTextFile(logPath);
+      const second = await tune(dir);
+      const resumed = Number(/resumed (\d+)/.exec(second)?.[1] ?? "0");
+      assert.ok(resumed > 0, `the rerun resumed trials:\n${second}`);
+      assert.match(second, /trials ok 0, invalid 0, compile 0, verify 0, runtime 0/, second);
+      assert.equal(await Deno.readTextFile(logPath), logBefore, "no new trials were logged");
+      const again = await loadCacheFile(cachePath);
+      const entry2 = again!.entries[problemKey(spec, "f32")];
+      for (const m of ["1", "3", "16"]) {
+        assert.equal(entry2.buckets[m].fused.config, entry.buckets[m].fused.config, `m=${m}`);
+        assert.equal(entry2.buckets[m].fused.medianUs, entry.buckets[m].fused.medianUs);
+      }
+    });
+  },
+});
+
+/** |y - ref| <= 1e-4 (sum |x w| + 1e-3) for every row and column of every output. */
+function checkAgainstReference(
+  spec: Awaited<ReturnType<typeof loadProblem>>,
+  weights: { fused: Float32Array; batched: Float32Array },
+  x: Float32Array,
+  m: number,
+  out: Record<string, Float32Array>,
+) {
+  const rows = Array.from({ length: m }, (_, i) => i);
+  const width = fusedWidth(spec);
+  const fused = referenceRows(fusedShape(spec), x, Float64Array.from(weights.fused), rows);
+  const offsets = segmentOffsets(spec);
+  const b = spec.batched!;
+  // The batched stage referenced from the reference fused rows.
+  const batchedShape: GemmShape = {
+    k: spec.segments.find((s) => s.name === b.inputs[0])!.n,
+    n: b.n,
+    xOffsets: b.inputs.map((name) => offsets.get(name)!),
+    xRowStride: width,
+    wOffset: 0,
+    yOffsets: b.outputs.map((_, i) => i * b.n),
+    yRowStride: b.outputs.length * b.n,
+  };
+  const batched = referenceRows(
+    batchedShape,
+    fused.values,
+    Float64Array.from(weights.batched),
+    rows,
+  );
+  const check = (name: string, got: number, want: number, mag: number, r: number, c: number) => {
+    if (!(Math.abs(got - want) <= 1e-4 * (mag + 1e-3))) {
+      assert.fail(`m=${m} ${name}[${r}, ${c}] = ${got}, expected ${want}`);
+    }
+  };
+  for (const r of rows) {
+    for (const s of spec.segments) {
+      for (let c = 0; c < s.n; c++) {
+        const j = r * width + offsets.get(s.name)! + c;
+        check(s.name, out[s.name][r * s.n + c], fused.values[j], fused.magnitudes[j], r, c);
+      }
+    }
+    b.outputs.forEach((name, i) => {
+      for (let c = 0; c < b.n; c++) {
+        const j = (r * b.outputs.length + i) * b.n + c;
+        check(name, out[name][r * b.n + c], batched.values[j], batched.magnitudes[j], r, c);
+      }
+    });
+  }
+}
