@@ -178,7 +178,7 @@ Deno.test({
         size: x.byteLength,
         usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
       });
-      device.queue.writeBuffer(xBuffer, 0, x);
+      device.queue.writeBuffer(xBuffer, 0, x.buffer as ArrayBuffer, x.byteOffset, x.byteLength);
       const encoder = device.createCommandEncoder();
       const encoded = proj.encode(encoder, xBuffer, m);
       assert.deepEqual(Object.keys(encoded.outputs).sort(), [...OUTPUTS].sort());
