@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import type { AdapterFingerprint, CacheEntry } from "../cache/schema.ts";
 import {
@@ -310,7 +311,7 @@ for (let i = 0; i < 20; i++) await saveCacheEntry(path, adapter, who + " " + i, 
           "--allow-read",
           "--allow-write",
           "--config",
-          new URL("../deno.json", import.meta.url).pathname,
+          fileURLToPath(new URL("../deno.json", import.meta.url)),
           "--no-lock",
           script,
           path,

@@ -1,10 +1,11 @@
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { DEFAULT_BUCKETS, parseCli, resolveProblem, UsageError } from "../tuner/cli.ts";
 import { kimiLinearSpec } from "../kernels/problem.ts";
 import { configName } from "../kernels/config.ts";
 import { gemvConfig, withTempDir } from "./helpers.ts";
 
-const root = new URL("..", import.meta.url).pathname;
+const root = fileURLToPath(new URL("..", import.meta.url));
 
 async function cli(...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -197,4 +198,49 @@ Deno.test("the CLI rejects malformed and misspelt problem files, naming the file
       "nothing was written",
     );
   });
+});
+
+/** Copies the files the CLI needs into `dir`. */
+async function copyRepo(dir: string) {
+  const copy = async (from: string, to: string) => {
+    const info = await Deno.stat(from);
+    if (info.isDirectory) {
+      await Deno.mkdir(to, { recursive: true });
+      for await (const e of Deno.readDir(from)) await copy(`${from}/${e.name}`, `${to}/${e.name}`);
+    } else await Deno.copyFile(from, to);
+  };
+  for (const name of ["kernels", "tuner", "cache", "dispatch", "problems", "mod.ts", "deno.json"]) {
+    await copy(`${root}${name}`, `${dir}/${name}`);
+  }
+}
+
+// KNOWN BUG (tuner/cli.ts, resolveProblem): the problem file is read from `URL.pathname`, which
+// is percent-encoded, so a checkout whose path has a space (or any non-ASCII character) cannot
+// load problems by name: `Cannot load ".../with%20space/problems/tiny.yaml": no such file`.
+Deno.test({
+  name: "KNOWN BUG: the CLI finds problems by name in a checkout whose path has a space",
+  ignore: !Deno.env.get("KNOWN_BUGS"),
+  fn: async () => {
+    await withTempDir("cli test ", async (dir) => {
+      await copyRepo(dir);
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--no-lock",
+          "tuner/cli.ts",
+          "--problem",
+          "tiny",
+          "--print-wgsl",
+          "tile-bm32-bn32-bk8-rm4-rn4-v4",
+        ],
+        cwd: dir,
+        env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.match(new TextDecoder().decode(out.stdout), /@compute/);
+    });
+  },
 });

@@ -3,6 +3,7 @@
  * sample of the default search space, on the stage shapes of problems/tiny.yaml and a k = 128
  * shape, at ragged row counts. Set KERNEL_TEST_SEED to replay a run; the seed is printed.
  */
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import type { KernelConfig } from "../kernels/config.ts";
 import { configName, configProblem } from "../kernels/config.ts";
@@ -28,7 +29,7 @@ const SEED = Number(Deno.env.get("KERNEL_TEST_SEED") ?? Date.now() % 2 ** 31);
 const PER_FAMILY = 12;
 const ROWS = [1, 3, 37];
 
-const tiny = await loadProblem(new URL("../problems/tiny.yaml", import.meta.url).pathname);
+const tiny = await loadProblem(fileURLToPath(new URL("../problems/tiny.yaml", import.meta.url)));
 const unfused = unfusedShapes(tiny);
 const SHAPES: [string, GemmShape][] = [
   ["tiny fused", fusedShape(tiny)],

@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import {
@@ -13,7 +14,7 @@ import {
 } from "../kernels/problem.ts";
 import { InputFileError, loadProblem, parseProblem } from "../tuner/yaml_file.ts";
 
-const problemsDir = new URL("../problems/", import.meta.url).pathname;
+const problemsDir = fileURLToPath(new URL("../problems/", import.meta.url));
 
 Deno.test("kimiLinearSpec() gives the per-rank widths for tp 1, 2, 4 and 8", () => {
   const expected: Record<number, { fused: number; n: number; heads: number }> = {

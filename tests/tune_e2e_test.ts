@@ -2,6 +2,7 @@
  * End to end on the software GPU: `deno task tune` for problems/tiny.yaml into a temporary
  * cache folder, then the dispatcher reading that cache file, then a rerun that resumes.
  */
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { createProjection } from "../mod.ts";
 import { fusedShape, fusedWidth, segmentOffsets } from "../kernels/problem.ts";
@@ -14,7 +15,7 @@ import { loadCacheFile } from "../cache/store.ts";
 import { problemKey } from "../cache/schema.ts";
 import { withTempDir } from "./helpers.ts";
 
-const root = new URL("..", import.meta.url).pathname;
+const root = fileURLToPath(new URL("..", import.meta.url));
 const options = { sanitizeResources: false, sanitizeOps: false };
 
 async function tune(cacheDir: string) {
