@@ -7,7 +7,16 @@ import assert from "node:assert/strict";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../mod.ts";
-import { bucketFor, createProjection, kimiLinearSpec } from "../mod.ts";
+import type { CacheFile } from "../mod.ts";
+import { bucketFor, CacheFormatError, createProjection, kimiLinearSpec } from "../mod.ts";
+import {
+  adapterFingerprint,
+  CACHE_SCHEMA_VERSION,
+  GENERATOR_VERSION,
+  problemKey,
+  storedProblem,
+} from "../cache/schema.ts";
+import { configName } from "../kernels/config.ts";
 import {
   batchedInputWidth,
   batchedShape,
@@ -16,7 +25,7 @@ import {
   segmentOffsets,
 } from "../kernels/problem.ts";
 import { referenceRows } from "../kernels/reference.ts";
-import { DEFAULT_BUCKETS } from "../dispatch/defaults.ts";
+import { DEFAULT_BUCKETS, defaultConfig } from "../dispatch/defaults.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 
@@ -331,6 +340,91 @@ Deno.test({
           }
         }
       }
+    } finally {
+      proj.destroy();
+    }
+  },
+});
+
+/** A cache object for this GPU with one tuned bucket (m = 4) of default configs. */
+function cacheFor(spec: ProjectionSpec): CacheFile {
+  const fused = configName(defaultConfig(fusedShape(spec), "f32", gpu.caps, 4));
+  const batched = configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4));
+  const stage = (config: string) => ({
+    config,
+    medianUs: 1,
+    runnerUp: null,
+    runnerUpMarginPct: null,
+    trials: 1,
+  });
+  return {
+    schemaVersion: CACHE_SCHEMA_VERSION,
+    adapter: adapterFingerprint(device.adapterInfo),
+    entries: {
+      [problemKey(spec, "f32")]: {
+        problem: storedProblem(spec, "f32"),
+        generatorVersion: GENERATOR_VERSION,
+        tunedAt: "2025-01-01T00:00:00.000Z",
+        buckets: {
+          "4": { fused: stage(fused), batched: stage(batched), fusedTotalUs: 2, unfused: null },
+        },
+      },
+    },
+  };
+}
+
+Deno.test({
+  name: "createProjection() takes tuned configs from a cache object and rejects another GPU's",
+  ...options,
+  fn: async () => {
+    const cache = cacheFor(small);
+    const proj = await createProjection(device, small, { weights: weightsOf(small), cache });
+    try {
+      for (const m of [1, 4, 100]) {
+        const c = proj.config(m);
+        assert.equal(c.source, "tuned");
+        assert.equal(c.bucket, 4, "the only bucket serves every m");
+      }
+    } finally {
+      proj.destroy();
+    }
+    const other = { ...cache, adapter: { ...cache.adapter, description: "Another GPU" } };
+    await assert.rejects(
+      createProjection(device, small, { weights: weightsOf(small), cache: other }),
+      (e: unknown) => e instanceof CacheFormatError && /adapter/.test(e.message),
+    );
+    // A different spec of another shape finds no entry and falls back to the defaults.
+    const tp4 = kimiLinearSpec({ tp: 4 });
+    const w4 = weightsOf(tp4);
+    const fallback = await createProjection(device, tp4, { weights: w4, cache });
+    try {
+      assert.equal(fallback.config(1).source, "default");
+    } finally {
+      fallback.destroy();
+    }
+  },
+});
+
+// KNOWN BUG (dispatch/tuned_configs.ts, tunedEntry, and cache/schema.ts, storedProblem): the
+// stored problem is compared with JSON.stringify, and storedProblem() copies `batched` with a
+// spread, so the same spec written with its batched keys in another order ({ n, inputs,
+// outputs }) is refused as "does not match the problem's shape".
+Deno.test({
+  name: "KNOWN BUG: the cache entry of a spec matches the same spec with its keys reordered",
+  ignore: !Deno.env.get("KNOWN_BUGS"),
+  ...options,
+  fn: async () => {
+    const cache = cacheFor(small);
+    const b = small.batched!;
+    const reordered: ProjectionSpec = {
+      name: small.name,
+      k: small.k,
+      segments: small.segments,
+      batched: { n: b.n, inputs: b.inputs, outputs: b.outputs },
+    };
+    const proj = await createProjection(device, reordered, { weights: weightsOf(small), cache });
+    try {
+      assert.equal(proj.config(1).source, "tuned");
     } finally {
       proj.destroy();
     }
