@@ -42,6 +42,7 @@ Options:
   --warmup <n>         untimed runs before timing each config (default 3)
   --repeats <n>        timed runs per config; the median is kept (default 20)
   --rotate-mb <n>      weight megabytes to rotate through, beyond the L2 (default 160)
+  --heat-ms <n>        GPU busy time before timing each stage and bucket, so clocks are up (default 200)
   --no-unfused         skip the unfused baseline
   --print-wgsl <name>  print the WGSL of one config (with --problem, --dtype, --stage) and exit
   --stage <s>          fused | batched, for --print-wgsl (default fused)
@@ -72,6 +73,7 @@ export interface CliOptions {
   warmup: number;
   repeats: number;
   rotateMb: number;
+  heatMs: number;
   unfused: boolean;
   printWgsl?: string;
   stage: "fused" | "batched";
@@ -116,6 +118,7 @@ export function parseCli(args: string[]): CliOptions {
         warmup: { type: "string", default: "3" },
         repeats: { type: "string", default: "20" },
         "rotate-mb": { type: "string", default: "160" },
+        "heat-ms": { type: "string", default: "200" },
         "no-unfused": { type: "boolean", default: false },
         "print-wgsl": { type: "string" },
         stage: { type: "string", default: "fused" },
@@ -161,6 +164,7 @@ export function parseCli(args: string[]): CliOptions {
     warmup: positiveInt("warmup", values.warmup),
     repeats: positiveInt("repeats", values.repeats),
     rotateMb: positiveInt("rotate-mb", values["rotate-mb"]),
+    heatMs: positiveInt("heat-ms", values["heat-ms"]),
     unfused: !values["no-unfused"],
     printWgsl: values["print-wgsl"],
     stage: values.stage,
@@ -245,6 +249,7 @@ async function main(args: string[]): Promise<number> {
       log,
       timing: { warmup: options.warmup, repeats: options.repeats },
       rotateBytes: options.rotateMb * 1e6,
+      heatUs: options.heatMs * 1000,
       unfused: options.unfused,
       onProgress: (e) => {
         bar?.setTotal(e.total);

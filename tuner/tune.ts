@@ -52,6 +52,8 @@ export interface TuneOptions {
   timing: TimingOptions;
   /** Weight bytes to rotate through when timing, so small-m timings read from memory, not L2. */
   rotateBytes: number;
+  /** GPU time of untimed work before the first timing of a stage and bucket, us. */
+  heatUs: number;
   /** Also time the unfused baseline. */
   unfused: boolean;
   onProgress?: (event: ProgressEvent) => void;
@@ -97,6 +99,8 @@ interface Target {
 }
 
 const CHECK_ROWS = [3, 67]; // ragged row counts: tails of every row block size
+/** Configs timed per submit: a kill loses at most this many trials. */
+const TIMING_CHUNK = 8;
 
 function weightBuffers(
   device: GPUDevice,
@@ -188,7 +192,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     outcome: Outcome,
     extra: Partial<Timing> & { reason?: string },
   ) {
-    outcomes[outcome]++;
+    if (bucket !== null || outcome !== "ok") outcomes[outcome]++; // a passed check is not a trial
     await log.append({
       generator: GENERATOR_VERSION,
       target,
@@ -284,14 +288,19 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
         y: target.buffers.y,
       })
     );
-  const timeKernels = async (kernels: CompiledKernel[], groups: GPUBindGroup[], m: number) =>
+  const timeKernels = async (
+    kernels: CompiledKernel[],
+    groups: GPUBindGroup[],
+    m: number,
+    heatUs?: number,
+  ) =>
     await timeItems(
       device,
       kernels.map((kernel) => ({
         encode: (pass: GPUComputePassEncoder, rep: number) =>
           dispatchKernel(pass, kernel, groups[rep % groups.length], m),
       })),
-      options.timing,
+      { ...options.timing, ...(heatUs ? { heatUs } : {}) },
     );
 
   /** Times configs of a target at m (skipping those in the log) and returns all ok timings. */
@@ -303,21 +312,37 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   ) => {
     const groups = bindGroups(target, m);
     const timed: { config: string; medianUs: number }[] = [];
-    const pending: CompiledKernel[] = [];
-    const flush = async () => {
-      if (pending.length === 0) return;
+    // Compile and check every candidate first, then time them back to back: the GPU lowers
+    // its clocks while the CPU compiles, and a timing taken right after that reads 2-3x slow.
+    const ready: CompiledKernel[] = [];
+    for (const config of candidates) {
+      const name = configName(config);
+      const earlier = log.find(logTarget, m, name, GENERATOR_VERSION);
+      if (earlier) {
+        resumed++;
+        report(m, logTarget, name, earlier.outcome);
+        if (earlier.outcome === "ok") timed.push({ config: name, medianUs: earlier.medianUs! });
+        continue;
+      }
+      if (outOfTime()) break;
+      const kernel = await prepare(target, config);
+      if (kernel) ready.push(kernel);
+      else report(m, logTarget, name, (target.kernels.get(name) as { outcome: Outcome }).outcome);
+    }
+    for (let start = 0; start < ready.length; start += TIMING_CHUNK) {
+      const chunk = ready.slice(start, start + TIMING_CHUNK);
+      const heatUs = start === 0 ? options.heatUs : undefined;
       let timings: Timing[];
       try {
-        timings = await timeKernels(pending, groups, m);
+        timings = await timeKernels(chunk, groups, m, heatUs);
       } catch (e) {
-        for (const k of pending) {
+        for (const k of chunk) {
           await record(logTarget, m, k.name, "runtime", { reason: (e as Error).message });
           report(m, logTarget, k.name, "runtime");
         }
-        pending.length = 0;
-        return;
+        continue;
       }
-      for (const [i, kernel] of pending.entries()) {
+      for (const [i, kernel] of chunk.entries()) {
         let t = timings[i];
         if (t.spreadPct > 25 && t.clock === "gpu") {
           // Too noisy to trust: measure once more, with twice the repeats, and keep the tighter one.
@@ -330,27 +355,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
         report(m, logTarget, kernel.name, "ok");
         timed.push({ config: kernel.name, medianUs: t.medianUs });
       }
-      pending.length = 0;
-    };
-    for (const config of candidates) {
-      const name = configName(config);
-      const earlier = log.find(logTarget, m, name, GENERATOR_VERSION);
-      if (earlier) {
-        resumed++;
-        report(m, logTarget, name, earlier.outcome);
-        if (earlier.outcome === "ok") timed.push({ config: name, medianUs: earlier.medianUs! });
-        continue;
-      }
-      if (outOfTime()) break;
-      const kernel = await prepare(target, config);
-      if (!kernel) {
-        report(m, logTarget, name, (target.kernels.get(name) as { outcome: Outcome }).outcome);
-        continue;
-      }
-      pending.push(kernel);
-      if (pending.length === 8) await flush();
     }
-    await flush();
     return timed.sort((a, b) => a.medianUs - b.medianUs);
   };
 
