@@ -184,3 +184,24 @@ function checkAgainstReference(
     });
   }
 }
+
+// KNOWN BUG (tuner/tune.ts, the unfused baseline after the bucket loop): the one-pass timing of
+// the whole fused projection against the unfused GEMMs is not written to the trial log, so a
+// resumed run measures it again and rewrites fusedTotalUs and unfused.medianUs in the cache,
+// which can flip a bucket between fused and unfused mode without any new trial.
+Deno.test({
+  name: "KNOWN BUG: a resumed tune leaves the cache entry's timings as they were",
+  ignore: !Deno.env.get("KNOWN_BUGS"),
+  ...options,
+  fn: async () => {
+    await withTempDir("tune_e2e_", async (dir) => {
+      await tune(dir);
+      const path = `${dir}/${filesUnder(dir).find((f) => f.endsWith(".json"))}`;
+      const spec = await loadProblem(`${root}problems/tiny.yaml`);
+      const before = (await loadCacheFile(path))!.entries[problemKey(spec, "f32")];
+      await tune(dir);
+      const after = (await loadCacheFile(path))!.entries[problemKey(spec, "f32")];
+      assert.deepEqual(after.buckets, before.buckets);
+    });
+  },
+});
