@@ -149,6 +149,14 @@ for (const tp of [1, 2, 4, 8]) {
 
 const small = kimiLinearSpec({ tp: 8 });
 
+Deno.test("the device has the adapter's buffer limits, so tp 1's 116 MB of weights fit", () => {
+  const adapter = gpu.adapter.limits;
+  assert.equal(device.limits.maxStorageBufferBindingSize, adapter.maxStorageBufferBindingSize);
+  assert.equal(device.limits.maxBufferSize, adapter.maxBufferSize);
+  const tp1 = kimiLinearSpec({ tp: 1 });
+  assert.ok(device.limits.maxStorageBufferBindingSize >= fusedWidth(tp1) * tp1.k * 4);
+});
+
 Deno.test({
   name: "config(m) reports the bucket, source and kernels that serve m rows",
   ...options,
