@@ -82,6 +82,35 @@ async function timePass(
   ).sort((a, b) => a - b);
   return us[Math.floor(samples / 2)];
 }
+if (Deno.env.get("BATCH")) {
+  // Like the tuner: compile (and optionally check) every config, then time them in one call.
+  const { makeCheckData, checkKernel } = await import("../tuner/verify.ts");
+  const kernels = [];
+  for (const name of names) {
+    const kernel = await compileKernel(device, parseConfigName(name), shape, dtype);
+    if (Deno.env.get("VERIFY")) {
+      for (const m of [3, 67]) {
+        console.log(
+          name,
+          "check",
+          m,
+          (await checkKernel(device, kernel, makeCheckData(device, shape, dtype, m, m))) ?? "ok",
+        );
+      }
+    }
+    kernels.push(kernel);
+  }
+  const ts = await timeItems(
+    device,
+    kernels.map((kernel) => ({
+      encode: (pass: GPUComputePassEncoder, rep: number) =>
+        dispatchKernel(pass, kernel, groups[rep % groups.length], 1),
+    })),
+    { warmup: 3, repeats: 10 },
+  );
+  ts.forEach((t, i) => console.log(`batched timing ${names[i]}: ${t.medianUs.toFixed(2)} us`));
+  Deno.exit(0);
+}
 for (const name of names) {
   const kernel = await compileKernel(device, parseConfigName(name), shape, dtype);
   for (const [label, gs] of [["rotate", groups], ["same", [groups[0]]]] as const) {

@@ -243,7 +243,10 @@ export function storedProblem(spec: ProjectionSpec, dtype: WeightDtype): CacheEn
   return {
     k: spec.k,
     segments: spec.segments.map((s) => ({ name: s.name, n: s.n })),
-    batched: spec.batched ? { ...spec.batched } : null,
+    // Built field by field, so key order in the caller's spec does not matter.
+    batched: spec.batched
+      ? { inputs: [...spec.batched.inputs], outputs: [...spec.batched.outputs], n: spec.batched.n }
+      : null,
     dtype,
   };
 }

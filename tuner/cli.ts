@@ -42,7 +42,8 @@ Options:
   --warmup <n>         untimed runs before timing each config (default 3)
   --repeats <n>        timed runs per config; the median is kept (default 20)
   --rotate-mb <n>      weight megabytes to rotate through, beyond the L2 (default 160)
-  --heat-ms <n>        GPU busy time before timing each stage and bucket, so clocks are up (default 200)
+  --no-heat            do not keep the GPU busy between timings (by default it is, except on a
+                       software adapter, so that its clocks stay up: see tuner/heater.ts)
   --no-unfused         skip the unfused baseline
   --print-wgsl <name>  print the WGSL of one config (with --problem, --dtype, --stage) and exit
   --stage <s>          fused | batched, for --print-wgsl (default fused)
@@ -73,7 +74,7 @@ export interface CliOptions {
   warmup: number;
   repeats: number;
   rotateMb: number;
-  heatMs: number;
+  heat: boolean;
   unfused: boolean;
   printWgsl?: string;
   stage: "fused" | "batched";
@@ -118,7 +119,7 @@ export function parseCli(args: string[]): CliOptions {
         warmup: { type: "string", default: "3" },
         repeats: { type: "string", default: "20" },
         "rotate-mb": { type: "string", default: "160" },
-        "heat-ms": { type: "string", default: "200" },
+        "no-heat": { type: "boolean", default: false },
         "no-unfused": { type: "boolean", default: false },
         "print-wgsl": { type: "string" },
         stage: { type: "string", default: "fused" },
@@ -164,7 +165,7 @@ export function parseCli(args: string[]): CliOptions {
     warmup: positiveInt("warmup", values.warmup),
     repeats: positiveInt("repeats", values.repeats),
     rotateMb: positiveInt("rotate-mb", values["rotate-mb"]),
-    heatMs: positiveInt("heat-ms", values["heat-ms"]),
+    heat: !values["no-heat"],
     unfused: !values["no-unfused"],
     printWgsl: values["print-wgsl"],
     stage: values.stage,
@@ -186,6 +187,12 @@ export async function resolveProblem(problem: string): Promise<ProjectionSpec> {
     throw new UsageError(`--problem "${problem}" is not a file or one of: ${known.join(", ")}`);
   }
   return await loadProblem(file.pathname);
+}
+
+/** Whether an adapter is a CPU rasterizer, where a heater would only steal the tuner's CPU. */
+function isSoftwareAdapter(adapter: GPUAdapter): boolean {
+  return (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    /llvmpipe|lavapipe|swiftshader|warp/i.test(adapter.info.description);
 }
 
 async function main(args: string[]): Promise<number> {
@@ -249,7 +256,7 @@ async function main(args: string[]): Promise<number> {
       log,
       timing: { warmup: options.warmup, repeats: options.repeats },
       rotateBytes: options.rotateMb * 1e6,
-      heatUs: options.heatMs * 1000,
+      heat: options.heat && !isSoftwareAdapter(gpu.adapter),
       unfused: options.unfused,
       onProgress: (e) => {
         bar?.setTotal(e.total);

@@ -8,8 +8,8 @@
  * steady-state cost of the item inside a longer stream of work, which is what a model sees. A
  * first, calibration submit times one run of each item (after the warm-up) to pick the count.
  *
- * The GPU drops its clocks while the tuner compiles and checks kernels on the CPU, so each
- * measuring submit starts by running its first item untimed for about `heatUs` first.
+ * Each measuring submit starts with ~20 ms of its first item, untimed. (Clocks are a separate
+ * matter: see heater.ts.)
  *
  * @module
  */
@@ -36,8 +36,6 @@ export interface TimingOptions {
   repeats: number;
   /** GPU time one timed pass should last (default 200 us). */
   passUs?: number;
-  /** GPU time of untimed work at the start of each measuring submit (default 20000 us). */
-  heatUs?: number;
 }
 
 /** Most runs of an item in one timed pass. */
@@ -87,7 +85,7 @@ export async function timeItems(
     const runs = once.map((us) =>
       Math.max(1, Math.min(MAX_RUNS_PER_PASS, Math.ceil(passUs / Math.max(us[0], 0.1))))
     );
-    const heat = Math.min(20000, Math.ceil((options.heatUs ?? 20000) / Math.max(once[0][0], 0.1)));
+    const heat = Math.min(20000, Math.ceil(20000 / Math.max(once[0][0], 0.1)));
     const samples = await timedPasses(
       device,
       batch.map((item, i) => ({

@@ -28,6 +28,7 @@ import { batchedShape, fusedShape, fusedWidth, unfusedShapes } from "../kernels/
 import type { SearchSpace } from "../kernels/space.ts";
 import { enumerateSpace, suitsRows } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
+import { GpuHeater } from "./heater.ts";
 import { randomNonZero, seededRandom } from "./random.ts";
 import type { Strategy } from "./strategy.ts";
 import type { Timing, TimingOptions } from "./timing.ts";
@@ -52,8 +53,8 @@ export interface TuneOptions {
   timing: TimingOptions;
   /** Weight bytes to rotate through when timing, so small-m timings read from memory, not L2. */
   rotateBytes: number;
-  /** GPU time of untimed work before the first timing of a stage and bucket, us. */
-  heatUs: number;
+  /** Keep the GPU busy between timings so its clocks stay up (see heater.ts). */
+  heat: boolean;
   /** Also time the unfused baseline. */
   unfused: boolean;
   onProgress?: (event: ProgressEvent) => void;
@@ -133,6 +134,8 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   };
   let resumed = 0;
   const buckets = [...new Set(options.buckets)].sort((a, b) => a - b);
+  const heater = options.heat ? new GpuHeater(device) : undefined;
+  heater?.start();
   const maxM = buckets[buckets.length - 1];
   const space = enumerateSpace(options.space);
 
@@ -292,7 +295,6 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     kernels: CompiledKernel[],
     groups: GPUBindGroup[],
     m: number,
-    heatUs?: number,
   ) =>
     await timeItems(
       device,
@@ -300,7 +302,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
         encode: (pass: GPUComputePassEncoder, rep: number) =>
           dispatchKernel(pass, kernel, groups[rep % groups.length], m),
       })),
-      { ...options.timing, ...(heatUs ? { heatUs } : {}) },
+      options.timing,
     );
 
   /** Times configs of a target at m (skipping those in the log) and returns all ok timings. */
@@ -331,10 +333,9 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     }
     for (let start = 0; start < ready.length; start += TIMING_CHUNK) {
       const chunk = ready.slice(start, start + TIMING_CHUNK);
-      const heatUs = start === 0 ? options.heatUs : undefined;
       let timings: Timing[];
       try {
-        timings = await timeKernels(chunk, groups, m, heatUs);
+        timings = await timeKernels(chunk, groups, m);
       } catch (e) {
         for (const k of chunk) {
           await record(logTarget, m, k.name, "runtime", { reason: (e as Error).message });
@@ -441,6 +442,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     };
   }
 
+  await heater?.destroy();
   for (const data of checkCache.values()) destroyCheckData(data);
   for (const t of targets) {
     for (const w of t.buffers.ws) w.destroy();
