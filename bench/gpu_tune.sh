@@ -10,5 +10,6 @@ for p in ${problems//,/ }; do
   deno task tune --problem "$p" --dtype "$dtypes" --quiet "$@" 2>&1 | tee -a "$OUT/tune.log"
 done
 cp cache/*.json "$OUT/" 2>/dev/null
-mkdir -p "$OUT/logs" && cp cache/logs/*/*.jsonl "$OUT/logs/" 2>/dev/null
+mkdir -p "$OUT/logs"
+for p in ${problems//,/ }; do cp cache/logs/*/"$p"-*.jsonl "$OUT/logs/" 2>/dev/null; done
 ls -la "$OUT" "$OUT/logs"
