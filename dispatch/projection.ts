@@ -47,6 +47,12 @@ export interface ProjectionOptions {
    * a URL of another file; a parsed cache file; or `false` for the untuned defaults.
    */
   cache?: CacheSource;
+  /**
+   * "auto" (default) runs each bucket the way tuning found faster: fused, or one GEMM per
+   * projection where that won. "fused" and "unfused" force one way (for benchmarks); "unfused"
+   * needs tuned unfused configs and falls back to fused where there are none.
+   */
+  mode?: "auto" | "fused" | "unfused";
 }
 
 /** Which kernels serve m rows. */
@@ -147,8 +153,12 @@ export async function createProjection(
     (device.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize ?? 0,
   );
   const entry = await tunedEntry(device, caps, spec, dtype, options.cache);
+  const mode = options.mode ?? "auto";
+  if (!["auto", "fused", "unfused"].includes(mode)) {
+    throw new RangeError(`Cannot create projection: mode "${mode}" is not auto, fused or unfused`);
+  }
   const projection = new Projection(device, spec, dtype, caps, weights);
-  await projection._compile(entry);
+  await projection._compile(entry, mode);
   return projection;
 }
 
@@ -192,6 +202,7 @@ export class Projection {
   #params = new Map<number, GPUBuffer>();
   #retired: GPUBuffer[] = [];
   #destroyed = false;
+  #mode: "auto" | "fused" | "unfused" = "auto";
 
   /** @internal Use {@linkcode createProjection}. */
   constructor(
@@ -219,7 +230,11 @@ export class Projection {
   }
 
   /** @internal Compiles every bucket's kernels once. */
-  async _compile(entry: CacheEntry | undefined): Promise<void> {
+  async _compile(
+    entry: CacheEntry | undefined,
+    mode: "auto" | "fused" | "unfused" = "auto",
+  ): Promise<void> {
+    this.#mode = mode;
     const compiled = new Map<string, Promise<CompiledKernel>>();
     const kernel = (config: KernelConfig, shape: GemmShape, key: string) => {
       const id = `${key}:${configName(config)}`;
@@ -232,7 +247,9 @@ export class Projection {
     const plans: [number, Promise<BucketPlan>][] = [];
     if (entry) {
       for (const [key, result] of Object.entries(entry.buckets)) {
-        const useUnfused = result.unfused !== null && result.unfused.medianUs < result.fusedTotalUs;
+        const useUnfused = result.unfused !== null &&
+          (this.#mode === "unfused" ||
+            (this.#mode === "auto" && result.unfused.medianUs < result.fusedTotalUs));
         const config: ProjectionConfig = {
           bucket: Number(key),
           source: "tuned",
@@ -347,6 +364,21 @@ export class Projection {
    * @throws {RangeError} For a bad m or an x buffer smaller than `m * k * 4` bytes.
    */
   encode(encoder: GPUCommandEncoder, x: GPUBuffer, m: number): EncodedProjection {
+    const pass = encoder.beginComputePass({ label: `${this.spec.name} m=${m}` });
+    try {
+      return this.dispatch(pass, x, m);
+    } finally {
+      pass.end();
+    }
+  }
+
+  /**
+   * Like {@linkcode Projection.encode}, but records into a compute pass the caller owns (to
+   * batch many projections in one pass, as benchmarks do).
+   *
+   * @throws {RangeError} For a bad m or an x buffer smaller than `m * k * 4` bytes.
+   */
+  dispatch(pass: GPUComputePassEncoder, x: GPUBuffer, m: number): EncodedProjection {
     this.#checkRows(m);
     if (x.size < m * this.spec.k * 4) {
       throw new RangeError(
@@ -356,24 +388,39 @@ export class Projection {
       );
     }
     const out = this.#outputsFor(m);
-    const params = this.#paramsFor(m);
-    const groups = {
-      fused: kernelBindGroup(this.#device, { params, x, w: this.#weights.fused, y: out.fused }),
-      batched: out.batched
-        ? kernelBindGroup(this.#device, {
-          params,
-          x: out.fused,
-          w: this.#weights.batched!,
-          y: out.batched,
-        })
-        : null,
-    };
-    const pass = encoder.beginComputePass({ label: `${this.spec.name} m=${m}` });
+    const groups = this.#bindGroupsFor(x, m, out);
     for (const step of this.#planFor(m).steps) {
       dispatchKernel(pass, step.kernel, groups[step.stage]!, m);
     }
-    pass.end();
     return { fused: out.fused, batched: out.batched, outputs: this.#views(out) };
+  }
+
+  /** Bind groups by input buffer and m, for the current output buffers. */
+  #bindGroups = new WeakMap<
+    GPUBuffer,
+    Map<number, { fused: GPUBindGroup; batched: GPUBindGroup | null }>
+  >();
+
+  #bindGroupsFor(x: GPUBuffer, m: number, out: { fused: GPUBuffer; batched: GPUBuffer | null }) {
+    let byRows = this.#bindGroups.get(x);
+    if (!byRows) this.#bindGroups.set(x, byRows = new Map());
+    let groups = byRows.get(m);
+    if (!groups) {
+      const params = this.#paramsFor(m);
+      groups = {
+        fused: kernelBindGroup(this.#device, { params, x, w: this.#weights.fused, y: out.fused }),
+        batched: out.batched
+          ? kernelBindGroup(this.#device, {
+            params,
+            x: out.fused,
+            w: this.#weights.batched!,
+            y: out.batched,
+          })
+          : null,
+      };
+      byRows.set(m, groups);
+    }
+    return groups;
   }
 
   #views(out: { fused: GPUBuffer; batched: GPUBuffer | null }): Record<string, OutputView> {
@@ -453,6 +500,7 @@ export class Projection {
 
   #outputsFor(m: number): { fused: GPUBuffer; batched: GPUBuffer | null } {
     if (!this.#outputs || this.#outputs.rows < m) {
+      this.#bindGroups = new WeakMap(); // they point at the old output buffers
       if (this.#outputs) {
         this.#retired.push(
           this.#outputs.fused,

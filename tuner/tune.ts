@@ -100,6 +100,8 @@ interface Target {
 }
 
 const CHECK_ROWS = [3, 67]; // ragged row counts: tails of every row block size
+/** The unfused baseline tries this many of the stage's fastest configs on each of its GEMMs. */
+const UNFUSED_CANDIDATES = 2;
 /** Configs timed per submit: a kill loses at most this many trials. */
 const TIMING_CHUNK = 8;
 
@@ -252,7 +254,8 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     if (invalid) return await fail("invalid", invalid);
     let kernel: CompiledKernel;
     try {
-      kernel = await compileKernel(device, config, target.shape, dtype);
+      kernel = await (compiling.get(`${target.name}:${name}`) ??
+        compileKernel(device, config, target.shape, dtype));
     } catch (e) {
       return await fail("compile", (e as Error).message);
     }
@@ -269,6 +272,16 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     target.kernels.set(name, kernel);
     if (!earlier) await record(target.name, null, name, "ok", {});
     return kernel;
+  };
+  /** Compiles started ahead of prepare(), by target and config name. */
+  const compiling = new Map<string, Promise<CompiledKernel>>();
+  const compileAhead = (target: Target, config: KernelConfig) => {
+    const key = `${target.name}:${configName(config)}`;
+    if (target.kernels.has(configName(config)) || compiling.has(key)) return;
+    if (configProblem(config, target.shape, dtype, gpu.caps)) return;
+    const promise = compileKernel(device, config, target.shape, dtype);
+    promise.catch(() => {}); // awaited (and its failure recorded) in prepare()
+    compiling.set(key, promise);
   };
   const checkCache = new Map<string, ReturnType<typeof makeCheckData>>();
   const checkData = (target: Target, m: number) => {
@@ -317,6 +330,12 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     // Compile and check every candidate first, then time them back to back: the GPU lowers
     // its clocks while the CPU compiles, and a timing taken right after that reads 2-3x slow.
     const ready: CompiledKernel[] = [];
+    // Start every compile at once (the driver may compile in parallel); prepare() awaits each.
+    for (const config of candidates) {
+      if (!log.find(logTarget, m, configName(config), GENERATOR_VERSION)) {
+        compileAhead(target, config);
+      }
+    }
     for (const config of candidates) {
       const name = configName(config);
       const earlier = log.find(logTarget, m, name, GENERATOR_VERSION);
@@ -397,10 +416,10 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     let unfused: BucketResult["unfused"] = null;
     if (options.unfused && !outOfTime()) {
       const apart: { kernel: CompiledKernel; target: Target }[] = [];
-      total += unfusedTargets.length * 3;
+      total += unfusedTargets.length * UNFUSED_CANDIDATES;
       for (const own of unfusedTargets) {
         const stageRanking = rankings[targets.findIndex((t) => t.stage === own.stage)];
-        const top = stageRanking.slice(0, 3).map((r) => parseConfigName(r.config));
+        const top = stageRanking.slice(0, UNFUSED_CANDIDATES).map((r) => parseConfigName(r.config));
         const ranking = await search(own, m, top);
         const kernel = ranking.length > 0
           ? await prepare(own, parseConfigName(ranking[0].config))
