@@ -70,8 +70,30 @@ export async function compileKernel(
 ): Promise<CompiledKernel> {
   const name = configName(config);
   const code = kernelWgsl(config, shape, dtype);
+  // Pipelines are cached by source per device: projections of one problem share them.
+  let cache = pipelineCache.get(device);
+  if (!cache) pipelineCache.set(device, cache = new Map());
+  let pipeline = cache.get(code);
+  if (!pipeline) {
+    pipeline = buildPipeline(device, name, code);
+    cache.set(code, pipeline);
+    pipeline.catch(() => cache.delete(code)); // a failure is reported, not remembered
+  }
+  return { name, config, shape, dtype, pipeline: await pipeline };
+}
+
+const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+async function buildPipeline(
+  device: GPUDevice,
+  name: string,
+  code: string,
+): Promise<GPUComputePipeline> {
+  // The error scope is pushed and popped with no await between, so that compiles running
+  // at the same time cannot pop each other's scope.
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ code, label: name });
+  const moduleError = device.popErrorScope();
   let pipeline: GPUComputePipeline | undefined;
   let failure = "";
   try {
@@ -83,7 +105,7 @@ export async function compileKernel(
   } catch (e) {
     failure = e instanceof Error ? e.message : String(e);
   }
-  const scoped = await device.popErrorScope();
+  const scoped = await moduleError;
   if (!pipeline || scoped) {
     const info = await module.getCompilationInfo();
     const messages = info.messages.filter((m) => m.type === "error").map((m) =>
@@ -94,7 +116,7 @@ export async function compileKernel(
       [...messages, scoped?.message ?? failure].filter(Boolean).join("; "),
     );
   }
-  return { name, config, shape, dtype, pipeline };
+  return pipeline;
 }
 
 /** The buffers one dispatch reads and writes. */

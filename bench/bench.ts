@@ -1,0 +1,399 @@
+/**
+ * `deno task bench`: times the dispatcher on this GPU per bucket and weight type, against the
+ * floor, the untuned defaults, the best single config, the unfused projections and (with
+ * `--torch`, on the GPU machine) PyTorch; prints a table, writes JSON and an SVG chart under
+ * bench/results/.
+ *
+ * Every variant runs through `createProjection`, with weights rotated over copies whose total
+ * is past the L2, inside one process and one heater-warmed session, so ratios come from one run.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import * as vega from "vega";
+import * as vl from "vega-lite";
+import type { CacheEntry, CacheFile } from "../cache/schema.ts";
+import {
+  adapterFingerprint,
+  cacheFileName,
+  GENERATOR_VERSION,
+  problemKey,
+  storedProblem,
+} from "../cache/schema.ts";
+import { loadCacheFile } from "../cache/store.ts";
+import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
+import { createProjection } from "../dispatch/projection.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { bytesPerElement } from "../kernels/dtype.ts";
+import type { ProjectionSpec } from "../kernels/problem.ts";
+import { batchedInputWidth, fusedWidth, projectionFlops } from "../kernels/problem.ts";
+import { DEFAULT_BUCKETS, resolveProblem } from "../tuner/cli.ts";
+import { openGpu } from "../tuner/gpu_device.ts";
+import { GpuHeater } from "../tuner/heater.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+import { formatTable } from "../tuner/report.ts";
+import { timeItems } from "../tuner/timing.ts";
+
+/** Ceilings of the H100 (../shared/gpu/README.md): HBM copy and FP32 without tensor cores. */
+const HBM_BYTES_PER_S = 3.0e12;
+const FP32_FLOPS = 67e12;
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    problem: { type: "string", default: "kimi-linear-tp4" },
+    dtype: { type: "string", default: "f32,f16,bf16" },
+    buckets: { type: "string" },
+    torch: { type: "boolean", default: false },
+    out: { type: "string", default: "bench/results" },
+    "cache-dir": { type: "string", default: "cache" },
+    "rotate-mb": { type: "string", default: "160" },
+    repeats: { type: "string", default: "15" },
+  },
+});
+
+/** One bucket's measurements for one weight type, microseconds. */
+interface Row {
+  dtype: WeightDtype;
+  m: number;
+  tunedUs: number;
+  mode: string;
+  fusedConfig: string;
+  batchedConfig: string | null;
+  fusedStageUs: number | null;
+  defaultUs: number;
+  bestSingleUs: number | null;
+  unfusedUs: number | null;
+  floorUs: number;
+  tflops: number;
+  gbps: number;
+  torchAfterUs?: number;
+  torchGemmUs?: number;
+}
+
+const gpu = await openGpu();
+const device = gpu.device;
+const heater = /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapter.info.description)
+  ? undefined
+  : new GpuHeater(device);
+heater?.start();
+const spec = await resolveProblem(args.problem);
+const fingerprint = adapterFingerprint(gpu.adapter.info);
+const cachePath = `${args["cache-dir"]}/${cacheFileName(fingerprint)}`;
+const cache = await loadCacheFile(cachePath);
+const buckets = args.buckets ? args.buckets.split(",").map(Number) : DEFAULT_BUCKETS;
+const maxM = Math.max(...buckets);
+const random = seededRandom(7);
+const x = device.createBuffer({
+  size: maxM * spec.k * 4,
+  usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+});
+device.queue.writeBuffer(x, 0, randomNonZero(maxM * spec.k, random) as Float32Array<ArrayBuffer>);
+const torch = args.torch ? await runTorch(spec, buckets) : [];
+console.error(
+  `GPU: ${fingerprint.description}; cache ${cache ? cachePath : "none (tuned = default)"}`,
+);
+
+const rows: Row[] = [];
+const summaries: string[] = [];
+for (const dtype of args.dtype.split(",") as WeightDtype[]) {
+  const weights = {
+    fused: randomNonZero(fusedWidth(spec) * spec.k, random),
+    batched: spec.batched
+      ? randomNonZero(spec.batched.inputs.length * spec.batched.n * batchedInputWidth(spec), random)
+      : undefined,
+  };
+  const bytes = weightBytes(spec, dtype);
+  const copies = Math.max(1, Math.min(12, Math.ceil(Number(args["rotate-mb"]) * 1e6 / bytes)));
+  const entry = cache?.entries[problemKey(spec, dtype)];
+  const tuned = await timeVariant(spec, { weights, dtype, cache: cache ?? false }, copies);
+  const defaults = await timeVariant(spec, { weights, dtype, cache: false }, copies);
+  const unfused = entry
+    ? await timeVariant(spec, { weights, dtype, mode: "unfused" }, copies)
+    : undefined;
+  const fusedStage = entry ? await timeFusedStage(entry, weights.fused, dtype, copies) : undefined;
+  const bestSingle = entry ? await bestSingleConfig(entry, weights, dtype, copies) : undefined;
+  for (const m of buckets) {
+    const t = tuned.times.get(m)!;
+    const config = tuned.projection.config(m);
+    const peer = torch.find((r) => r.m === m && r.dtype === dtype);
+    const floorUs = Math.max(
+      (bytes +
+        4 * m *
+          (spec.k + fusedWidth(spec) +
+            (spec.batched ? spec.batched.outputs.length * spec.batched.n : 0))) /
+        HBM_BYTES_PER_S * 1e6,
+      projectionFlops(spec, m) / FP32_FLOPS * 1e6,
+    );
+    rows.push({
+      dtype,
+      m,
+      tunedUs: t,
+      mode: config.source === "default" ? "default" : config.mode,
+      fusedConfig: config.fused,
+      batchedConfig: config.batched,
+      fusedStageUs: fusedStage?.get(m) ?? null,
+      defaultUs: defaults.times.get(m)!,
+      bestSingleUs: bestSingle?.times.get(m) ?? null,
+      unfusedUs: unfused?.times.get(m) ?? null,
+      floorUs,
+      tflops: projectionFlops(spec, m) / t / 1e6,
+      gbps: (bytes + 4 * m * (spec.k + fusedWidth(spec))) / t / 1e3,
+      torchAfterUs: peer?.after_us,
+      torchGemmUs: peer?.gemm_us,
+    });
+  }
+  for (const v of [tuned, defaults, unfused]) v?.projections.forEach((p) => p.destroy());
+  const mine = rows.filter((r) => r.dtype === dtype);
+  const geo = (f: (r: Row) => number | null) => {
+    const ratios = mine.map(f).filter((v): v is number => v !== null && Number.isFinite(v));
+    return ratios.length
+      ? Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length)
+      : NaN;
+  };
+  summaries.push(
+    `${dtype}: tuned vs best single config (${bestSingle?.name ?? "-"}) geomean ${
+      geo((r) => r.bestSingleUs && r.bestSingleUs / r.tunedUs).toFixed(2)
+    }x; vs defaults ${geo((r) => r.defaultUs / r.tunedUs).toFixed(2)}x; fused vs unfused at m=1 ${
+      ratio(mine[0]?.unfusedUs, mine[0]?.tunedUs)
+    }, lowest over buckets ${
+      Math.min(...mine.map((r) => (r.unfusedUs ?? NaN) / r.tunedUs).filter(Number.isFinite))
+        .toFixed(2)
+    }x`,
+  );
+}
+await heater?.destroy();
+report(rows, summaries);
+
+function ratio(a: number | null | undefined, b: number | null | undefined): string {
+  return a && b ? `${(a / b).toFixed(2)}x` : "-";
+}
+
+/** Weight bytes of the whole projection (fused and batched weights). */
+function weightBytes(s: ProjectionSpec, dtype: WeightDtype): number {
+  const b = s.batched;
+  return (s.k * fusedWidth(s) + (b ? b.inputs.length * b.n * batchedInputWidth(s) : 0)) *
+    bytesPerElement(dtype);
+}
+
+/** Times a projection variant at every bucket; `copies` projections rotate the weights. */
+async function timeVariant(
+  s: ProjectionSpec,
+  options: ProjectionOptions,
+  copies: number,
+  only = buckets,
+) {
+  const projections: Projection[] = [];
+  for (let i = 0; i < copies; i++) projections.push(await createProjection(device, s, options));
+  const timings = await timeItems(
+    device,
+    only.map((m) => ({
+      encode: (pass: GPUComputePassEncoder, rep: number) => {
+        projections[rep % copies].dispatch(pass, x, m);
+      },
+    })),
+    { warmup: 3, repeats: Number(args.repeats) },
+  );
+  return {
+    projection: projections[0],
+    projections,
+    times: new Map(only.map((m, i) => [m, timings[i].medianUs])),
+  };
+}
+
+/** The fused GEMM alone, with the tuned fused configs (a spec without the batched stage). */
+async function timeFusedStage(
+  entry: CacheEntry,
+  fused: Float32Array,
+  dtype: WeightDtype,
+  copies: number,
+) {
+  const alone: ProjectionSpec = { ...spec, name: `${spec.name}-fused`, batched: undefined };
+  const file = cacheWith(
+    alone,
+    dtype,
+    (m) => ({ fused: entry.buckets[m].fused.config, batched: null }),
+    entry,
+  );
+  const v = await timeVariant(alone, { weights: { fused }, dtype, cache: file }, copies);
+  v.projections.forEach((p) => p.destroy());
+  return v.times;
+}
+
+/**
+ * The best single (fused, batched) config pair for all buckets: every distinct tuned winner,
+ * timed at every bucket; the pair with the lowest geometric mean time wins. GEMV winners are
+ * not timed past 64 rows, where they re-read the weights once per few rows.
+ */
+async function bestSingleConfig(
+  entry: CacheEntry,
+  weights: ProjectionOptions["weights"],
+  dtype: WeightDtype,
+  copies: number,
+) {
+  const pairs = new Map<string, { fused: string; batched: string | null }>();
+  for (const b of Object.values(entry.buckets)) {
+    pairs.set(`${b.fused.config} + ${b.batched?.config ?? "-"}`, {
+      fused: b.fused.config,
+      batched: b.batched?.config ?? null,
+    });
+  }
+  let best: { name: string; times: Map<number, number>; score: number } | undefined;
+  for (const [name, pair] of pairs) {
+    const gemv = pair.fused.startsWith("gemv") || (pair.batched ?? "").startsWith("gemv");
+    const usable = buckets.filter((m) => !gemv || m <= 64);
+    const file = cacheWith(spec, dtype, () => pair, entry);
+    const v = await timeVariant(spec, { weights, dtype, cache: file }, copies, usable);
+    v.projections.forEach((p) => p.destroy());
+    const times = new Map(buckets.map((m) => [m, v.times.get(m) ?? Infinity]));
+    const score = [...times.values()].reduce((s, t) => s + Math.log(t), 0);
+    if (!best || score < best.score) best = { name, times, score };
+  }
+  return best;
+}
+
+/** An in-memory cache file whose entry for `s` uses the given configs at every tuned bucket. */
+function cacheWith(
+  s: ProjectionSpec,
+  dtype: WeightDtype,
+  pick: (m: string) => { fused: string; batched: string | null },
+  entry: CacheEntry,
+): CacheFile {
+  const stage = (config: string) => ({
+    config,
+    medianUs: 1,
+    runnerUp: null,
+    runnerUpMarginPct: null,
+    trials: 0,
+  });
+  const buckets = Object.fromEntries(
+    Object.keys(entry.buckets).map((m) => {
+      const { fused, batched } = pick(m);
+      return [m, {
+        fused: stage(fused),
+        batched: batched ? stage(batched) : null,
+        fusedTotalUs: 1,
+        unfused: null,
+      }];
+    }),
+  );
+  return {
+    schemaVersion: 1,
+    adapter: fingerprint,
+    entries: {
+      [problemKey(s, dtype)]: {
+        problem: storedProblem(s, dtype),
+        generatorVersion: GENERATOR_VERSION,
+        tunedAt: "",
+        buckets,
+      },
+    },
+  };
+}
+
+/** Runs the PyTorch peer (bench/torch_bench.py) for a Kimi Linear problem. */
+async function runTorch(s: ProjectionSpec, ms: number[]) {
+  const tp = /^kimi-linear-tp(\d+)$/.exec(s.name)?.[1];
+  if (!tp) return [];
+  const out = await new Deno.Command("python3", {
+    args: ["bench/torch_bench.py", tp, ms.join(","), "bf16,f16,f32"],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("{")).map((
+    l,
+  ) => JSON.parse(l) as { m: number; dtype: WeightDtype; after_us: number; gemm_us: number });
+}
+
+/** Prints the table and summaries; writes JSON and the SVG chart. */
+async function report(all: Row[], lines: string[]) {
+  const f = (
+    v: number | null | undefined,
+    d = 1,
+  ) => (v === null || v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(d));
+  console.log(formatTable(
+    [
+      "dtype",
+      "m",
+      "tuned us",
+      "mode",
+      "TFLOP/s",
+      "GB/s",
+      "floor us",
+      "% floor",
+      "default",
+      "best 1",
+      "unfused",
+      "fusion",
+      "fused GEMM",
+      "torch",
+      "vs torch",
+    ],
+    all.map((r) => [
+      r.dtype,
+      String(r.m),
+      f(r.tunedUs),
+      r.mode,
+      f(r.tflops, 2),
+      f(r.gbps, 0),
+      f(r.floorUs),
+      f((r.floorUs / r.tunedUs) * 100, 0),
+      f(r.defaultUs),
+      f(r.bestSingleUs),
+      f(r.unfusedUs),
+      ratio(r.unfusedUs, r.tunedUs),
+      f(r.fusedStageUs),
+      f(r.torchAfterUs),
+      ratio(r.torchAfterUs, r.tunedUs),
+    ]),
+  ));
+  for (const l of lines) console.log(l);
+  await Deno.mkdir(args.out, { recursive: true });
+  const base = `${args.out}/${cacheFileName(fingerprint).replace(/\.json$/, "")}-${spec.name}`;
+  const meta = {
+    problem: spec.name,
+    gpu: fingerprint,
+    date: new Date().toISOString(),
+    deno: Deno.version.deno,
+  };
+  await Deno.writeTextFile(
+    `${base}.json`,
+    JSON.stringify({ meta, summaries: lines, rows: all }, null, 2) + "\n",
+  );
+  await Deno.writeTextFile(`${base}.svg`, await chart(all));
+  console.log(`wrote ${base}.json and ${base}.svg`);
+}
+
+/** Time against m, log-log, one panel per weight type, one line per variant. */
+async function chart(all: Row[]): Promise<string> {
+  const series: [string, (r: Row) => number | null | undefined][] = [
+    ["tuned", (r) => r.tunedUs],
+    ["default configs", (r) => r.defaultUs],
+    ["best single config", (r) => r.bestSingleUs],
+    ["unfused (8 GEMMs)", (r) => r.unfusedUs],
+    ["PyTorch (cuBLAS)", (r) => r.torchAfterUs],
+    ["floor", (r) => r.floorUs],
+  ];
+  const values = all.flatMap((r) =>
+    series.map(([variant, f]) => ({ dtype: r.dtype, m: r.m, us: f(r), variant })).filter((v) =>
+      v.us && Number.isFinite(v.us)
+    )
+  );
+  const lite = vl.compile({
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    title: `${spec.name} on ${fingerprint.description}: time per projection`,
+    data: { values },
+    facet: { column: { field: "dtype", title: "weights" } },
+    spec: {
+      width: 260,
+      height: 220,
+      mark: { type: "line", point: true },
+      encoding: {
+        x: { field: "m", type: "quantitative", scale: { type: "log", base: 2 }, title: "m (rows)" },
+        y: { field: "us", type: "quantitative", scale: { type: "log" }, title: "microseconds" },
+        color: { field: "variant", type: "nominal" },
+      },
+    },
+  } as vl.TopLevelSpec);
+  return await new vega.View(vega.parse(lite.spec), { renderer: "none" }).toSVG();
+}
