@@ -10,8 +10,6 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import * as vega from "vega";
-import * as vl from "vega-lite";
 import type { CacheEntry, CacheFile } from "../cache/schema.ts";
 import {
   adapterFingerprint,
@@ -53,7 +51,7 @@ const { values: args } = parseArgs({
 });
 
 /** One bucket's measurements for one weight type, microseconds. */
-interface Row {
+export interface Row {
   dtype: WeightDtype;
   m: number;
   tunedUs: number;
@@ -360,40 +358,18 @@ async function report(all: Row[], lines: string[]) {
     `${base}.json`,
     JSON.stringify({ meta, summaries: lines, rows: all }, null, 2) + "\n",
   );
-  await Deno.writeTextFile(`${base}.svg`, await chart(all));
-  console.log(`wrote ${base}.json and ${base}.svg`);
-}
-
-/** Time against m, log-log, one panel per weight type, one line per variant. */
-async function chart(all: Row[]): Promise<string> {
-  const series: [string, (r: Row) => number | null | undefined][] = [
-    ["tuned", (r) => r.tunedUs],
-    ["default configs", (r) => r.defaultUs],
-    ["best single config", (r) => r.bestSingleUs],
-    ["unfused (8 GEMMs)", (r) => r.unfusedUs],
-    ["PyTorch (cuBLAS)", (r) => r.torchAfterUs],
-    ["floor", (r) => r.floorUs],
-  ];
-  const values = all.flatMap((r) =>
-    series.map(([variant, f]) => ({ dtype: r.dtype, m: r.m, us: f(r), variant })).filter((v) =>
-      v.us && Number.isFinite(v.us)
-    )
-  );
-  const lite = vl.compile({
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: `${spec.name} on ${fingerprint.description}: time per projection`,
-    data: { values },
-    facet: { column: { field: "dtype", title: "weights" } },
-    spec: {
-      width: 260,
-      height: 220,
-      mark: { type: "line", point: true },
-      encoding: {
-        x: { field: "m", type: "quantitative", scale: { type: "log", base: 2 }, title: "m (rows)" },
-        y: { field: "us", type: "quantitative", scale: { type: "log" }, title: "microseconds" },
-        color: { field: "variant", type: "nominal" },
-      },
-    },
-  } as vl.TopLevelSpec);
-  return await new vega.View(vega.parse(lite.spec), { renderer: "none" }).toSVG();
+  console.log(`wrote ${base}.json`);
+  try {
+    // The chart library is not carried to the GPU machine: there, run bench/chart.ts later.
+    const { renderChart } = await import("./chart.ts");
+    await Deno.writeTextFile(
+      `${base}.svg`,
+      await renderChart(all, `${spec.name} on ${fingerprint.description}`),
+    );
+    console.log(`wrote ${base}.svg`);
+  } catch (e) {
+    console.log(
+      `no chart (${(e as Error).message.split("\n")[0]}): deno run -A bench/chart.ts ${base}.json`,
+    );
+  }
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+// @ts-types="npm:@types/cli-progress@3.11.6"
 import cliProgress from "cli-progress";
 import { adapterFingerprint, cacheFileName, problemKey } from "../cache/schema.ts";
 import { saveCacheEntry } from "../cache/store.ts";
