@@ -27,7 +27,7 @@ Deno.test("readTrials() of a missing log is empty", async () => {
 
 Deno.test("TrialLog appends one JSON line per trial and a reopened log reads them back", async () => {
   await withTempDir("trial_log_test_", async (dir) => {
-    const path = `${dir}/sub/dir/log.jsonl`; // open() creates the folder
+    const path = `${dir}/sub/dir/log.jsonl`; // the first append creates the folder
     const log = await TrialLog.open(path);
     assert.equal(log.path, path);
     assert.equal(log.trials.length, 0);
@@ -63,12 +63,13 @@ Deno.test("TrialLog.find() matches generator, target, bucket and config, latest 
   });
 });
 
-Deno.test("a torn last line from a kill mid-write is skipped and the next append starts a fresh line", async () => {
+Deno.test("a torn last line from a kill mid-write is skipped and cut off, and the next append starts a fresh line", async () => {
   await withTempDir("trial_log_test_", async (dir) => {
     const path = `${dir}/log.jsonl`;
     const log = await TrialLog.open(path);
     await log.append(trial("a"));
     await log.append(trial("b"));
+    const whole = await Deno.readTextFile(path);
     // Simulate a kill in the middle of writing the third line.
     const torn = JSON.stringify(trial("c")).slice(0, 25);
     await Deno.writeTextFile(path, torn, { append: true });
@@ -76,19 +77,44 @@ Deno.test("a torn last line from a kill mid-write is skipped and the next append
     assert.deepEqual(read.map((t) => t.config), ["a", "b"]);
     const resumed = await TrialLog.open(path);
     assert.deepEqual(resumed.trials.map((t) => t.config), ["a", "b"]);
+    assert.equal(await Deno.readTextFile(path), whole, "the torn tail is cut off");
     await resumed.append(trial("d"));
     const lines = (await Deno.readTextFile(path)).split("\n");
-    assert.equal(lines[2], torn, "the torn line is left alone");
-    assert.equal(JSON.parse(lines[3]).config, "d", "the new trial is on a line of its own");
+    assert.equal(lines.length, 4, "three lines, each ending in a newline");
+    assert.equal(JSON.parse(lines[2]).config, "d", "the new trial is on a line of its own");
   });
 });
 
-// KNOWN BUG (tuner/trial_log.ts, TrialLog.open): the torn line is ended with "\n" instead of
-// being cut off, so after the next append it sits in the middle of the log and every later
-// readTrials() throws: a run killed once can be resumed once, then never again.
+Deno.test("a log torn before its first newline is emptied, and open() of a missing log writes nothing", async () => {
+  await withTempDir("trial_log_test_", async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    await Deno.writeTextFile(path, JSON.stringify(trial("a")).slice(0, 10));
+    const log = await TrialLog.open(path);
+    assert.equal(log.trials.length, 0);
+    assert.equal(await Deno.readTextFile(path), "");
+    const missing = await TrialLog.open(`${dir}/sub/none.jsonl`);
+    assert.equal(missing.trials.length, 0);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["log.jsonl"], "no folder");
+  });
+});
+
+Deno.test("a line that is JSON but not a trial is refused, naming the line", async () => {
+  await withTempDir("trial_log_test_", async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    const good = JSON.stringify(trial("a"));
+    for (const bad of ["42", "{}", JSON.stringify({ ...trial("b"), outcome: "great" })]) {
+      await Deno.writeTextFile(path, `${good}\n${bad}\n`);
+      await assert.rejects(TrialLog.open(path), (e: unknown) => {
+        assert.ok(e instanceof SyntaxError);
+        assert.match(e.message, /line 2 is not a trial/);
+        return true;
+      }, bad);
+    }
+  });
+});
+
 Deno.test({
-  name: "KNOWN BUG: a log resumed after a torn line can be resumed again",
-  ignore: !Deno.env.get("KNOWN_BUGS"),
+  name: "a log resumed after a torn line can be resumed again",
   fn: async () => {
     await withTempDir("trial_log_test_", async (dir) => {
       const path = `${dir}/log.jsonl`;

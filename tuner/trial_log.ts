@@ -22,6 +22,8 @@ export interface Trial {
   spreadPct?: number;
   samples?: number;
   clock?: "gpu" | "wall";
+  /** The spread stayed over the noise limit after a second measurement (see timing.ts). */
+  noisy?: boolean;
   /** Why the trial failed. */
   reason?: string;
   at: string;
@@ -36,40 +38,72 @@ export async function readTrials(path: string): Promise<Trial[]> {
     if (e instanceof Deno.errors.NotFound) return [];
     throw e;
   }
+  return parseTrials(text, path);
+}
+
+function parseTrials(text: string, path: string): Trial[] {
   const lines = text.split("\n");
   const trials: Trial[] = [];
   lines.forEach((line, i) => {
     if (line.trim() === "") return;
+    let trial: unknown;
     try {
-      trials.push(JSON.parse(line));
+      trial = JSON.parse(line);
     } catch {
       if (i < lines.length - 1 && lines.slice(i + 1).some((l) => l.trim() !== "")) {
         throw new SyntaxError(`Cannot read trial log "${path}": line ${i + 1} is not JSON`);
       }
+      return;
     }
+    if (!isTrial(trial)) {
+      throw new SyntaxError(`Cannot read trial log "${path}": line ${i + 1} is not a trial`);
+    }
+    trials.push(trial);
   });
   return trials;
+}
+
+const OUTCOMES: readonly string[] = ["ok", "invalid", "compile", "verify", "runtime"];
+
+function isTrial(t: unknown): t is Trial {
+  const x = t as Record<string, unknown>;
+  return typeof t === "object" && t !== null && typeof x.generator === "number" &&
+    typeof x.target === "string" && typeof x.config === "string" &&
+    (x.bucket === null || typeof x.bucket === "number") &&
+    OUTCOMES.includes(x.outcome as string) &&
+    (x.outcome !== "ok" || x.bucket === null || typeof x.medianUs === "number");
 }
 
 /** Appends trials to a log as they finish. */
 export class TrialLog {
   #path: string;
   #trials: Trial[];
+  #dirReady = false;
 
   private constructor(path: string, trials: Trial[]) {
     this.#path = path;
     this.#trials = trials;
   }
 
-  /** Opens a log, reading what earlier runs left; creates its folder. */
+  /**
+   * Opens a log, reading what earlier runs left. A run killed mid-write leaves a last line
+   * without its newline: that torn tail is cut off the file (its trial is lost and runs again),
+   * so the next append starts a fresh line and the file stays readable. The folder is created
+   * by the first append, so opening a log writes nothing unless it has a torn tail.
+   *
+   * @throws {SyntaxError} If a line other than the torn tail is not JSON.
+   */
   static async open(path: string): Promise<TrialLog> {
-    const dir = path.replace(/[/\\][^/\\]*$/, "");
-    if (dir !== path) await Deno.mkdir(dir, { recursive: true });
-    const trials = await readTrials(path);
-    // A run killed mid-write leaves a line without its newline: end it so the next append
-    // starts a fresh line.
-    const text = await Deno.readTextFile(path).catch(() => "");
-    if (text !== "" && !text.endsWith("\n")) await Deno.writeTextFile(path, "\n", { append: true });
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return new TrialLog(path, []);
+      throw e;
+    }
+    const end = bytes.lastIndexOf(0x0a) + 1; // 0 when there is no newline at all
+    const trials = parseTrials(new TextDecoder().decode(bytes.subarray(0, end)), path);
+    if (end < bytes.length) await Deno.truncate(path, end);
     return new TrialLog(path, trials);
   }
 
@@ -100,9 +134,22 @@ export class TrialLog {
     return undefined;
   }
 
-  /** Appends one trial (one write call of one line). */
+  /** Appends one trial (one write call of one line); creates the log's folder if need be. */
   async append(trial: Trial): Promise<void> {
+    if (!this.#dirReady) {
+      const dir = this.#path.replace(/[/\\][^/\\]*$/, "");
+      if (dir !== this.#path && dir !== "") await Deno.mkdir(dir, { recursive: true });
+      this.#dirReady = true;
+    }
     this.#trials.push(trial);
     await Deno.writeTextFile(this.#path, JSON.stringify(trial) + "\n", { append: true });
+  }
+
+  /**
+   * Adds a trial that another writer already appended to the file (the watchdog, see
+   * watchdog.ts), so that `find()` sees it without writing it twice.
+   */
+  remember(trial: Trial): void {
+    this.#trials.push(trial);
   }
 }
