@@ -92,6 +92,8 @@ const stageResultSchema: z.ZodType<StageResult> = z.object({
   runnerUpMarginPct: z.number().nonnegative().nullable(),
   /** Configs timed for this stage and bucket. */
   trials: z.number().int().nonnegative(),
+  /** The winner's timing stayed too noisy to trust after a second measurement. */
+  noisy: z.literal(true).optional(),
 }).strict();
 
 const bucketSchema: z.ZodType<BucketResult> = z.object({
@@ -153,6 +155,11 @@ export interface StageResult {
   runnerUpMarginPct: number | null;
   /** Configs timed for this stage and bucket. */
   trials: number;
+  /**
+   * Set when the winner's timing stayed too noisy to trust (spread over 25%) after a second
+   * measurement; absent otherwise.
+   */
+  noisy?: true;
 }
 
 /** The winners at one bucket. */

@@ -21,6 +21,7 @@ import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
 import {
   batchedInputWidth,
   batchedShape,
+  dtypeProblem,
   fusedShape,
   fusedWidth,
   segmentOffsets,
@@ -143,11 +144,8 @@ export async function createProjection(
       `Cannot create projection: spec "${spec.name}" has no batched stage but weights.batched was given`,
     );
   }
-  if (dtype !== "f32" && spec.k % 2 !== 0) {
-    throw new RangeError(
-      `Cannot create projection: ${dtype} weights are packed in pairs along k, so k must be even, got ${spec.k}`,
-    );
-  }
+  const packing = dtypeProblem(spec, dtype);
+  if (packing) throw new RangeError(`Cannot create projection: ${packing}`);
   const caps = deviceCaps(
     device,
     (device.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize ?? 0,

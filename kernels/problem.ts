@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { WeightDtype } from "./dtype.ts";
 
 /** One named column range of the fused output. */
 export interface Segment {
@@ -145,6 +146,26 @@ export function validateSpec(spec: ProjectionSpec): void {
     if (names.has(name)) throw new RangeError(`${where}: output name "${name}" repeats`);
     names.add(name);
   }
+}
+
+/**
+ * Checks that a valid spec can store its weights as `dtype`: 16-bit weights are packed in
+ * pairs along each weight row, so the rows (k, and the batched stage's input width) must have
+ * an even length.
+ *
+ * @returns `undefined` if it can, else the reason it cannot.
+ */
+export function dtypeProblem(spec: ProjectionSpec, dtype: WeightDtype): string | undefined {
+  if (dtype === "f32") return undefined;
+  if (spec.k % 2 !== 0) {
+    return `${dtype} weights are packed in pairs along k, so k must be even, got ${spec.k}`;
+  }
+  const kb = batchedInputWidth(spec);
+  if (kb % 2 !== 0) {
+    return `${dtype} weights are packed in pairs along each row, so the batched stage's input ` +
+      `width (segment "${spec.batched!.inputs[0]}") must be even, got ${kb}`;
+  }
+  return undefined;
 }
 
 function positiveInt(value: unknown, what: string): void {

@@ -214,12 +214,8 @@ async function copyRepo(dir: string) {
   }
 }
 
-// KNOWN BUG (tuner/cli.ts, resolveProblem): the problem file is read from `URL.pathname`, which
-// is percent-encoded, so a checkout whose path has a space (or any non-ASCII character) cannot
-// load problems by name: `Cannot load ".../with%20space/problems/tiny.yaml": no such file`.
 Deno.test({
-  name: "KNOWN BUG: the CLI finds problems by name in a checkout whose path has a space",
-  ignore: !Deno.env.get("KNOWN_BUGS"),
+  name: "the CLI finds problems by name in a checkout whose path has a space",
   fn: async () => {
     await withTempDir("cli test ", async (dir) => {
       await copyRepo(dir);

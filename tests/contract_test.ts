@@ -413,13 +413,8 @@ Deno.test({
   },
 });
 
-// KNOWN BUG (dispatch/tuned_configs.ts, tunedEntry, and cache/schema.ts, storedProblem): the
-// stored problem is compared with JSON.stringify, and storedProblem() copies `batched` with a
-// spread, so the same spec written with its batched keys in another order ({ n, inputs,
-// outputs }) is refused as "does not match the problem's shape".
 Deno.test({
-  name: "KNOWN BUG: the cache entry of a spec matches the same spec with its keys reordered",
-  ignore: !Deno.env.get("KNOWN_BUGS"),
+  name: "the cache entry of a spec matches the same spec with its keys reordered",
   ...options,
   fn: async () => {
     const cache = cacheFor(small);

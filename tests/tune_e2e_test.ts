@@ -12,6 +12,7 @@ import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import { loadCacheFile } from "../cache/store.ts";
+import { readTrials } from "../tuner/trial_log.ts";
 import { problemKey } from "../cache/schema.ts";
 import { withTempDir } from "./helpers.ts";
 
@@ -131,6 +132,17 @@ Deno.test({
         assert.equal(entry2.buckets[m].fused.config, entry.buckets[m].fused.config, `m=${m}`);
         assert.equal(entry2.buckets[m].fused.medianUs, entry.buckets[m].fused.medianUs);
       }
+      // Formerly a known bug: the one-pass timings of the whole projection, fused and unfused,
+      // were taken again on resume and could flip a bucket's mode. They are trials now.
+      assert.deepEqual(
+        entry2.buckets,
+        entry.buckets,
+        "a resumed tune leaves every timing as it was",
+      );
+      const projections = (await readTrials(logPath)).filter((t) =>
+        t.target.startsWith("projection:")
+      );
+      assert.equal(projections.length, 6, "the fused and unfused projection timings of 3 buckets");
     });
   },
 });
@@ -184,24 +196,3 @@ function checkAgainstReference(
     });
   }
 }
-
-// KNOWN BUG (tuner/tune.ts, the unfused baseline after the bucket loop): the one-pass timing of
-// the whole fused projection against the unfused GEMMs is not written to the trial log, so a
-// resumed run measures it again and rewrites fusedTotalUs and unfused.medianUs in the cache,
-// which can flip a bucket between fused and unfused mode without any new trial.
-Deno.test({
-  name: "KNOWN BUG: a resumed tune leaves the cache entry's timings as they were",
-  ignore: !Deno.env.get("KNOWN_BUGS"),
-  ...options,
-  fn: async () => {
-    await withTempDir("tune_e2e_", async (dir) => {
-      await tune(dir);
-      const path = `${dir}/${filesUnder(dir).find((f) => f.endsWith(".json"))}`;
-      const spec = await loadProblem(`${root}problems/tiny.yaml`);
-      const before = (await loadCacheFile(path))!.entries[problemKey(spec, "f32")];
-      await tune(dir);
-      const after = (await loadCacheFile(path))!.entries[problemKey(spec, "f32")];
-      assert.deepEqual(after.buckets, before.buckets);
-    });
-  },
-});

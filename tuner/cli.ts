@@ -4,23 +4,29 @@
  *
  * @module
  */
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 // @ts-types="npm:@types/cli-progress@3.11.6"
 import cliProgress from "cli-progress";
-import { adapterFingerprint, cacheFileName, problemKey } from "../cache/schema.ts";
-import { saveCacheEntry } from "../cache/store.ts";
+import {
+  adapterFingerprint,
+  cacheFileName,
+  CacheFormatError,
+  problemKey,
+} from "../cache/schema.ts";
+import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import { kernelWgsl } from "../kernels/generate.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
-import { batchedShape, fusedShape } from "../kernels/problem.ts";
+import { batchedShape, dtypeProblem, fusedShape } from "../kernels/problem.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
-import { openGpu } from "./gpu_device.ts";
+import { DeviceLostError, openGpu } from "./gpu_device.ts";
 import { formatResults } from "./report.ts";
 import { STRATEGIES } from "./strategy.ts";
 import { TrialLog } from "./trial_log.ts";
-import { tune } from "./tune.ts";
+import { DEFAULT_TRIAL_TIMEOUT_MS, planSpace, tune } from "./tune.ts";
 import { loadProblem, loadSpace } from "./yaml_file.ts";
 
 const HELP = `Usage: deno task tune --problem <name|file.yaml> [options]
@@ -43,6 +49,8 @@ Options:
   --warmup <n>         untimed runs before timing each config (default 3)
   --repeats <n>        timed runs per config; the median is kept (default 20)
   --rotate-mb <n>      weight megabytes to rotate through, beyond the L2 (default 160)
+  --trial-timeout <s>  time limit of one check or timing submit, seconds (default 60); a
+                       submit past it fails its trials as "timed out" and the search goes on
   --no-heat            do not keep the GPU busy between timings (by default it is, except on a
                        software adapter, so that its clocks stay up: see tuner/heater.ts)
   --no-unfused         skip the unfused baseline
@@ -50,6 +58,11 @@ Options:
   --stage <s>          fused | batched, for --print-wgsl (default fused)
   --quiet              no progress bar
   -h, --help           show this help
+
+Exit status: 0 done, 1 error (bad problem, space or cache file: nothing is written), 2 bad
+command line, 3 GPU device lost, 130 interrupted (Ctrl-C). After 3 or 130, or a kill, rerun
+the same command: trials are logged as they finish and the run resumes from the log, losing at
+most the submit in flight (up to 8 configs timed together).
 `;
 
 /** A command-line mistake: printed with the help hint, exit code 2. */
@@ -75,6 +88,8 @@ export interface CliOptions {
   warmup: number;
   repeats: number;
   rotateMb: number;
+  /** Seconds. */
+  trialTimeout: number;
   heat: boolean;
   unfused: boolean;
   printWgsl?: string;
@@ -90,6 +105,22 @@ function positiveInt(flag: string, value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
     throw new UsageError(`--${flag} must be a positive integer, got "${value}"`);
+  }
+  return n;
+}
+
+function nonNegativeInt(flag: string, value: string, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !(n <= max)) {
+    throw new UsageError(`--${flag} must be an integer from 0 to ${max}, got "${value}"`);
+  }
+  return n;
+}
+
+function positiveNumber(flag: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d*\.?\d+$/.test(value.trim()) || !Number.isFinite(n) || n <= 0) {
+    throw new UsageError(`--${flag} must be a positive number, got "${value}"`);
   }
   return n;
 }
@@ -120,6 +151,7 @@ export function parseCli(args: string[]): CliOptions {
         warmup: { type: "string", default: "3" },
         repeats: { type: "string", default: "20" },
         "rotate-mb": { type: "string", default: "160" },
+        "trial-timeout": { type: "string", default: String(DEFAULT_TRIAL_TIMEOUT_MS / 1000) },
         "no-heat": { type: "boolean", default: false },
         "no-unfused": { type: "boolean", default: false },
         "print-wgsl": { type: "string" },
@@ -159,13 +191,14 @@ export function parseCli(args: string[]): CliOptions {
     maxSeconds: positiveInt("max-seconds", values["max-seconds"]),
     seed: values.seed === undefined
       ? Math.floor(Math.random() * 2 ** 31)
-      : positiveInt("seed", values.seed),
+      : nonNegativeInt("seed", values.seed, 2 ** 32 - 1),
     space: values.space,
     cacheDir: values["cache-dir"],
     logDir: values["log-dir"],
     warmup: positiveInt("warmup", values.warmup),
     repeats: positiveInt("repeats", values.repeats),
     rotateMb: positiveInt("rotate-mb", values["rotate-mb"]),
+    trialTimeout: positiveNumber("trial-timeout", values["trial-timeout"]),
     heat: !values["no-heat"],
     unfused: !values["no-unfused"],
     printWgsl: values["print-wgsl"],
@@ -187,7 +220,7 @@ export async function resolveProblem(problem: string): Promise<ProjectionSpec> {
       .sort();
     throw new UsageError(`--problem "${problem}" is not a file or one of: ${known.join(", ")}`);
   }
-  return await loadProblem(file.pathname);
+  return await loadProblem(fileURLToPath(file));
 }
 
 /** Whether an adapter is a CPU rasterizer, where a heater would only steal the tuner's CPU. */
@@ -195,6 +228,9 @@ function isSoftwareAdapter(adapter: GPUAdapter): boolean {
   return (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
     /llvmpipe|lavapipe|swiftshader|warp/i.test(adapter.info.description);
 }
+
+/** Exit codes besides 0 (done) and 1 (an error, named on stderr). */
+export const EXIT = { usage: 2, deviceLost: 3, interrupted: 130 } as const;
 
 async function main(args: string[]): Promise<number> {
   const options = parseCli(args);
@@ -204,85 +240,155 @@ async function main(args: string[]): Promise<number> {
   }
   const spec = await resolveProblem(options.problem);
   const space = options.space ? await loadSpace(options.space) : DEFAULT_SPACE;
-  const gpu = await openGpu();
-  gpu.device.lost.then((info) => {
-    if (info.reason !== "destroyed") {
-      console.error(
-        `\nThe GPU device was lost (${info.message}); trials so far are in the log: rerun to resume.`,
-      );
-      Deno.exit(3);
+  for (const dtype of options.dtypes) {
+    const packing = dtypeProblem(spec, dtype);
+    if (packing) {
+      throw new UsageError(`--dtype ${dtype} does not fit problem "${spec.name}": ${packing}`);
     }
-  });
+  }
 
   if (options.printWgsl) {
-    const config = parseConfigName(options.printWgsl);
+    let config;
+    try {
+      config = parseConfigName(options.printWgsl);
+    } catch (e) {
+      throw new UsageError(`--print-wgsl: ${(e as Error).message}`);
+    }
     const shape = options.stage === "fused" ? fusedShape(spec) : batchedShape(spec);
     if (!shape) throw new UsageError(`problem "${spec.name}" has no batched stage`);
-    const problem = configProblem(config, shape, options.dtypes[0], gpu.caps);
-    if (problem) throw new UsageError(`config "${configName(config)}" is invalid here: ${problem}`);
-    console.log(kernelWgsl(config, shape, options.dtypes[0]));
+    const gpu = await openGpu();
+    try {
+      const problem = configProblem(config, shape, options.dtypes[0], gpu.caps);
+      if (problem) {
+        throw new UsageError(`config "${configName(config)}" is invalid here: ${problem}`);
+      }
+      console.log(kernelWgsl(config, shape, options.dtypes[0]));
+    } finally {
+      gpu.device.destroy();
+    }
     return 0;
   }
 
+  const gpu = await openGpu();
   const fingerprint = adapterFingerprint(gpu.adapter.info);
   const cacheFile = `${options.cacheDir}/${cacheFileName(fingerprint)}`;
+  // Refuse a corrupt or foreign cache file now, not after the tuning: it is left as it is.
+  const existing = await loadCacheFile(cacheFile);
+  if (existing && JSON.stringify(existing.adapter) !== JSON.stringify(fingerprint)) {
+    throw new CacheFormatError(
+      cacheFile,
+      "adapter",
+      `is ${JSON.stringify(existing.adapter)}, not this GPU ${JSON.stringify(fingerprint)}`,
+    );
+  }
+  // Bad inputs are found before anything is written.
+  for (const dtype of options.dtypes) {
+    planSpace(spec, dtype, options.buckets, space, gpu.caps);
+  }
   console.error(`GPU: ${fingerprint.description || "(no description)"} -> ${cacheFile}`);
   console.error(
     `problem ${spec.name}, buckets ${
       options.buckets.join(",")
     }, strategy ${options.strategy}, seed ${options.seed}`,
   );
-  for (const dtype of options.dtypes) {
-    const gpuSlug = cacheFileName(fingerprint).replace(/\.json$/, "");
-    const logDir = options.logDir ?? `${options.cacheDir}/logs/${gpuSlug}`;
-    const logPath = `${logDir}/${spec.name}-${dtype}.jsonl`;
-    const log = await TrialLog.open(logPath);
-    const bar = options.quiet ? undefined : new cliProgress.SingleBar({
-      format:
-        `${dtype} [{bar}] {value}/{total} trials | ETA {eta_formatted} | m={bucket} {target} {config}`,
-      hideCursor: true,
-    }, cliProgress.Presets.shades_classic);
-    bar?.start(1, 0, { bucket: "", target: "", config: "" });
-    const started = performance.now();
-    const result = await tune({
-      gpu,
-      spec,
-      dtype,
-      buckets: options.buckets,
-      space,
-      strategy: STRATEGIES[options.strategy],
-      maxTrials: options.maxTrials,
-      maxSeconds: options.maxSeconds,
-      seed: options.seed,
-      log,
-      timing: { warmup: options.warmup, repeats: options.repeats },
-      rotateBytes: options.rotateMb * 1e6,
-      heat: options.heat && !isSoftwareAdapter(gpu.adapter),
-      unfused: options.unfused,
-      onProgress: (e) => {
-        bar?.setTotal(e.total);
-        bar?.update(e.done, { bucket: e.bucket, target: e.target, config: e.config });
-      },
-    });
-    bar?.stop();
-    const seconds = (performance.now() - started) / 1000;
-    await saveCacheEntry(cacheFile, fingerprint, problemKey(spec, dtype), result.entry);
-    console.log(formatResults(spec, dtype, result.entry));
-    const o = result.outcomes;
-    console.log(
-      `${dtype}: ${
-        seconds.toFixed(1)
-      } s; trials ok ${o.ok}, invalid ${o.invalid}, compile ${o.compile}, verify ${o.verify}, runtime ${o.runtime}; resumed ${result.resumed}; log ${log.path}`,
+
+  // Ctrl-C (or SIGTERM): stop the bar, say where the trials are, and exit, but not while the
+  // cache file is being written (that takes milliseconds). Trials are in the log as they end.
+  const now: { bar?: cliProgress.SingleBar; logPath?: string; saving?: Promise<unknown> } = {};
+  let interrupted = false;
+  const onSignal = (code: number) => () => {
+    if (interrupted) Deno.exit(code); // a second signal does not wait
+    interrupted = true;
+    now.bar?.stop();
+    console.error(
+      `\nInterrupted. ${
+        now.logPath ? `Trials so far are in ${now.logPath}; r` : "R"
+      }erun the same command to resume.`,
     );
-    if (result.skippedBuckets.length > 0) {
+    (now.saving ?? Promise.resolve()).finally(() => Deno.exit(code));
+  };
+  const signals: [Deno.Signal, () => void][] = [["SIGINT", onSignal(EXIT.interrupted)]];
+  if (Deno.build.os !== "windows") signals.push(["SIGTERM", onSignal(143)]);
+  for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+
+  try {
+    for (const dtype of options.dtypes) {
+      const gpuSlug = cacheFileName(fingerprint).replace(/\.json$/, "");
+      const logDir = options.logDir ?? `${options.cacheDir}/logs/${gpuSlug}`;
+      const logPath = `${logDir}/${spec.name}-${dtype}.jsonl`;
+      now.logPath = logPath;
+      const log = await TrialLog.open(logPath);
+      const bar = options.quiet ? undefined : new cliProgress.SingleBar({
+        format:
+          `${dtype} [{bar}] {value}/{total} trials | ETA {eta_formatted} | m={bucket} {target} {config}`,
+        hideCursor: true,
+      }, cliProgress.Presets.shades_classic);
+      now.bar = bar;
+      bar?.start(1, 0, { bucket: "", target: "", config: "" });
+      const started = performance.now();
+      let result;
+      try {
+        result = await tune({
+          gpu,
+          spec,
+          dtype,
+          buckets: options.buckets,
+          space,
+          strategy: STRATEGIES[options.strategy],
+          maxTrials: options.maxTrials,
+          maxSeconds: options.maxSeconds,
+          seed: options.seed,
+          log,
+          timing: { warmup: options.warmup, repeats: options.repeats },
+          rotateBytes: options.rotateMb * 1e6,
+          heat: options.heat && !isSoftwareAdapter(gpu.adapter),
+          unfused: options.unfused,
+          trialTimeoutMs: options.trialTimeout * 1000,
+          onProgress: (e) => {
+            bar?.setTotal(e.total);
+            bar?.update(e.done, { bucket: e.bucket, target: e.target, config: e.config });
+          },
+        });
+      } finally {
+        bar?.stop();
+      }
+      const seconds = (performance.now() - started) / 1000;
+      if (interrupted) return EXIT.interrupted;
+      now.saving = saveCacheEntry(cacheFile, fingerprint, problemKey(spec, dtype), result.entry);
+      await now.saving;
+      now.saving = undefined;
+      console.log(formatResults(spec, dtype, result.entry));
+      const o = result.outcomes;
       console.log(
-        `${dtype}: budget ran out before buckets ${
-          result.skippedBuckets.join(", ")
-        }: rerun to resume`,
+        `${dtype}: ${
+          seconds.toFixed(1)
+        } s; trials ok ${o.ok}, invalid ${o.invalid}, compile ${o.compile}, verify ${o.verify}, runtime ${o.runtime}; resumed ${result.resumed}; log ${log.path}`,
       );
+      if (result.skippedBuckets.length > 0) {
+        console.log(
+          `${dtype}: budget ran out before buckets ${
+            result.skippedBuckets.join(", ")
+          }: rerun to resume`,
+        );
+      }
+      if (result.failedBuckets.length > 0) {
+        console.error(
+          `${dtype}: every candidate of a stage failed at buckets ${
+            result.failedBuckets.join(", ")
+          }, which are left untuned: see the reasons in ${log.path}`,
+        );
+      }
     }
+  } catch (e) {
+    if (e instanceof DeviceLostError) {
+      console.error(`\n${e.message}.`);
+      return EXIT.deviceLost;
+    }
+    throw e;
+  } finally {
+    for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
+    gpu.device.destroy();
   }
-  gpu.device.destroy();
   return 0;
 }
 
@@ -292,7 +398,7 @@ if (import.meta.main) {
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(`error: ${e.message}\nRun with --help for usage.`);
-      Deno.exit(2);
+      Deno.exit(EXIT.usage);
     }
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);

@@ -66,3 +66,18 @@ export async function openGpu(): Promise<Gpu> {
     timestamps: device.features.has("timestamp-query"),
   };
 }
+
+/**
+ * The GPU device was lost (driver reset, hung kernel killed, device destroyed) in the middle of
+ * a run. Trials finished before are in the log; rerunning the same command resumes from it.
+ */
+export class DeviceLostError extends Error {
+  constructor(detail: string, logPath?: string) {
+    super(
+      `The GPU device was lost (${detail || "no reason given"}); ${
+        logPath ? `trials so far are in ${logPath}` : "trials so far are in the log"
+      }: rerun to resume`,
+    );
+    this.name = "DeviceLostError";
+  }
+}

@@ -3,10 +3,11 @@
  *
  * @module
  */
-import type { CacheEntry } from "../cache/schema.ts";
+import type { CacheEntry, StageResult } from "../cache/schema.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { projectionFlops } from "../kernels/problem.ts";
+import { NOISY_SPREAD_PCT } from "./timing.ts";
 
 /** Pads cells into aligned columns. */
 export function formatTable(header: string[], rows: string[][]): string {
@@ -16,16 +17,25 @@ export function formatTable(header: string[], rows: string[][]): string {
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 
-/** One row per bucket: winners, their times, the unfused baseline and what fusion buys. */
+/** A stage's time, with "~" after it when the timing was too noisy to trust. */
+export function formatStageUs(stage: StageResult): string {
+  return stage.medianUs.toFixed(1) + (stage.noisy ? "~" : "");
+}
+
+/**
+ * One row per bucket: winners, their times, the unfused baseline and what fusion buys. A
+ * winner whose timing stayed too noisy to trust is marked with "~" after its time.
+ */
 export function formatResults(spec: ProjectionSpec, dtype: WeightDtype, entry: CacheEntry): string {
-  const rows = Object.entries(entry.buckets)
-    .sort(([a], [b]) => Number(a) - Number(b))
+  const buckets = Object.entries(entry.buckets).sort(([a], [b]) => Number(a) - Number(b));
+  const noisy = buckets.some(([, r]) => r.fused.noisy || r.batched?.noisy);
+  const rows = buckets
     .map(([m, r]) => [
       m,
       r.fused.config,
-      r.fused.medianUs.toFixed(1),
+      formatStageUs(r.fused),
       r.batched?.config ?? "-",
-      r.batched ? r.batched.medianUs.toFixed(1) : "-",
+      r.batched ? formatStageUs(r.batched) : "-",
       r.fusedTotalUs.toFixed(1),
       ((projectionFlops(spec, Number(m)) / r.fusedTotalUs) / 1e6).toPrecision(3),
       r.unfused ? r.unfused.medianUs.toFixed(1) : "-",
@@ -44,5 +54,8 @@ export function formatResults(spec: ProjectionSpec, dtype: WeightDtype, entry: C
       "fusion",
     ],
     rows,
-  );
+  ) +
+    (noisy
+      ? `\n~ noisy: the timing's spread stayed over ${NOISY_SPREAD_PCT}% when measured again`
+      : "");
 }

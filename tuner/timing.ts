@@ -59,6 +59,31 @@ export function summarize(samplesUs: number[], clock: "gpu" | "wall"): Timing {
   return { medianUs, spreadPct, samples: sorted.length, clock };
 }
 
+/** A GPU timing whose spread (see {@linkcode Timing}) is over this many percent is not trusted. */
+export const NOISY_SPREAD_PCT = 25;
+
+/** A timing to keep, flagged when it is too noisy to trust. */
+export type SettledTiming = Timing & { noisy?: boolean };
+
+/**
+ * Whether a timing is too noisy to trust as it is, so that it should be measured again. Wall
+ * clock timings have no spread (one sample), so they never are.
+ */
+export function tooNoisy(t: Timing): boolean {
+  return t.clock === "gpu" && t.spreadPct > NOISY_SPREAD_PCT;
+}
+
+/**
+ * Decides what to keep of a measurement and, when it was too noisy ({@linkcode tooNoisy}), its
+ * repeat: the one of tighter spread, flagged `noisy: true` when even that one is too noisy.
+ * A repeat that failed (undefined) keeps the first, flagged as noisy.
+ */
+export function settleTiming(first: Timing, again?: Timing): SettledTiming {
+  if (!tooNoisy(first)) return first;
+  const kept = again && again.spreadPct < first.spreadPct ? again : first;
+  return tooNoisy(kept) ? { ...kept, noisy: true } : kept;
+}
+
 /**
  * Times items on the GPU, batching as many as fit in one query set per submit.
  *
