@@ -91,8 +91,9 @@ export function bf16BitsToF32(h: number): number {
 }
 
 /**
- * Converts float32 weights to the storage layout of `dtype`: a copy for f32, or 16-bit values
- * packed two per u32 (the length must then be even).
+ * Converts float32 weights to the storage layout of `dtype`: for f32 the same array (not a
+ * copy: changing it changes the result), or 16-bit values packed two per u32 in a new array
+ * (the length must then be even).
  *
  * @throws {RangeError} If a 16-bit dtype gets an odd number of elements.
  */
