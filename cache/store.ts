@@ -27,41 +27,178 @@ export async function loadCacheFile(path: string): Promise<CacheFile | undefined
 
 /** A lock older than this is taken to be left by a killed process. */
 const STALE_LOCK_MS = 120_000;
+/** A claim to break a stale lock older than this was left by a killed breaker. */
+const STALE_CLAIM_MS = 10_000;
 
-/** Runs `fn` while holding `path.lock`, waiting for other holders. */
+/** The text of a lock file and its modification time, read from one open file. */
+interface LockSeen {
+  text: string;
+  mtime: number;
+}
+
+async function readLock(lock: string): Promise<LockSeen | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(lock, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  try {
+    const info = await file.stat();
+    const parts: Uint8Array[] = [];
+    const chunk = new Uint8Array(512);
+    for (let n = await file.read(chunk); n !== null; n = await file.read(chunk)) {
+      parts.push(chunk.slice(0, n));
+    }
+    const text = new TextDecoder().decode(
+      parts.length === 1 ? parts[0] : new Uint8Array(parts.flatMap((p) => [...p])),
+    );
+    return { text, mtime: info.mtime?.getTime() ?? 0 };
+  } finally {
+    file.close();
+  }
+}
+
+function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return ""; // no --allow-sys: locks are judged by age only
+  }
+}
+
+/**
+ * Whether a lock's holder is known to be dead: its text names a process on this host that
+ * does not exist (Linux, where /proc tells). Anything else is judged by age.
+ */
+function holderIsGone(text: string, host: string): boolean {
+  const [pid, lockHost] = text.trim().split(/\s+/);
+  if (!host || lockHost !== host || !/^\d+$/.test(pid ?? "") || Number(pid) === Deno.pid) {
+    return false;
+  }
+  if (Deno.build.os !== "linux") return false;
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return false;
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound;
+  }
+}
+
+/** Creates `lock` holding `text`, all at once (a temporary file linked into place). */
+async function tryCreateLock(lock: string, text: string): Promise<boolean> {
+  const tmp = `${lock}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeTextFile(tmp, text);
+    await Deno.link(tmp, lock);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) return false;
+    // No hard links here (some network or FAT file systems): create it in place.
+    try {
+      const file = await Deno.open(lock, { createNew: true, write: true });
+      try {
+        await file.write(new TextEncoder().encode(text));
+      } finally {
+        file.close();
+      }
+      return true;
+    } catch (e2) {
+      if (e2 instanceof Deno.errors.AlreadyExists) return false;
+      throw e2;
+    }
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+/**
+ * Removes a lock judged stale, such that of the waiters that judged it stale only one does,
+ * and none removes a lock taken since: the breaker first claims the stale lock (a file named
+ * after its text and time, created exclusively), checks the lock is still the one it judged,
+ * and renames it away to a name of its own; if what it moved is not the lock it judged (its
+ * holder released it and another took it in between, which only a holder that outlived
+ * STALE_LOCK_MS can cause), it links it back.
+ */
+async function breakStaleLock(lock: string, seen: LockSeen): Promise<void> {
+  const id = Array.from(
+    new Uint8Array(
+      await crypto.subtle.digest(
+        "SHA-256",
+        new TextEncoder().encode(`${seen.mtime}\n${seen.text}`),
+      ),
+    ).subarray(0, 8),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const claim = `${lock}.break-${id}`;
+  try {
+    (await Deno.open(claim, { createNew: true, write: true })).close();
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    // Another waiter is breaking it; a claim left by a killed breaker is cleared after a while.
+    const age = await Deno.stat(claim).then((s) => Date.now() - (s.mtime?.getTime() ?? 0), () => 0);
+    if (age > STALE_CLAIM_MS) await Deno.remove(claim).catch(() => {});
+    return;
+  }
+  try {
+    const same = (x: LockSeen | undefined) => x?.text === seen.text && x.mtime === seen.mtime;
+    if (!same(await readLock(lock))) return; // released or broken already
+    const grave = `${lock}.${crypto.randomUUID().slice(0, 8)}.stale`;
+    try {
+      await Deno.rename(lock, grave);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      throw e;
+    }
+    if (!same(await readLock(grave))) await Deno.link(grave, lock).catch(() => {});
+    await Deno.remove(grave).catch(() => {});
+  } finally {
+    await Deno.remove(claim).catch(() => {});
+  }
+}
+
+/**
+ * Runs `fn` while holding `path.lock`, waiting for other holders.
+ *
+ * The lock file names its holder (pid, host and a random token). A lock is stale when its
+ * holder is a process of this host that no longer exists (Linux), or when it is older than
+ * two minutes; a stale lock is broken by one waiter only (see `breakStaleLock`), so two
+ * waiters cannot each remove the lock the other just took.
+ *
+ * @throws {Error} If the lock is held by a live process for longer than `timeoutMs`.
+ */
 export async function withFileLock<T>(
   path: string,
   fn: () => Promise<T>,
   timeoutMs = 60_000,
 ): Promise<T> {
   const lock = `${path}.lock`;
+  const host = hostName();
+  const token = `${Deno.pid} ${host || "-"} ${crypto.randomUUID()}\n`;
   const started = Date.now();
   for (let wait = 5;; wait = Math.min(wait * 2, 200)) {
-    try {
-      const file = await Deno.open(lock, { createNew: true, write: true });
-      await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
-      file.close();
-      break;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-      const age = await Deno.stat(lock).then(
-        (s) => Date.now() - (s.mtime?.getTime() ?? 0),
-        () => 0,
-      );
-      if (age > STALE_LOCK_MS) {
-        await Deno.remove(lock).catch(() => {});
-        continue;
-      }
-      if (Date.now() - started > timeoutMs) {
-        throw new Error(`Cannot lock "${path}": "${lock}" has been held for over ${timeoutMs} ms`);
-      }
-      await new Promise((r) => setTimeout(r, wait));
+    if (await tryCreateLock(lock, token)) break;
+    const seen = await readLock(lock);
+    if (!seen) continue; // released in between
+    if (Date.now() - seen.mtime > STALE_LOCK_MS || holderIsGone(seen.text, host)) {
+      await breakStaleLock(lock, seen);
+      continue;
     }
+    if (Date.now() - started > timeoutMs) {
+      throw new Error(
+        `Cannot lock "${path}": "${lock}" has been held for over ${timeoutMs} ms (by ${
+          seen.text.trim() || "an unnamed holder"
+        }); if no tuner is running, remove it`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, wait));
   }
   try {
     return await fn();
   } finally {
-    await Deno.remove(lock).catch(() => {});
+    // Remove the lock only if it is still ours (it is, unless we outlived STALE_LOCK_MS).
+    if ((await readLock(lock))?.text === token) await Deno.remove(lock).catch(() => {});
   }
 }
 

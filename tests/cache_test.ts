@@ -352,3 +352,57 @@ Deno.test("withFileLock() takes over a stale lock and times out on a live one", 
     await Deno.remove(`${path}.lock`);
   });
 });
+
+Deno.test("withFileLock(): of many waiters that find one stale lock, one at a time holds it", async () => {
+  await withTempDir("cache_test_", async (dir) => {
+    const path = `${dir}/gpu.json`;
+    for (let round = 0; round < 5; round++) {
+      await Deno.writeTextFile(`${path}.lock`, "12345 otherhost stale-token\n");
+      const old = new Date(Date.now() - 10 * 60_000);
+      await Deno.utime(`${path}.lock`, old, old);
+      let inside = 0, most = 0, runs = 0;
+      await Promise.all(Array.from({ length: 8 }, () =>
+        withFileLock(path, async () => {
+          most = Math.max(most, ++inside);
+          await new Promise((r) => setTimeout(r, 5));
+          inside--;
+          runs++;
+        })));
+      assert.equal(runs, 8, `round ${round}: every waiter ran`);
+      assert.equal(most, 1, `round ${round}: ${most} waiters held the lock at once`);
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [], "no lock or claim left");
+  });
+});
+
+Deno.test({
+  name: "withFileLock() takes over at once the lock of a process of this host that is gone",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    await withTempDir("cache_test_", async (dir) => {
+      const path = `${dir}/gpu.json`;
+      const host = Deno.hostname();
+      const gone = new Deno.Command(Deno.execPath(), { args: ["eval", ""] }).spawn();
+      await gone.status;
+      await Deno.writeTextFile(`${path}.lock`, `${gone.pid} ${host} token\n`);
+      const t0 = Date.now();
+      assert.equal(await withFileLock(path, () => Promise.resolve(7), 5_000), 7);
+      assert.ok(Date.now() - t0 < 2_000, "did not wait for the lock to age");
+      // A live holder is waited for.
+      const live = new Deno.Command(Deno.execPath(), {
+        args: ["eval", "await new Promise((r) => setTimeout(r, 30_000))"],
+      }).spawn();
+      try {
+        await Deno.writeTextFile(`${path}.lock`, `${live.pid} ${host} token\n`);
+        await assert.rejects(
+          withFileLock(path, () => Promise.resolve(1), 300),
+          /Cannot lock .* held for over 300 ms \(by \d+ /,
+        );
+      } finally {
+        live.kill("SIGKILL");
+        await live.status;
+      }
+      await Deno.remove(`${path}.lock`);
+    });
+  },
+});
