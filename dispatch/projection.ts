@@ -8,7 +8,7 @@ import type { CacheEntry } from "../cache/schema.ts";
 import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
 import { configName, deviceCaps, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import { packWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import { bytesPerElement, packWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
 import {
   compileKernel,
@@ -107,8 +107,8 @@ interface BucketPlan {
  * Creates a projection on a device.
  *
  * @throws {TypeError} If the weights are missing or not Float32Arrays.
- * @throws {RangeError} If the spec is invalid, the weights have the wrong length, or the dtype
- * is unknown.
+ * @throws {RangeError} If the spec is invalid, the weights have the wrong length or do not fit
+ * in one storage buffer of the device, or the dtype is unknown or does not fit the spec.
  * @throws {CacheFormatError} If the GPU's cache file is corrupt or does not fit the problem.
  */
 export async function createProjection(
@@ -150,6 +150,19 @@ export async function createProjection(
     device,
     (device.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize ?? 0,
   );
+  // A buffer over the binding limit makes an invalid bind group, and WebGPU reports that as an
+  // uncaptured error while the dispatch silently writes nothing: refuse it here.
+  const limit = Math.min(caps.maxStorageBinding, device.limits.maxBufferSize);
+  const sizes: [string, number][] = [["weights.fused", weights.fused.length]];
+  if (b) sizes.push(["weights.batched", weights.batched!.length]);
+  for (const [what, length] of sizes) {
+    const bytes = Math.ceil((length * bytesPerElement(dtype)) / 4) * 4;
+    if (bytes > limit) {
+      throw new RangeError(
+        `Cannot create projection: ${what} takes ${bytes} bytes as ${dtype}, over this device's storage buffer limit of ${limit} bytes`,
+      );
+    }
+  }
   const entry = await tunedEntry(device, caps, spec, dtype, options.cache);
   const mode = options.mode ?? "auto";
   if (!["auto", "fused", "unfused"].includes(mode)) {

@@ -11,6 +11,7 @@ import {
   cacheFileName,
   CacheFormatError,
   GENERATOR_VERSION,
+  parseCacheFile,
   parseCacheText,
   problemKey,
   storedProblem,
@@ -56,8 +57,8 @@ export async function fetchCacheFile(url: URL): Promise<CacheFile | undefined> {
  * The cache entry for a problem on a device, checked against the problem and the device.
  *
  * @returns The entry, or `undefined` if the cache has none (or none for this generator).
- * @throws {CacheFormatError} If the file belongs to another GPU, the entry's shape differs from
- * the problem, or a config in it is invalid on this device.
+ * @throws {CacheFormatError} If the file (or object) is not a valid cache file, belongs to another
+ * GPU, the entry's shape differs from the problem, or a config in it is invalid on this device.
  */
 export async function tunedEntry(
   device: GPUDevice,
@@ -73,9 +74,10 @@ export async function tunedEntry(
     : source === undefined
     ? new URL(cacheFileName(fingerprint), BUNDLED_CACHE_DIR).href
     : "(cache object)";
+  // A cache object is checked like a file: it may come from anywhere (a fetch, a bundle).
   const file = source === undefined || source instanceof URL
     ? await fetchCacheFile(new URL(where))
-    : source;
+    : parseCacheFile(source, where);
   if (!file) return undefined;
   if (JSON.stringify(file.adapter) !== JSON.stringify(fingerprint)) {
     throw new CacheFormatError(

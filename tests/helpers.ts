@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { fileURLToPath } from "node:url";
 import type { GemvConfig, TileConfig } from "../kernels/config.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 
@@ -36,4 +37,41 @@ export function gemvConfig(overrides: Partial<GemvConfig> = {}): GemvConfig {
 /** A tile config: bm 32, bn 32, bk 8, rm 4, rn 4, vec 4, then `overrides`. */
 export function tileConfig(overrides: Partial<TileConfig> = {}): TileConfig {
   return { family: "tile", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, vec: 4, ...overrides };
+}
+
+/** The repository root, as a path ending in "/". */
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** What a CLI run printed and its exit code. */
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deno run -A tuner/cli.ts ...args` from the repository root and waits for it. */
+export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "tuner/cli.ts", ...args],
+    cwd: ROOT,
+    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+/** Every file under a folder, by path relative to it ("" for a missing folder). */
+export function filesUnder(dir: string, prefix = ""): string[] {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  return entries.flatMap((e) =>
+    e.isDirectory ? filesUnder(`${dir}/${e.name}`, `${prefix}${e.name}/`) : [`${prefix}${e.name}`]
+  );
 }
