@@ -57,7 +57,9 @@ function parseWith<T>(schema: z.ZodType<T>, text: string, file: string): T {
   }
   const result = schema.safeParse(data);
   if (!result.success) {
-    const issue = result.error.issues[0];
+    // A misspelt key is also a missing one: name the misspelling, it says more.
+    const issues = result.error.issues;
+    const issue = issues.find((i) => i.code === "unrecognized_keys") ?? issues[0];
     const field = issue.path.join(".");
     throw new InputFileError(
       file,
