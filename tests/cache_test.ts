@@ -406,3 +406,50 @@ Deno.test({
     });
   },
 });
+
+Deno.test("a writer SIGKILLed while saving leaves a whole cache file, and its lock does not block the next writer", async () => {
+  await withTempDir("cache_test_", async (dir) => {
+    const path = `${dir}/gpu.json`;
+    const script = `${dir}/writer.ts`;
+    const store = new URL("../cache/store.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { saveCacheEntry } from ${JSON.stringify(store)};
+const entry = ${JSON.stringify(entry())};
+for (let i = 0; ; i++) await saveCacheEntry(Deno.args[0], ${
+        JSON.stringify(ADAPTER)
+      }, "key " + (i % 300), entry);
+`,
+    );
+    for (const ms of [150, 300, 450, 600]) {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-read",
+          "--allow-write",
+          "--allow-sys",
+          "--config",
+          fileURLToPath(new URL("../deno.json", import.meta.url)),
+          "--no-lock",
+          script,
+          path,
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      await new Promise((r) => setTimeout(r, ms));
+      child.kill("SIGKILL");
+      await child.status;
+      const file = await loadCacheFile(path); // parses, or throws
+      assert.ok(file === undefined || Object.keys(file.entries).length > 0, `after ${ms} ms`);
+      // A lock left by the killed writer names a dead process of this host: taken over at once.
+      const t0 = Date.now();
+      await saveCacheEntry(path, ADAPTER, "after", entry());
+      assert.ok(Date.now() - t0 < 2_000, `the next save did not wait (${Date.now() - t0} ms)`);
+      for (const f of Deno.readDirSync(dir)) {
+        if (f.name.endsWith(".tmp")) await Deno.remove(`${dir}/${f.name}`); // the killed write's
+      }
+    }
+    assert.ok((await loadCacheFile(path))!.entries["after"]);
+  });
+});
