@@ -202,11 +202,21 @@ export async function withFileLock<T>(
   }
 }
 
-/** Writes text to a temporary file beside `path`, then renames it over `path`. */
+/**
+ * Writes text to a temporary file beside `path`, flushes it to disk, then renames it over
+ * `path`: a reader, or a process killed at any moment, sees the old file or the new one.
+ */
 export async function writeAtomic(path: string, text: string): Promise<void> {
   const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
-    await Deno.writeTextFile(tmp, text);
+    const file = await Deno.open(tmp, { createNew: true, write: true });
+    try {
+      const bytes = new TextEncoder().encode(text);
+      for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+      await file.syncData(); // so that a crash after the rename cannot leave it empty
+    } finally {
+      file.close();
+    }
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
