@@ -39,49 +39,6 @@ const names = Deno.args.slice(1).length ? Deno.args.slice(1) : [
   "gemv-nc2-cn1-l32-rm1-v4",
 ];
 const bytes = w.byteLength;
-async function timePass(
-  encode: (pass: GPUComputePassEncoder, r: number) => void,
-  runs: number,
-  samples = 9,
-) {
-  const qs = device.createQuerySet({ type: "timestamp", count: 2 * samples });
-  const rb = device.createBuffer({
-    size: 16 * samples,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  const mb = device.createBuffer({
-    size: 16 * samples,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const e = device.createCommandEncoder();
-  {
-    const p = e.beginComputePass();
-    for (let r = 0; r < 20; r++) encode(p, r);
-    p.end();
-  }
-  for (let s = 0; s < samples; s++) {
-    const p = e.beginComputePass({
-      timestampWrites: {
-        querySet: qs,
-        beginningOfPassWriteIndex: 2 * s,
-        endOfPassWriteIndex: 2 * s + 1,
-      },
-    });
-    for (let r = 0; r < runs; r++) encode(p, s * runs + r);
-    p.end();
-  }
-  e.resolveQuerySet(qs, 0, 2 * samples, rb, 0);
-  e.copyBufferToBuffer(rb, 0, mb, 0, 16 * samples);
-  device.queue.submit([e.finish()]);
-  await mb.mapAsync(GPUMapMode.READ);
-  const t = new BigUint64Array(mb.getMappedRange().slice(0));
-  mb.unmap();
-  const us = Array.from(
-    { length: samples },
-    (_, s) => Number(t[2 * s + 1] - t[2 * s]) / 1000 / runs,
-  ).sort((a, b) => a - b);
-  return us[Math.floor(samples / 2)];
-}
 if (Deno.env.get("BATCH")) {
   // Like the tuner: compile (and optionally check) every config, then time them in one call.
   const { makeCheckData, checkKernel } = await import("../tuner/verify.ts");
@@ -117,14 +74,10 @@ for (const name of names) {
     const [t] = await timeItems(device, [{
       encode: (pass, rep) => dispatchKernel(pass, kernel, gs[rep % gs.length], 1),
     }], { warmup: 3, repeats: 15 });
-    const loop = await timePass(
-      (pass, rep) => dispatchKernel(pass, kernel, gs[rep % gs.length], 1),
-      16,
-    );
     console.log(
       `${name} ${label}: ${t.medianUs.toFixed(2)} us ${
         (bytes / t.medianUs / 1e6).toFixed(2)
-      } TB/s spread ${t.spreadPct.toFixed(0)}%; 16/pass loop ${loop.toFixed(2)} us`,
+      } TB/s spread ${t.spreadPct.toFixed(0)}%`,
     );
   }
 }
