@@ -25,8 +25,12 @@ export async function loadCacheFile(path: string): Promise<CacheFile | undefined
   return parseCacheText(text, path);
 }
 
-/** A lock older than this is taken to be left by a killed process. */
-const STALE_LOCK_MS = 120_000;
+/**
+ * A lock not refreshed for this long is taken to be left by a killed process; holders refresh
+ * theirs every sixth of it (they hold it for milliseconds, but a slow disk or a large file may
+ * take longer).
+ */
+export const STALE_LOCK_MS = 30_000;
 /** A claim to break a stale lock older than this was left by a killed breaker. */
 const STALE_CLAIM_MS = 10_000;
 
@@ -64,25 +68,7 @@ function hostName(): string {
   try {
     return Deno.hostname();
   } catch {
-    return ""; // no --allow-sys: locks are judged by age only
-  }
-}
-
-/**
- * Whether a lock's holder is known to be dead: its text names a process on this host that
- * does not exist (Linux, where /proc tells). Anything else is judged by age.
- */
-function holderIsGone(text: string, host: string): boolean {
-  const [pid, lockHost] = text.trim().split(/\s+/);
-  if (!host || lockHost !== host || !/^\d+$/.test(pid ?? "") || Number(pid) === Deno.pid) {
-    return false;
-  }
-  if (Deno.build.os !== "linux") return false;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return false;
-  } catch (e) {
-    return e instanceof Deno.errors.NotFound;
+    return "-"; // no --allow-sys: the host is only for people reading the lock
   }
 }
 
@@ -118,8 +104,8 @@ async function tryCreateLock(lock: string, text: string): Promise<boolean> {
  * and none removes a lock taken since: the breaker first claims the stale lock (a file named
  * after its text and time, created exclusively), checks the lock is still the one it judged,
  * and renames it away to a name of its own; if what it moved is not the lock it judged (its
- * holder released it and another took it in between, which only a holder that outlived
- * STALE_LOCK_MS can cause), it links it back.
+ * holder released it and another took it in between, which only a holder that stalled for the
+ * stale age can cause), it links it back.
  */
 async function breakStaleLock(lock: string, seen: LockSeen): Promise<void> {
   const id = Array.from(
@@ -161,27 +147,28 @@ async function breakStaleLock(lock: string, seen: LockSeen): Promise<void> {
 /**
  * Runs `fn` while holding `path.lock`, waiting for other holders.
  *
- * The lock file names its holder (pid, host and a random token). A lock is stale when its
- * holder is a process of this host that no longer exists (Linux), or when it is older than
- * two minutes; a stale lock is broken by one waiter only (see `breakStaleLock`), so two
- * waiters cannot each remove the lock the other just took.
+ * The lock file names its holder (pid, host and a random token), and the holder refreshes its
+ * time while it holds it. A lock not refreshed for `staleMs` was left by a killed process and
+ * is broken by one waiter only (see `breakStaleLock`), so two waiters cannot each remove the
+ * lock the other just took.
  *
- * @throws {Error} If the lock is held by a live process for longer than `timeoutMs`.
+ * @param staleMs Age of an unrefreshed lock that is taken to be abandoned (tests shorten it).
+ * @throws {Error} If the lock stays held (and refreshed) for longer than `timeoutMs`.
  */
 export async function withFileLock<T>(
   path: string,
   fn: () => Promise<T>,
   timeoutMs = 60_000,
+  staleMs = STALE_LOCK_MS,
 ): Promise<T> {
   const lock = `${path}.lock`;
-  const host = hostName();
-  const token = `${Deno.pid} ${host || "-"} ${crypto.randomUUID()}\n`;
+  const token = `${Deno.pid} ${hostName()} ${crypto.randomUUID()}\n`;
   const started = Date.now();
   for (let wait = 5;; wait = Math.min(wait * 2, 200)) {
     if (await tryCreateLock(lock, token)) break;
     const seen = await readLock(lock);
     if (!seen) continue; // released in between
-    if (Date.now() - seen.mtime > STALE_LOCK_MS || holderIsGone(seen.text, host)) {
+    if (Date.now() - seen.mtime > staleMs) {
       await breakStaleLock(lock, seen);
       continue;
     }
@@ -194,10 +181,15 @@ export async function withFileLock<T>(
     }
     await new Promise((r) => setTimeout(r, wait));
   }
+  const refresh = setInterval(() => {
+    const now = new Date();
+    Deno.utime(lock, now, now).catch(() => {});
+  }, staleMs / 6);
   try {
     return await fn();
   } finally {
-    // Remove the lock only if it is still ours (it is, unless we outlived STALE_LOCK_MS).
+    clearInterval(refresh);
+    // Remove the lock only if it is still ours (it is, unless this process stalled for staleMs).
     if ((await readLock(lock))?.text === token) await Deno.remove(lock).catch(() => {});
   }
 }
