@@ -8,6 +8,7 @@
  */
 // Pinned here rather than in deno.json: deno installs every import-map package at start-up,
 // and the GPU machine's carried cache has no room for these; only this file needs them.
+// deno-lint-ignore-file no-import-prefix
 import * as vega from "npm:vega@6.4.0";
 import * as vl from "npm:vega-lite@6.5.0";
 import type { Row } from "./bench.ts";

@@ -67,9 +67,11 @@ export async function compileKernel(
   config: KernelConfig,
   shape: GemmShape,
   dtype: WeightDtype,
+  mutate?: WgslMutation,
 ): Promise<CompiledKernel> {
   const name = configName(config);
-  const code = kernelWgsl(config, shape, dtype);
+  const generated = kernelWgsl(config, shape, dtype);
+  const code = mutate ? mutate(name, generated) : generated;
   // Pipelines are cached by source per device: projections of one problem share them.
   let cache = pipelineCache.get(device);
   if (!cache) pipelineCache.set(device, cache = new Map());
@@ -81,6 +83,13 @@ export async function compileKernel(
   }
   return { name, config, shape, dtype, pipeline: await pipeline };
 }
+
+/**
+ * Rewrites the WGSL of a config before it is compiled: a test-only hook, so that tests can
+ * inject a kernel that does not compile, computes wrong results or runs too long (see
+ * tests/tune_faults_test.ts). Gets the config's name and the generated code.
+ */
+export type WgslMutation = (config: string, code: string) => string;
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 

@@ -25,8 +25,14 @@ import type { KernelConfig } from "../kernels/config.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { bytesPerElement, packWeights } from "../kernels/dtype.ts";
-import type { CompiledKernel } from "../kernels/gpu.ts";
-import { dispatchKernel, kernelBindGroup, paramsBuffer, storageBuffer } from "../kernels/gpu.ts";
+import type { CompiledKernel, WgslMutation } from "../kernels/gpu.ts";
+import {
+  compileKernel,
+  dispatchKernel,
+  kernelBindGroup,
+  paramsBuffer,
+  storageBuffer,
+} from "../kernels/gpu.ts";
 import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
 import {
   batchedShape,
@@ -37,8 +43,6 @@ import {
 } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { enumerateSpace, suitsRows } from "../kernels/space.ts";
-import type { WgslMutation } from "./compile.ts";
-import { compileForTuning } from "./compile.ts";
 import type { Gpu } from "./gpu_device.ts";
 import { DeviceLostError } from "./gpu_device.ts";
 import { GpuHeater } from "./heater.ts";
@@ -76,7 +80,7 @@ export interface TuneOptions {
    * trials of the submit fail with "timed out after N s". `Infinity` for none.
    */
   trialTimeoutMs?: number;
-  /** Test-only: rewrites a config's WGSL before it is compiled (see compile.ts). */
+  /** Test-only: rewrites a config's WGSL before it is compiled (see kernels/gpu.ts). */
   mutateWgsl?: WgslMutation;
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -365,7 +369,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       options.onProgress?.({ done, total, bucket, target, config, outcome });
     };
     const compile = (target: Target, config: KernelConfig) =>
-      compileForTuning(device, config, target.shape, dtype, options.mutateWgsl);
+      compileKernel(device, config, target.shape, dtype, options.mutateWgsl);
 
     /** Compiles and checks a config for a target once; failures are logged with their reason. */
     const prepare = async (
@@ -741,13 +745,4 @@ function checkSize(gpu: Gpu, bytes: number, what: string): void {
       `Cannot tune: ${what} needs ${bytes} bytes, over the device's storage binding limit of ${gpu.caps.maxStorageBinding}`,
     );
   }
-}
-
-/** Bytes of weights a projection reads once (the decode floor's numerator). */
-export function weightBytes(spec: ProjectionSpec, dtype: WeightDtype): number {
-  const b = spec.batched;
-  const batchedElems = b
-    ? b.inputs.length * b.n * (spec.segments.find((s) => s.name === b.inputs[0])!.n)
-    : 0;
-  return (spec.k * fusedWidth(spec) + batchedElems) * bytesPerElement(dtype);
 }
