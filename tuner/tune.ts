@@ -24,7 +24,7 @@ import { GENERATOR_VERSION, storedProblem } from "../cache/schema.ts";
 import type { KernelConfig } from "../kernels/config.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import { bytesPerElement, packWeights } from "../kernels/dtype.ts";
+import { packWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel, WgslMutation } from "../kernels/gpu.ts";
 import {
   compileKernel,
@@ -34,13 +34,7 @@ import {
   storageBuffer,
 } from "../kernels/gpu.ts";
 import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
-import {
-  batchedShape,
-  dtypeProblem,
-  fusedShape,
-  fusedWidth,
-  unfusedShapes,
-} from "../kernels/problem.ts";
+import { batchedShape, dtypeProblem, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { enumerateSpace, suitsRows } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
