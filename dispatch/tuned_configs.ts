@@ -58,7 +58,8 @@ export async function fetchCacheFile(url: URL): Promise<CacheFile | undefined> {
  *
  * @returns The entry, or `undefined` if the cache has none (or none for this generator).
  * @throws {CacheFormatError} If the file (or object) is not a valid cache file, belongs to another
- * GPU, the entry's shape differs from the problem, or a config in it is invalid on this device.
+ * GPU, the entry's shape differs from the problem, or a config in it is invalid for the problem.
+ * Buckets whose configs only exceed this device's limits fall back to defaults, with a warning.
  */
 export async function tunedEntry(
   device: GPUDevice,
@@ -97,8 +98,13 @@ export async function tunedEntry(
     );
   }
   const fused = fusedShape(spec), batched = batchedShape(spec), unfused = unfusedShapes(spec);
+  // Buckets whose kernels need more than this device grants (a device created with WebGPU's
+  // default limits, or without "subgroups") run the default configs instead.
+  const overLimits: string[] = [];
+  const usable: CacheEntry["buckets"] = {};
   for (const [m, bucket] of Object.entries(entry.buckets)) {
     const field = `entries.${key}.buckets.${m}`;
+    let fits = true;
     const check = (name: string, shape: typeof fused | undefined, at: string) => {
       if (!shape) {
         throw new CacheFormatError(
@@ -107,8 +113,12 @@ export async function tunedEntry(
           "names a config for a stage the problem does not have",
         );
       }
-      const problem = configProblem(parseConfigName(name), shape, dtype, caps);
-      if (problem) {
+      const config = parseConfigName(name);
+      const problem = configProblem(config, shape, dtype, caps);
+      if (problem && !configProblem(config, shape, dtype, UNLIMITED)) {
+        if (fits) overLimits.push(`m=${m} (${name}: ${problem})`);
+        fits = false;
+      } else if (problem) {
         throw new CacheFormatError(
           where,
           at,
@@ -137,6 +147,29 @@ export async function tunedEntry(
         check(name, unfused[i].shape, `${field}.unfused.configs.${i}`)
       );
     }
+    if (fits) usable[m] = bucket;
   }
-  return entry;
+  if (overLimits.length > 0) {
+    console.warn(
+      `Tuned kernels of ${overLimits.length} bucket(s) of "${spec.name}" exceed this device's limits, so those ` +
+        `buckets use default configs: ${
+          overLimits.join("; ")
+        }. Request the adapter's limits and the ` +
+        `"subgroups" feature in requestDevice() to use them (see README).`,
+    );
+  }
+  if (Object.keys(usable).length === 0) return undefined;
+  return { ...entry, buckets: usable };
 }
+
+/** Limits no device has: a config invalid even here is invalid for the shape, not the device. */
+const UNLIMITED: DeviceCaps = {
+  maxInvocations: Infinity,
+  maxWorkgroupSizeX: Infinity,
+  maxWorkgroupSizeY: Infinity,
+  maxWorkgroupStorage: Infinity,
+  maxStorageBinding: Infinity,
+  maxWorkgroupsPerDimension: Infinity,
+  subgroups: true,
+  subgroupMinSize: 128,
+};

@@ -110,11 +110,6 @@ const BROKEN: [string, string | ((f: Json) => void), string | undefined][] = [
     `${bucketField}.fused.config`,
   ],
   [
-    "a config over the device's workgroup limit",
-    (f) => (f.entries[KEY].buckets["4"].fused.config = "tile-bm256-bn256-bk8-rm2-rn2-v4"),
-    `${bucketField}.fused.config`,
-  ],
-  [
     "an unfused config the validator rejects",
     (f) => (f.entries[KEY].buckets["4"].unfused!.configs[1] = "gemv-nc4-cn1-l16-rm1-v3"),
     `${bucketField}.unfused.configs.1`,
@@ -214,6 +209,34 @@ Deno.test({
         assert.equal(await Deno.readTextFile(path), text, `${what}: the file is left as it was`);
       }
     });
+  },
+});
+
+Deno.test({
+  name:
+    "a bucket whose tuned kernel exceeds this device's limits runs the defaults, with a warning",
+  ...options,
+  fn: async () => {
+    const file = validCache();
+    // 16384 threads per workgroup: valid for the problem, over every device's limit.
+    file.entries[KEY].buckets["4"].fused.config = "tile-bm256-bn256-bk8-rm2-rn2-v4";
+    const warnings: string[] = [];
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+    try {
+      const proj = await createProjection(device, spec, { weights, cache: file });
+      try {
+        assert.equal(proj.config(4).source, "default");
+        assert.notEqual(proj.config(4).fused, "tile-bm256-bn256-bk8-rm2-rn2-v4");
+      } finally {
+        proj.destroy();
+      }
+    } finally {
+      console.warn = warn;
+    }
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /m=4 \(tile-bm256-bn256-bk8-rm2-rn2-v4: 16384 threads/);
+    assert.match(warnings[0], /Request the adapter's limits/);
   },
 });
 
