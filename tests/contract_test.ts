@@ -27,6 +27,7 @@ import {
   fusedWidth,
   segmentOffsets,
 } from "../kernels/problem.ts";
+import { readBuffer } from "../kernels/gpu.ts";
 import { referenceRows } from "../kernels/reference.ts";
 import { DEFAULT_BUCKETS, defaultConfig } from "../dispatch/defaults.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
@@ -233,19 +234,7 @@ Deno.test({
         assert.equal(v.offset, i * b.n);
         assert.equal(v.rowStride, b.outputs.length * b.n);
       });
-      const read = async (buffer: GPUBuffer, bytes: number) => {
-        const staging = device.createBuffer({
-          size: bytes,
-          usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-        });
-        const e = device.createCommandEncoder();
-        e.copyBufferToBuffer(buffer, 0, staging, 0, bytes);
-        device.queue.submit([e.finish()]);
-        await staging.mapAsync(GPUMapMode.READ);
-        const data = new Float32Array(staging.getMappedRange().slice(0));
-        staging.destroy();
-        return data;
-      };
+      const read = (buffer: GPUBuffer, bytes: number) => readBuffer(device, buffer, bytes);
       device.queue.submit([encoder.finish()]);
       const fused = await read(encoded.fused, m * width * 4);
       const batched = await read(encoded.batched!, m * b.outputs.length * b.n * 4);
