@@ -16,7 +16,7 @@ import type { OuterConfig } from "./config.ts";
 import { configName } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import type { GemmShape } from "./problem.ts";
-import { batchOffsets, kernelPrelude } from "./wgsl.ts";
+import { kernelPrelude, tiledEntry, tileLoadSlots } from "./wgsl.ts";
 
 /** Generates the WGSL of an outer-product GEMM. Validate the config first with `configProblem`. */
 export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype): string {
@@ -45,28 +45,9 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
     `var<workgroup> wTile: array<vec4<f32>, ${c.bk * wPitch}>; // [k][column / 4], pitch ${wPitch}`,
   );
   emit("");
-  emit(`@compute @workgroup_size(${tx}, ${ty})`);
-  emit("fn main(");
-  emit("  @builtin(workgroup_id) wg: vec3<u32>,");
-  emit("  @builtin(local_invocation_id) lid: vec3<u32>,");
-  emit("  @builtin(local_invocation_index) li: u32,");
-  emit(") {");
-  emit("  let m = params.m;");
-  emit("  let b = wg.z;");
-  emit(batchOffsets(shape, 4, "  ").trimEnd());
-  emit("  let row0 = wg.y * BM;");
-  emit("  let col0 = wg.x * BN;");
+  for (const line of tiledEntry(tx, ty, shape, 4)) emit(line);
   emit("  // Each thread loads whole k vectors of some tile rows; rows past the edge are clamped.");
-  for (let l = 0; l < xLoads; l++) {
-    emit(`  let xr${l} = (li + ${l * threads}u) / SLICE;`);
-    emit(`  let xq${l} = (li + ${l * threads}u) % SLICE;`);
-    emit(`  let xAt${l} = xOffset + min(row0 + xr${l}, m - 1u) * X_STRIDE + xq${l};`);
-  }
-  for (let l = 0; l < wLoads; l++) {
-    emit(`  let wr${l} = (li + ${l * threads}u) / SLICE;`);
-    emit(`  let wq${l} = (li + ${l * threads}u) % SLICE;`);
-    emit(`  let wAt${l} = W_OFFSET + b * W_BATCH + min(col0 + wr${l}, N - 1u) * KV + wq${l};`);
-  }
+  for (const line of tileLoadSlots(xLoads, wLoads, threads, "SLICE")) emit(line);
   for (let l = 0; l < xLoads; l++) emit(`  var xNext${l} = X[xAt${l}];`);
   for (let l = 0; l < wLoads; l++) emit(`  var wNext${l} = loadW(wAt${l});`);
   for (let i = 0; i < c.rm; i++) {

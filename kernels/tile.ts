@@ -10,7 +10,7 @@ import type { TileConfig } from "./config.ts";
 import { configName } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import type { GemmShape } from "./problem.ts";
-import { batchOffsets, dotExpr, f32Vec, kernelPrelude } from "./wgsl.ts";
+import { dotExpr, f32Vec, kernelPrelude, tiledEntry, tileLoadSlots } from "./wgsl.ts";
 
 /** Generates the WGSL of a tiled GEMM. Validate the config first with `configProblem`. */
 export function tileWgsl(c: TileConfig, shape: GemmShape, dtype: WeightDtype): string {
@@ -37,28 +37,9 @@ export function tileWgsl(c: TileConfig, shape: GemmShape, dtype: WeightDtype): s
   emit(`var<workgroup> xTile: array<${vt}, ${c.bm * pitch}>;`);
   emit(`var<workgroup> wTile: array<${vt}, ${c.bn * pitch}>;`);
   emit("");
-  emit(`@compute @workgroup_size(${tx}, ${ty})`);
-  emit("fn main(");
-  emit("  @builtin(workgroup_id) wg: vec3<u32>,");
-  emit("  @builtin(local_invocation_id) lid: vec3<u32>,");
-  emit("  @builtin(local_invocation_index) li: u32,");
-  emit(") {");
-  emit("  let m = params.m;");
-  emit("  let b = wg.z;");
-  emit(batchOffsets(shape, c.vec, "  ").trimEnd());
-  emit("  let row0 = wg.y * BM;");
-  emit("  let col0 = wg.x * BN;");
+  for (const line of tiledEntry(tx, ty, shape, c.vec)) emit(line);
   emit("  // Where each thread loads from and stores to; rows past the edge are clamped.");
-  for (let l = 0; l < xLoads; l++) {
-    emit(`  let xr${l} = (li + ${l * threads}u) / ${sliceVecs}u;`);
-    emit(`  let xq${l} = (li + ${l * threads}u) % ${sliceVecs}u;`);
-    emit(`  let xAt${l} = xOffset + min(row0 + xr${l}, m - 1u) * X_STRIDE + xq${l};`);
-  }
-  for (let l = 0; l < wLoads; l++) {
-    emit(`  let wr${l} = (li + ${l * threads}u) / ${sliceVecs}u;`);
-    emit(`  let wq${l} = (li + ${l * threads}u) % ${sliceVecs}u;`);
-    emit(`  let wAt${l} = W_OFFSET + b * W_BATCH + min(col0 + wr${l}, N - 1u) * KV + wq${l};`);
-  }
+  for (const line of tileLoadSlots(xLoads, wLoads, threads, `${sliceVecs}u`)) emit(line);
   for (let i = 0; i < c.rm; i++) {
     emit(`  ${Array.from({ length: c.rn }, (_, j) => `var acc${i}_${j} = 0.0;`).join(" ")}`);
   }

@@ -107,3 +107,50 @@ export function batchOffsets(shape: GemmShape, vec: number, indent: string): str
 export function dotExpr(vec: number, a: string, b: string): string {
   return vec === 1 ? `${a} * ${b}` : `dot(${a}, ${b})`;
 }
+
+/**
+ * The entry point of a tiled kernel (`tile`, `outer`): its signature, then m, the batch, its
+ * offsets and the tile's origin (`row0`, `col0`, with constants `BM` and `BN` declared).
+ */
+export function tiledEntry(tx: number, ty: number, shape: GemmShape, vec: number): string[] {
+  return [
+    `@compute @workgroup_size(${tx}, ${ty})`,
+    "fn main(",
+    "  @builtin(workgroup_id) wg: vec3<u32>,",
+    "  @builtin(local_invocation_id) lid: vec3<u32>,",
+    "  @builtin(local_invocation_index) li: u32,",
+    ") {",
+    "  let m = params.m;",
+    "  let b = wg.z;",
+    batchOffsets(shape, vec, "  ").trimEnd(),
+    "  let row0 = wg.y * BM;",
+    "  let col0 = wg.x * BN;",
+  ];
+}
+
+/**
+ * Where each thread of a tiled kernel loads from: for its l-th X and W load, the tile row
+ * (`xr`/`wr`), the k vector within the slice (`xq`/`wq`) and the global index (`xAt`/`wAt`),
+ * with rows past the edge clamped. `slice` is the WGSL expression of vectors per slice row.
+ */
+export function tileLoadSlots(
+  xLoads: number,
+  wLoads: number,
+  threads: number,
+  slice: string,
+): string[] {
+  const lines: string[] = [];
+  for (let l = 0; l < xLoads; l++) {
+    lines.push(`  let xr${l} = (li + ${l * threads}u) / ${slice};`);
+    lines.push(`  let xq${l} = (li + ${l * threads}u) % ${slice};`);
+    lines.push(`  let xAt${l} = xOffset + min(row0 + xr${l}, m - 1u) * X_STRIDE + xq${l};`);
+  }
+  for (let l = 0; l < wLoads; l++) {
+    lines.push(`  let wr${l} = (li + ${l * threads}u) / ${slice};`);
+    lines.push(`  let wq${l} = (li + ${l * threads}u) % ${slice};`);
+    lines.push(
+      `  let wAt${l} = W_OFFSET + b * W_BATCH + min(col0 + wr${l}, N - 1u) * KV + wq${l};`,
+    );
+  }
+  return lines;
+}
