@@ -11,7 +11,7 @@ import { DEFAULT_SPACE } from "../kernels/space.ts";
 import { adapterFingerprint, CACHE_SCHEMA_VERSION, cacheFileName } from "../cache/schema.ts";
 import { parseCli, UsageError } from "../tuner/cli.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
-import { planSpace, TuneInputError } from "../tuner/tune.ts";
+import { planSpace, TuneInputError } from "../tuner/plan.ts";
 import { InputFileError, loadProblem, parseProblem, parseSpace } from "../tuner/yaml_file.ts";
 import { filesUnder, ROOT, runCli, withTempDir } from "./helpers.ts";
 

@@ -26,7 +26,8 @@ import { DeviceLostError, openGpu } from "./gpu_device.ts";
 import { formatResults } from "./report.ts";
 import { STRATEGIES } from "./strategy.ts";
 import { TrialLog } from "./trial_log.ts";
-import { DEFAULT_TRIAL_TIMEOUT_MS, planSpace, tune } from "./tune.ts";
+import { planSpace } from "./plan.ts";
+import { DEFAULT_TRIAL_TIMEOUT_MS, tune } from "./tune.ts";
 import { loadProblem, loadSpace } from "./yaml_file.ts";
 
 const HELP = `Usage: deno task tune --problem <name|file.yaml> [options]

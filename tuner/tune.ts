@@ -14,7 +14,7 @@
  * not compile ("compile"), that computes wrong results ("verify"), or whose GPU work fails or
  * runs past the time limit ("runtime", see watchdog.ts) is logged with its reason and the
  * search goes on. What stops a run: bad input, found before anything is written
- * ({@linkcode TuneInputError}), and a lost device ({@linkcode DeviceLostError}), after which the
+ * (`TuneInputError`, from plan.ts), and a lost device ({@linkcode DeviceLostError}), after which the
  * log holds every trial that finished.
  *
  * @module
@@ -34,12 +34,13 @@ import {
   storageBuffer,
 } from "../kernels/gpu.ts";
 import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
-import { batchedShape, dtypeProblem, fusedShape, unfusedShapes } from "../kernels/problem.ts";
+import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
-import { enumerateSpace, suitsRows } from "../kernels/space.ts";
+import { suitsRows } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
 import { DeviceLostError } from "./gpu_device.ts";
 import { GpuHeater } from "./heater.ts";
+import { planSpace } from "./plan.ts";
 import { randomNonZero, seededRandom } from "./random.ts";
 import type { Strategy } from "./strategy.ts";
 import type { SettledTiming, Timing, TimingOptions } from "./timing.ts";
@@ -81,14 +82,6 @@ export interface TuneOptions {
 
 /** The default of {@linkcode TuneOptions.trialTimeoutMs}. */
 export const DEFAULT_TRIAL_TIMEOUT_MS = 60_000;
-
-/** A problem, weight type, bucket list or search space the tuner cannot work with. */
-export class TuneInputError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "TuneInputError";
-  }
-}
 
 /** Reported after each trial. */
 export interface ProgressEvent {
@@ -153,68 +146,9 @@ function weightBuffers(
 }
 
 /**
- * Checks the inputs of a run before anything is written: the weight type fits the problem,
- * the buckets are positive integers, and each stage has valid configs for every bucket.
- *
- * @returns The valid configs of each stage, and the rejected ones with their reasons.
- * @throws {TuneInputError} Naming what is wrong.
- */
-export function planSpace(
-  spec: ProjectionSpec,
-  dtype: WeightDtype,
-  buckets: number[],
-  space: SearchSpace,
-  caps: Gpu["caps"],
-): { stage: "fused" | "batched"; valid: KernelConfig[]; invalid: Map<string, string> }[] {
-  const packing = dtypeProblem(spec, dtype);
-  if (packing) {
-    throw new TuneInputError(`Cannot tune "${spec.name}" with ${dtype} weights: ${packing}`);
-  }
-  if (buckets.length === 0 || !buckets.every((m) => Number.isSafeInteger(m) && m > 0)) {
-    throw new TuneInputError(`Cannot tune: buckets must be positive integers, got ${buckets}`);
-  }
-  const configs = enumerateSpace(space);
-  if (configs.length === 0) throw new TuneInputError("Cannot tune: the search space is empty");
-  const stages: { stage: "fused" | "batched"; shape: GemmShape }[] = [
-    { stage: "fused", shape: fusedShape(spec) },
-  ];
-  const batched = batchedShape(spec);
-  if (batched) stages.push({ stage: "batched", shape: batched });
-  return stages.map(({ stage, shape }) => {
-    const valid: KernelConfig[] = [];
-    const invalid = new Map<string, string>();
-    for (const config of configs) {
-      const problem = configProblem(config, shape, dtype, caps);
-      if (problem) invalid.set(configName(config), problem);
-      else valid.push(config);
-    }
-    const what =
-      `the ${stage} stage of "${spec.name}" (k ${shape.k}, n ${shape.n}, ${dtype} weights)`;
-    if (valid.length === 0) {
-      const counts = new Map<string, number>();
-      for (const reason of invalid.values()) counts.set(reason, (counts.get(reason) ?? 0) + 1);
-      const common = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3)
-        .map(([reason, n]) => `"${reason}" (${n})`).join(", ");
-      throw new TuneInputError(
-        `No config of the search space is valid for ${what}: all ${configs.length} are rejected; most often ${common}`,
-      );
-    }
-    const unserved = buckets.filter((m) => !valid.some((c) => suitsRows(c, m)));
-    if (unserved.length > 0) {
-      throw new TuneInputError(
-        `No valid config of the search space suits m = ${
-          unserved.join(", ")
-        } for ${what}: gemv serves m <= 32, tile and outer m >= 8; widen the space or leave those buckets out`,
-      );
-    }
-    return { stage, valid, invalid };
-  });
-}
-
-/**
  * Runs the tuning loop.
  *
- * @throws {TuneInputError} Before anything is written, for inputs it cannot tune.
+ * @throws {TuneInputError} (plan.ts) Before anything is written, for inputs it cannot tune.
  * @throws {DeviceLostError} If the device is lost; the log keeps the trials that finished.
  */
 export async function tune(options: TuneOptions): Promise<TuneResult> {

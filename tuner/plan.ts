@@ -1,0 +1,81 @@
+/**
+ * Checking a tuning run's inputs and planning its search space before anything is written or
+ * run: the weight type fits the problem, the buckets are positive integers, and each stage has
+ * valid configs for every bucket.
+ *
+ * @module
+ */
+import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
+import { configName, configProblem } from "../kernels/config.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
+import { batchedShape, dtypeProblem, fusedShape } from "../kernels/problem.ts";
+import type { SearchSpace } from "../kernels/space.ts";
+import { enumerateSpace, suitsRows } from "../kernels/space.ts";
+
+/** A problem, weight type, bucket list or search space the tuner cannot work with. */
+export class TuneInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TuneInputError";
+  }
+}
+
+/**
+ * Checks the inputs of a run before anything is written: the weight type fits the problem,
+ * the buckets are positive integers, and each stage has valid configs for every bucket.
+ *
+ * @returns The valid configs of each stage, and the rejected ones with their reasons.
+ * @throws {TuneInputError} Naming what is wrong.
+ */
+export function planSpace(
+  spec: ProjectionSpec,
+  dtype: WeightDtype,
+  buckets: number[],
+  space: SearchSpace,
+  caps: DeviceCaps,
+): { stage: "fused" | "batched"; valid: KernelConfig[]; invalid: Map<string, string> }[] {
+  const packing = dtypeProblem(spec, dtype);
+  if (packing) {
+    throw new TuneInputError(`Cannot tune "${spec.name}" with ${dtype} weights: ${packing}`);
+  }
+  if (buckets.length === 0 || !buckets.every((m) => Number.isSafeInteger(m) && m > 0)) {
+    throw new TuneInputError(`Cannot tune: buckets must be positive integers, got ${buckets}`);
+  }
+  const configs = enumerateSpace(space);
+  if (configs.length === 0) throw new TuneInputError("Cannot tune: the search space is empty");
+  const stages: { stage: "fused" | "batched"; shape: GemmShape }[] = [
+    { stage: "fused", shape: fusedShape(spec) },
+  ];
+  const batched = batchedShape(spec);
+  if (batched) stages.push({ stage: "batched", shape: batched });
+  return stages.map(({ stage, shape }) => {
+    const valid: KernelConfig[] = [];
+    const invalid = new Map<string, string>();
+    for (const config of configs) {
+      const problem = configProblem(config, shape, dtype, caps);
+      if (problem) invalid.set(configName(config), problem);
+      else valid.push(config);
+    }
+    const what =
+      `the ${stage} stage of "${spec.name}" (k ${shape.k}, n ${shape.n}, ${dtype} weights)`;
+    if (valid.length === 0) {
+      const counts = new Map<string, number>();
+      for (const reason of invalid.values()) counts.set(reason, (counts.get(reason) ?? 0) + 1);
+      const common = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3)
+        .map(([reason, n]) => `"${reason}" (${n})`).join(", ");
+      throw new TuneInputError(
+        `No config of the search space is valid for ${what}: all ${configs.length} are rejected; most often ${common}`,
+      );
+    }
+    const unserved = buckets.filter((m) => !valid.some((c) => suitsRows(c, m)));
+    if (unserved.length > 0) {
+      throw new TuneInputError(
+        `No valid config of the search space suits m = ${
+          unserved.join(", ")
+        } for ${what}: gemv serves m <= 32, tile and outer m >= 8; widen the space or leave those buckets out`,
+      );
+    }
+    return { stage, valid, invalid };
+  });
+}
