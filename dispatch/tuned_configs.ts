@@ -59,7 +59,7 @@ export async function fetchCacheFile(url: URL): Promise<CacheFile | undefined> {
  * @returns The entry, or `undefined` if the cache has none (or none for this generator).
  * @throws {CacheFormatError} If the file (or object) is not a valid cache file, belongs to another
  * GPU, the entry's shape differs from the problem, or a config in it is invalid for the problem.
- * Buckets whose configs only exceed this device's limits fall back to defaults, with a warning.
+ * Buckets whose configs only exceed this device's limits are left out, with a warning.
  */
 export async function tunedEntry(
   device: GPUDevice,
@@ -99,7 +99,7 @@ export async function tunedEntry(
   }
   const fused = fusedShape(spec), batched = batchedShape(spec), unfused = unfusedShapes(spec);
   // Buckets whose kernels need more than this device grants (a device created with WebGPU's
-  // default limits, or without "subgroups") run the default configs instead.
+  // default limits, or without "subgroups") are left out, with a warning.
   const overLimits: string[] = [];
   const usable: CacheEntry["buckets"] = {};
   for (const [m, bucket] of Object.entries(entry.buckets)) {
@@ -151,11 +151,12 @@ export async function tunedEntry(
   }
   if (overLimits.length > 0) {
     console.warn(
-      `Tuned kernels of ${overLimits.length} bucket(s) of "${spec.name}" exceed this device's limits, so those ` +
-        `buckets use default configs: ${
+      `Tuned kernels of ${overLimits.length} bucket(s) of "${spec.name}" exceed this device's limits: ` +
+        `${
           overLimits.join("; ")
-        }. Request the adapter's limits and the ` +
-        `"subgroups" feature in requestDevice() to use them (see README).`,
+        }. Those buckets are left out; their rows use the next tuned bucket ` +
+        `(the defaults if none is left). Request the adapter's limits and the "subgroups" feature ` +
+        `in requestDevice() to use them (see README).`,
     );
   }
   if (Object.keys(usable).length === 0) return undefined;

@@ -213,29 +213,41 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "a bucket whose tuned kernel exceeds this device's limits runs the defaults, with a warning",
+  name: "a tuned bucket whose kernel exceeds this device's limits is left out, with a warning",
   ...options,
   fn: async () => {
     const file = validCache();
-    // 16384 threads per workgroup: valid for the problem, over every device's limit.
+    // Bucket 8 stays usable; bucket 4 gets 16384 threads per workgroup: valid for the problem,
+    // over every device's limit.
+    file.entries[KEY].buckets["8"] = structuredClone(file.entries[KEY].buckets["4"]);
     file.entries[KEY].buckets["4"].fused.config = "tile-bm256-bn256-bk8-rm2-rn2-v4";
+    const alone = structuredClone(file);
+    delete alone.entries[KEY].buckets["8"];
     const warnings: string[] = [];
     const warn = console.warn;
     console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
     try {
       const proj = await createProjection(device, spec, { weights, cache: file });
       try {
-        assert.equal(proj.config(4).source, "default");
-        assert.notEqual(proj.config(4).fused, "tile-bm256-bn256-bk8-rm2-rn2-v4");
+        // Rows of the left-out bucket use the next tuned one.
+        assert.deepEqual([proj.config(4).source, proj.config(4).bucket], ["tuned", 8]);
       } finally {
         proj.destroy();
+      }
+      // With no tuned bucket left, the defaults.
+      const lone = await createProjection(device, spec, { weights, cache: alone });
+      try {
+        assert.equal(lone.config(4).source, "default");
+        assert.notEqual(lone.config(4).fused, "tile-bm256-bn256-bk8-rm2-rn2-v4");
+      } finally {
+        lone.destroy();
       }
     } finally {
       console.warn = warn;
     }
-    assert.equal(warnings.length, 1);
+    assert.equal(warnings.length, 2);
     assert.match(warnings[0], /m=4 \(tile-bm256-bn256-bk8-rm2-rn2-v4: 16384 threads/);
+    assert.match(warnings[0], /Those buckets are left out/);
     assert.match(warnings[0], /Request the adapter's limits/);
   },
 });
