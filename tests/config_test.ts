@@ -10,19 +10,8 @@ import {
 import type { GemmShape } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, kimiLinearSpec } from "../kernels/problem.ts";
 import { DEFAULT_SPACE, enumerateSpace, nextPow2, suitsRows } from "../kernels/space.ts";
-import { gemvConfig, tileConfig } from "./helpers.ts";
+import { CAPS, gemvConfig, tileConfig } from "./helpers.ts";
 
-/** WebGPU's default limits, without subgroups. */
-const CAPS: DeviceCaps = {
-  maxInvocations: 256,
-  maxWorkgroupSizeX: 256,
-  maxWorkgroupSizeY: 256,
-  maxWorkgroupStorage: 16384,
-  maxStorageBinding: 128 << 20,
-  maxWorkgroupsPerDimension: 65535,
-  subgroups: false,
-  subgroupMinSize: 0,
-};
 const SUBGROUP_CAPS: DeviceCaps = { ...CAPS, subgroups: true, subgroupMinSize: 32 };
 
 function shape(k: number, extra: Partial<GemmShape> = {}): GemmShape {

@@ -4,7 +4,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import type { GemvConfig, TileConfig } from "../kernels/config.ts";
+import type { DeviceCaps, GemvConfig, TileConfig } from "../kernels/config.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 
 /** Runs `fn` with a fresh temporary directory, removed afterwards. */
@@ -75,3 +75,15 @@ export function filesUnder(dir: string, prefix = ""): string[] {
     e.isDirectory ? filesUnder(`${dir}/${e.name}`, `${prefix}${e.name}/`) : [`${prefix}${e.name}`]
   );
 }
+
+/** WebGPU's default limits, without subgroups. */
+export const CAPS: DeviceCaps = {
+  maxInvocations: 256,
+  maxWorkgroupSizeX: 256,
+  maxWorkgroupSizeY: 256,
+  maxWorkgroupStorage: 16384,
+  maxStorageBinding: 128 << 20,
+  maxWorkgroupsPerDimension: 65535,
+  subgroups: false,
+  subgroupMinSize: 0,
+};

@@ -5,7 +5,6 @@
  * with a message naming the cause, a non-zero exit, and nothing written.
  */
 import assert from "node:assert/strict";
-import type { DeviceCaps } from "../kernels/config.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
 import { adapterFingerprint, CACHE_SCHEMA_VERSION, cacheFileName } from "../cache/schema.ts";
@@ -13,19 +12,7 @@ import { parseCli, UsageError } from "../tuner/cli.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { planSpace, TuneInputError } from "../tuner/plan.ts";
 import { InputFileError, loadProblem, parseProblem, parseSpace } from "../tuner/yaml_file.ts";
-import { filesUnder, ROOT, runCli, withTempDir } from "./helpers.ts";
-
-/** WebGPU's default limits, without subgroups. */
-const CAPS: DeviceCaps = {
-  maxInvocations: 256,
-  maxWorkgroupSizeX: 256,
-  maxWorkgroupSizeY: 256,
-  maxWorkgroupStorage: 16384,
-  maxStorageBinding: 128 << 20,
-  maxWorkgroupsPerDimension: 65535,
-  subgroups: false,
-  subgroupMinSize: 0,
-};
+import { CAPS, filesUnder, ROOT, runCli, withTempDir } from "./helpers.ts";
 
 const tiny = await loadProblem(`${ROOT}problems/tiny.yaml`);
 const SEGMENTS = "segments:\n  - { name: a, n: 8 }\n";
