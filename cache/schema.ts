@@ -4,7 +4,10 @@
  *
  * @module
  */
-import { z } from "zod";
+// A full specifier, not the import map's "zod": mod.ts must import from any folder or project,
+// where this repository's deno.json does not apply (the same version as the map's).
+// deno-lint-ignore no-import-prefix
+import { z } from "npm:zod@3.25.76";
 import { configName, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
