@@ -15,17 +15,22 @@
  *
  * @module
  */
-export { createProjection, Projection } from "./dispatch/projection.ts";
+export { createProjection } from "./dispatch/create.ts";
 export type {
   EncodedProjection,
   OutputView,
-  ProjectionConfig,
+  Projection,
   ProjectionOptions,
 } from "./dispatch/projection.ts";
+export type { ProjectionConfig, ProjectionMode } from "./dispatch/bucket_plan.ts";
 export { bucketFor } from "./dispatch/bucket.ts";
 export type { CacheSource } from "./dispatch/tuned_configs.ts";
+export { PORTABLE_CAPS, requestTunedDevice } from "./kernels/device.ts";
+export type { DeviceTier, TunedDeviceOptions } from "./kernels/device.ts";
+export type { DeviceCaps } from "./kernels/config.ts";
 export { kimiLinearSpec, validateSpec } from "./kernels/problem.ts";
 export type { BatchedStage, ProjectionSpec, Segment } from "./kernels/problem.ts";
 export type { WeightDtype } from "./kernels/dtype.ts";
+export { KernelCompileError } from "./kernels/gpu.ts";
 export { CacheFormatError } from "./cache/schema.ts";
 export type { CacheFile } from "./cache/schema.ts";

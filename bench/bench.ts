@@ -20,7 +20,7 @@ import {
 } from "../cache/schema.ts";
 import { loadCacheFile } from "../cache/store.ts";
 import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
-import { createProjection } from "../dispatch/projection.ts";
+import { createProjection } from "../dispatch/create.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { bytesPerElement } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";

@@ -9,11 +9,18 @@
 // deno-lint-ignore no-import-prefix
 import { z } from "npm:zod@3.25.76";
 import { configName, parseConfigName } from "../kernels/config.ts";
+import type { DeviceTier } from "../kernels/device.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 
-/** Version of the file format; a file of another version is refused. */
-export const CACHE_SCHEMA_VERSION = 1;
+/**
+ * Version of the file format. Version 1 files (no `tiers`) are read too; a file of any other
+ * version is refused.
+ */
+export const CACHE_SCHEMA_VERSION = 2;
+
+/** Older versions this one reads. */
+const READABLE_VERSIONS = [1, CACHE_SCHEMA_VERSION];
 
 /**
  * Version of the kernel generators. Bump it when generated code changes meaning or speed, so
@@ -97,6 +104,14 @@ const stageResultSchema: z.ZodType<StageResult> = z.object({
   trials: z.number().int().nonnegative(),
   /** The winner's timing stayed too noisy to trust after a second measurement. */
   noisy: z.literal(true).optional(),
+  /** The best measured config of each weaker device tier, where it differs from the winner. */
+  tiers: z.array(
+    z.object({
+      tier: z.enum(["no-subgroups", "portable"]),
+      config: configNameSchema,
+      medianUs: z.number().positive(),
+    }).strict(),
+  ).optional(),
 }).strict();
 
 const bucketSchema: z.ZodType<BucketResult> = z.object({
@@ -136,7 +151,7 @@ const entrySchema: z.ZodType<CacheEntry> = z.object({
 
 /** The schema of a cache file. */
 export const cacheFileSchema: z.ZodType<CacheFile> = z.object({
-  schemaVersion: z.literal(CACHE_SCHEMA_VERSION),
+  schemaVersion: z.number().int().refine((v) => READABLE_VERSIONS.includes(v)),
   adapter: z.object({
     vendor: z.string(),
     architecture: z.string(),
@@ -163,6 +178,20 @@ export interface StageResult {
    * measurement; absent otherwise.
    */
   noisy?: true;
+  /**
+   * The best measured config of each weaker device tier ("no-subgroups", then "portable"),
+   * listed where it differs from the winner and from the tier before; the dispatcher runs the
+   * first one the device can. Absent in version 1 files.
+   */
+  tiers?: TierResult[];
+}
+
+/** The best measured config of a stage and bucket on a weaker device tier. */
+export interface TierResult {
+  tier: Exclude<DeviceTier, "best">;
+  config: string;
+  /** Its median time on the tuning device, microseconds. */
+  medianUs: number;
 }
 
 /** The winners at one bucket. */
@@ -213,11 +242,13 @@ export class CacheFormatError extends SyntaxError {
  */
 export function parseCacheFile(json: unknown, file: string): CacheFile {
   const version = (json as { schemaVersion?: unknown })?.schemaVersion;
-  if (typeof json === "object" && json !== null && version !== CACHE_SCHEMA_VERSION) {
+  if (
+    typeof json === "object" && json !== null && !READABLE_VERSIONS.includes(version as number)
+  ) {
     throw new CacheFormatError(
       file,
       "schemaVersion",
-      `is ${JSON.stringify(version)}, this version reads ${CACHE_SCHEMA_VERSION}`,
+      `is ${JSON.stringify(version)}, this version reads ${READABLE_VERSIONS.join(" and ")}`,
     );
   }
   const result = cacheFileSchema.safeParse(json);
@@ -225,7 +256,8 @@ export function parseCacheFile(json: unknown, file: string): CacheFile {
     const issue = result.error.issues[0];
     throw new CacheFormatError(file, issue.path.join("."), issue.message.toLowerCase());
   }
-  return result.data;
+  // A version 1 file is a version 2 file without tiers.
+  return { ...result.data, schemaVersion: CACHE_SCHEMA_VERSION };
 }
 
 /**

@@ -1,39 +1,23 @@
 /**
- * The runtime projection: uploads the weights once, compiles the tuned (or default) kernel of
- * every bucket up front, and per call picks the bucket for m and records its dispatches.
+ * The runtime projection: per call, picks the bucket for m and records its dispatches into
+ * the caller's encoder or pass, or runs them and reads the outputs back. Made by
+ * `createProjection` (create.ts), which uploads the weights and compiles every
+ * bucket's kernels.
  *
  * @module
  */
-import type { CacheEntry } from "../cache/schema.ts";
+import { describeValue } from "../kernels/describe.ts";
 import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
-import { configName, deviceCaps, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import { bytesPerElement, packWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
-import {
-  compileKernel,
-  dispatchKernel,
-  kernelBindGroup,
-  paramsBuffer,
-  storageBuffer,
-} from "../kernels/gpu.ts";
-import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
-import {
-  batchedInputWidth,
-  batchedShape,
-  dtypeProblem,
-  fusedShape,
-  fusedWidth,
-  segmentOffsets,
-  unfusedShapes,
-  validateSpec,
-} from "../kernels/problem.ts";
+import { dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts";
+import type { ProjectionSpec } from "../kernels/problem.ts";
+import { fusedWidth, segmentOffsets } from "../kernels/problem.ts";
 import { bucketFor } from "./bucket.ts";
-import { DEFAULT_BUCKETS, defaultConfig } from "./defaults.ts";
+import type { ProjectionConfig, StageShapes } from "./bucket_plan.ts";
 import type { CacheSource } from "./tuned_configs.ts";
-import { tunedEntry } from "./tuned_configs.ts";
 
-/** Options of {@linkcode createProjection}. */
+/** Options of `createProjection`. */
 export interface ProjectionOptions {
   weights: {
     /** Fused weight `[sum n, k]`, segments in spec order. */
@@ -54,21 +38,12 @@ export interface ProjectionOptions {
    * needs tuned unfused configs and falls back to fused where there are none.
    */
   mode?: "auto" | "fused" | "unfused";
-}
-
-/** Which kernels serve m rows. */
-export interface ProjectionConfig {
-  /** The bucket m falls in. */
-  bucket: number;
-  /** "tuned" from the cache, or "default" for a GPU or problem with no tuning. */
-  source: "tuned" | "default";
-  /** "fused" (one GEMM + one batched GEMM) or "unfused" where tuning found that faster. */
-  mode: "fused" | "unfused";
-  /** Config names of the fused and batched stages (in fused mode). */
-  fused: string;
-  batched: string | null;
-  /** Config names of each unfused GEMM (in unfused mode). */
-  unfused?: string[];
+  /**
+   * Called with what the projection would warn about (tuned buckets this device cannot run,
+   * and which tier or defaults run instead); `config(m)` tells the same per bucket. The
+   * library prints nothing. Default: ignore.
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** Where one output lives in the buffers `encode` returns. */
@@ -92,119 +67,128 @@ export interface EncodedProjection {
 }
 
 /** One dispatch of a plan: a kernel and which buffers it reads and writes. */
-interface Step {
+export interface Step {
   kernel: CompiledKernel;
   stage: "fused" | "batched";
 }
 
 /** The kernels of one bucket. */
-interface BucketPlan {
+export interface BucketPlan {
   config: ProjectionConfig;
   steps: Step[];
 }
 
 /**
- * Creates a projection on a device.
- *
- * @throws {TypeError} If the weights are missing or not Float32Arrays.
- * @throws {RangeError} If the spec is invalid, the weights have the wrong length or do not fit
- * in one storage buffer of the device, or the dtype is unknown or does not fit the spec.
- * @throws {CacheFormatError} If the GPU's cache file is corrupt or does not fit the problem.
+ * A fused projection bound to a device and its weights. Make one with
+ * `createProjection`.
  */
-export async function createProjection(
-  device: GPUDevice,
-  spec: ProjectionSpec,
-  options: ProjectionOptions,
-): Promise<Projection> {
-  validateSpec(spec);
-  const dtype = options?.dtype ?? "f32";
-  if (!WEIGHT_DTYPES.includes(dtype)) {
-    throw new RangeError(
-      `Cannot create projection: dtype "${dtype}" is not one of ${WEIGHT_DTYPES.join(", ")}`,
-    );
-  }
-  const weights = options?.weights;
-  checkWeights(
-    weights?.fused,
-    "weights.fused",
-    fusedWidth(spec) * spec.k,
-    `[${fusedWidth(spec)}, ${spec.k}]`,
-  );
-  const b = spec.batched;
-  if (b) {
-    const kb = batchedInputWidth(spec);
-    checkWeights(
-      weights.batched,
-      "weights.batched",
-      b.inputs.length * b.n * kb,
-      `[${b.inputs.length}, ${b.n}, ${kb}]`,
-    );
-  } else if (weights.batched !== undefined) {
-    throw new TypeError(
-      `Cannot create projection: spec "${spec.name}" has no batched stage but weights.batched was given`,
-    );
-  }
-  const packing = dtypeProblem(spec, dtype);
-  if (packing) throw new RangeError(`Cannot create projection: ${packing}`);
-  const caps = deviceCaps(
-    device,
-    (device.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number }).subgroupMinSize ?? 0,
-  );
-  // A buffer over the binding limit makes an invalid bind group, and WebGPU reports that as an
-  // uncaptured error while the dispatch silently writes nothing: refuse it here.
-  const limit = Math.min(caps.maxStorageBinding, device.limits.maxBufferSize);
-  const sizes: [string, number][] = [["weights.fused", weights.fused.length]];
-  if (b) sizes.push(["weights.batched", weights.batched!.length]);
-  for (const [what, length] of sizes) {
-    const bytes = Math.ceil((length * bytesPerElement(dtype)) / 4) * 4;
-    if (bytes > limit) {
-      throw new RangeError(
-        `Cannot create projection: ${what} takes ${bytes} bytes as ${dtype}, over this device's storage buffer limit of ${limit} bytes`,
-      );
-    }
-  }
-  const entry = await tunedEntry(device, caps, spec, dtype, options.cache);
-  const mode = options.mode ?? "auto";
-  if (!["auto", "fused", "unfused"].includes(mode)) {
-    throw new RangeError(`Cannot create projection: mode "${mode}" is not auto, fused or unfused`);
-  }
-  const projection = new Projection(device, spec, dtype, caps, weights);
-  await projection._compile(entry, mode);
-  return projection;
+export interface Projection {
+  /** The problem it computes. */
+  readonly spec: ProjectionSpec;
+  /** How its weights are stored on the GPU. */
+  readonly dtype: WeightDtype;
+  /** The most rows one call can take on this device. */
+  readonly maxRows: number;
+  /**
+   * Which bucket, tier and kernels serve m rows, and why they are not the tuned winners where
+   * they are not.
+   *
+   * @throws {RangeError} If m is not an integer from 1 to `maxRows`.
+   */
+  config(m: number): ProjectionConfig;
+  /**
+   * Runs the projection of m rows and reads every output back.
+   *
+   * @param x `[m, k]` input rows.
+   * @param m The number of rows.
+   * @returns Each segment and batched output as a `[m, n]` Float32Array, by name.
+   * @throws {TypeError} If x is not a Float32Array.
+   * @throws {RangeError} If m is bad or x does not hold `m * k` values.
+   * @example Project one row
+   * ```ts
+   * import { createProjection, requestTunedDevice } from "../mod.ts";
+   * const adapter = await navigator.gpu.requestAdapter();
+   * if (adapter) {
+   *   const device = await requestTunedDevice(adapter);
+   *   const spec = { name: "demo", k: 8, segments: [{ name: "q", n: 4 }, { name: "v", n: 2 }] };
+   *   const fused = new Float32Array(6 * 8).fill(0.5);
+   *   const proj = await createProjection(device, spec, { weights: { fused }, cache: false });
+   *   const out = await proj.run(new Float32Array(8).fill(1), 1);
+   *   if (out.q.length !== 4 || out.q[0] !== 4) throw new Error(`q = ${out.q}`);
+   *   proj.destroy();
+   *   device.destroy();
+   * }
+   * ```
+   */
+  run(x: Float32Array, m: number): Promise<Record<string, Float32Array>>;
+  /**
+   * Records the projection of m rows of `x` (`[m, k]` f32, in a storage buffer) into a command
+   * encoder, in a compute pass of its own. The outputs stay on the GPU; a later call with more
+   * rows may move them to larger buffers, so read them before encoding the next call. Buffers
+   * are kept until `destroy()`.
+   *
+   * @param encoder The encoder to record into.
+   * @param x The input rows, `m * k` f32 values from offset 0.
+   * @param m The number of rows.
+   * @returns The output buffers and where each output lies in them.
+   * @throws {RangeError} For a bad m or an x buffer smaller than `m * k * 4` bytes.
+   * @example Keep the outputs on the GPU
+   * ```ts
+   * import { createProjection, requestTunedDevice } from "../mod.ts";
+   * const adapter = await navigator.gpu.requestAdapter();
+   * if (adapter) {
+   *   const device = await requestTunedDevice(adapter);
+   *   const spec = { name: "demo", k: 8, segments: [{ name: "q", n: 4 }, { name: "v", n: 2 }] };
+   *   const fused = new Float32Array(6 * 8).fill(0.5);
+   *   const proj = await createProjection(device, spec, { weights: { fused }, cache: false });
+   *   const x = device.createBuffer({ size: 2 * 8 * 4, usage: GPUBufferUsage.STORAGE });
+   *   const encoder = device.createCommandEncoder();
+   *   const gpu = proj.encode(encoder, x, 2);
+   *   device.queue.submit([encoder.finish()]);
+   *   if (gpu.outputs.v.offset !== 4 || gpu.outputs.v.rowStride !== 6) throw new Error("layout");
+   *   proj.destroy();
+   *   device.destroy();
+   * }
+   * ```
+   */
+  encode(encoder: GPUCommandEncoder, x: GPUBuffer, m: number): EncodedProjection;
+  /**
+   * Like `encode`, but records into a compute pass the caller owns (to batch many projections
+   * in one pass, as benchmarks do).
+   *
+   * @param pass The compute pass to record into.
+   * @param x The input rows, `m * k` f32 values from offset 0.
+   * @param m The number of rows.
+   * @returns The output buffers and where each output lies in them.
+   * @throws {RangeError} For a bad m or an x buffer smaller than `m * k * 4` bytes.
+   */
+  dispatch(pass: GPUComputePassEncoder, x: GPUBuffer, m: number): EncodedProjection;
+  /** Frees every GPU buffer of the projection; later calls throw. */
+  destroy(): void;
 }
 
-function checkWeights(w: unknown, what: string, length: number, shape: string): void {
-  if (!(w instanceof Float32Array)) {
-    throw new TypeError(
-      `Cannot create projection: ${what} must be a Float32Array ${shape}, got ${describe(w)}`,
-    );
-  }
-  if (w.length !== length) {
-    throw new RangeError(
-      `Cannot create projection: ${what} must have ${length} elements ${shape}, got ${w.length}`,
-    );
-  }
+/** What the runtime needs: the device, the problem, the uploaded weights and the plans. */
+export interface ProjectionParts {
+  device: GPUDevice;
+  spec: ProjectionSpec;
+  dtype: WeightDtype;
+  caps: DeviceCaps;
+  shapes: StageShapes;
+  weights: { fused: GPUBuffer; batched: GPUBuffer | null };
+  plans: BucketPlan[];
 }
 
 function rowsPerWorkgroup(c: KernelConfig): number {
   return c.family === "gemv" ? c.rm : c.bm;
 }
 
-function describe(x: unknown): string {
-  return x === null || x === undefined ? String(x) : (x as object).constructor?.name ?? typeof x;
-}
-
-/** A fused projection bound to a device and its weights. Create it with {@linkcode createProjection}. */
-export class Projection {
+/** The projection behind `Projection`: made only by `createProjection`. */
+export class ProjectionRuntime implements Projection {
   readonly spec: ProjectionSpec;
   readonly dtype: WeightDtype;
   #device: GPUDevice;
   #caps: DeviceCaps;
-  #shapes: {
-    fused: GemmShape;
-    batched?: GemmShape;
-    unfused: { stage: "fused" | "batched"; shape: GemmShape }[];
-  };
+  #shapes: StageShapes;
   #weights: { fused: GPUBuffer; batched: GPUBuffer | null };
   #plans = new Map<number, BucketPlan>();
   #buckets: number[] = [];
@@ -213,111 +197,18 @@ export class Projection {
   #params = new Map<number, GPUBuffer>();
   #retired: GPUBuffer[] = [];
   #destroyed = false;
-  #mode: "auto" | "fused" | "unfused" = "auto";
 
-  /** @internal Use {@linkcode createProjection}. */
-  constructor(
-    device: GPUDevice,
-    spec: ProjectionSpec,
-    dtype: WeightDtype,
-    caps: DeviceCaps,
-    weights: ProjectionOptions["weights"],
-  ) {
-    this.#device = device;
-    this.spec = spec;
-    this.dtype = dtype;
-    this.#caps = caps;
-    this.#shapes = {
-      fused: fusedShape(spec),
-      batched: batchedShape(spec),
-      unfused: unfusedShapes(spec),
-    };
-    this.#weights = {
-      fused: storageBuffer(device, packWeights(weights.fused, dtype), `${spec.name} fused weights`),
-      batched: weights.batched
-        ? storageBuffer(device, packWeights(weights.batched, dtype), `${spec.name} batched weights`)
-        : null,
-    };
-  }
-
-  /** @internal Compiles every bucket's kernels once. */
-  async _compile(
-    entry: CacheEntry | undefined,
-    mode: "auto" | "fused" | "unfused" = "auto",
-  ): Promise<void> {
-    this.#mode = mode;
-    const compiled = new Map<string, Promise<CompiledKernel>>();
-    const kernel = (config: KernelConfig, shape: GemmShape, key: string) => {
-      const id = `${key}:${configName(config)}`;
-      if (!compiled.has(id)) {
-        compiled.set(id, compileKernel(this.#device, config, shape, this.dtype));
-      }
-      return compiled.get(id)!;
-    };
-    const { fused, batched } = this.#shapes;
-    const plans: [number, Promise<BucketPlan>][] = [];
-    if (entry) {
-      for (const [key, result] of Object.entries(entry.buckets)) {
-        const useUnfused = result.unfused !== null &&
-          (this.#mode === "unfused" ||
-            (this.#mode === "auto" && result.unfused.medianUs < result.fusedTotalUs));
-        const config: ProjectionConfig = {
-          bucket: Number(key),
-          source: "tuned",
-          mode: useUnfused ? "unfused" : "fused",
-          fused: result.fused.config,
-          batched: result.batched?.config ?? null,
-          ...(useUnfused ? { unfused: result.unfused!.configs } : {}),
-        };
-        plans.push([config.bucket, this.#plan(config, kernel)]);
-      }
-    } else {
-      for (const bucket of DEFAULT_BUCKETS) {
-        const config: ProjectionConfig = {
-          bucket,
-          source: "default",
-          mode: "fused",
-          fused: configName(defaultConfig(fused, this.dtype, this.#caps, bucket)),
-          batched: batched
-            ? configName(defaultConfig(batched, this.dtype, this.#caps, bucket))
-            : null,
-        };
-        plans.push([bucket, this.#plan(config, kernel)]);
-      }
-    }
-    for (const [bucket, plan] of plans) this.#plans.set(bucket, await plan);
+  constructor(parts: ProjectionParts) {
+    this.#device = parts.device;
+    this.spec = parts.spec;
+    this.dtype = parts.dtype;
+    this.#caps = parts.caps;
+    this.#shapes = parts.shapes;
+    this.#weights = parts.weights;
+    for (const plan of parts.plans) this.#plans.set(plan.config.bucket, plan);
     this.#buckets = [...this.#plans.keys()].sort((a, b) => a - b);
   }
 
-  async #plan(
-    config: ProjectionConfig,
-    kernel: (config: KernelConfig, shape: GemmShape, key: string) => Promise<CompiledKernel>,
-  ): Promise<BucketPlan> {
-    const { fused, batched, unfused } = this.#shapes;
-    const steps: Step[] = [];
-    if (config.mode === "unfused") {
-      for (const [i, name] of config.unfused!.entries()) {
-        steps.push({
-          kernel: await kernel(parseConfigName(name), unfused[i].shape, `unfused${i}`),
-          stage: unfused[i].stage,
-        });
-      }
-    } else {
-      steps.push({
-        kernel: await kernel(parseConfigName(config.fused), fused, "fused"),
-        stage: "fused",
-      });
-      if (batched && config.batched) {
-        steps.push({
-          kernel: await kernel(parseConfigName(config.batched), batched, "batched"),
-          stage: "batched",
-        });
-      }
-    }
-    return { config, steps };
-  }
-
-  /** The most rows one call can take on this device. */
   get maxRows(): number {
     const limit = Math.min(this.#caps.maxStorageBinding, this.#device.limits.maxBufferSize);
     const widest = Math.max(
@@ -339,7 +230,7 @@ export class Projection {
   /**
    * Which bucket and kernels serve m rows.
    *
-   * @throws {RangeError} If m is not an integer from 1 to {@linkcode Projection.maxRows}.
+   * @throws {RangeError} If m is not an integer from 1 to `maxRows`.
    */
   config(m: number): ProjectionConfig {
     this.#checkRows(m);
@@ -384,7 +275,7 @@ export class Projection {
   }
 
   /**
-   * Like {@linkcode Projection.encode}, but records into a compute pass the caller owns (to
+   * Like `encode`, but records into a compute pass the caller owns (to
    * batch many projections in one pass, as benchmarks do).
    *
    * @throws {RangeError} For a bad m or an x buffer smaller than `m * k * 4` bytes.
@@ -466,7 +357,9 @@ export class Projection {
   async run(x: Float32Array, m: number): Promise<Record<string, Float32Array>> {
     if (!(x instanceof Float32Array)) {
       throw new TypeError(
-        `Cannot run projection "${this.spec.name}": x must be a Float32Array, got ${describe(x)}`,
+        `Cannot run projection "${this.spec.name}": x must be a Float32Array, got ${
+          describeValue(x)
+        }`,
       );
     }
     this.#checkRows(m);

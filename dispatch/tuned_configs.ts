@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { CacheEntry, CacheFile } from "../cache/schema.ts";
+import type { BucketResult, CacheEntry, CacheFile, StageResult } from "../cache/schema.ts";
 import {
   adapterFingerprint,
   cacheFileName,
@@ -16,10 +16,10 @@ import {
   problemKey,
   storedProblem,
 } from "../cache/schema.ts";
-import type { DeviceCaps } from "../kernels/config.ts";
 import { configProblem, parseConfigName } from "../kernels/config.ts";
+import { UNLIMITED_CAPS } from "../kernels/device.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import type { ProjectionSpec } from "../kernels/problem.ts";
+import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 
 /** Where to take tuning from: a parsed file, a URL to fetch, or none (defaults only). */
@@ -29,41 +29,58 @@ export type CacheSource = CacheFile | URL | false;
 export const BUNDLED_CACHE_DIR = new URL("../cache/", import.meta.url);
 
 /**
- * Fetches and parses a cache file.
+ * Reads and parses a cache file: with Deno's file API for a `file:` URL in Deno, else with
+ * `fetch` (a browser, or a cache served over HTTP).
  *
- * @returns The file, or `undefined` if there is none at the URL.
+ * @param required Whether a missing file is an error (a file the user named) or means "no
+ * tuning" (the bundled file of a GPU nobody tuned).
+ * @returns The file, or `undefined` if there is none at the URL and none was required.
  * @throws {CacheFormatError} If the file is there but corrupt.
+ * @throws {Error} If a required file is missing or is a folder, or the read fails.
  */
-export async function fetchCacheFile(url: URL): Promise<CacheFile | undefined> {
-  let response: Response;
-  try {
-    response = await fetch(url);
-  } catch (e) {
-    // Deno's fetch of a missing file: URL throws; anything else is a real error.
-    if (url.protocol === "file:" && /No such file|not found/i.test((e as Error).message)) {
-      return undefined;
+export async function fetchCacheFile(url: URL, required = false): Promise<CacheFile | undefined> {
+  const missing = (what: string, cause?: unknown) => {
+    if (!required) return undefined;
+    throw new Error(`Cannot load cache "${url.href}": ${what}`, { cause });
+  };
+  if (url.pathname.endsWith("/")) return missing("the URL names a folder, not a file");
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  let text: string;
+  if (url.protocol === "file:" && deno) {
+    try {
+      text = await deno.readTextFile(url);
+    } catch (e) {
+      if (e instanceof deno.errors.NotFound) return missing("there is no such file", e);
+      if (e instanceof deno.errors.IsADirectory) return missing("it is a folder, not a file", e);
+      throw e;
     }
-    throw e;
+  } else {
+    const response = await fetch(url);
+    if (response.status === 404) {
+      await response.body?.cancel();
+      return missing("the server answered 404 (no such file)");
+    }
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new Error(`Cannot fetch cache "${url.href}": HTTP ${response.status}`);
+    }
+    text = await response.text();
   }
-  if (response.status === 404) {
-    await response.body?.cancel();
-    return undefined;
-  }
-  if (!response.ok) throw new Error(`Cannot fetch cache "${url}": HTTP ${response.status}`);
-  return parseCacheText(await response.text(), url.href);
+  return parseCacheText(text, url.href);
 }
 
 /**
- * The cache entry for a problem on a device, checked against the problem and the device.
+ * The cache entry for a problem on a device, checked against the problem: every config in it
+ * must be valid for its stage's shape on some device (whether this device can run it is the
+ * dispatcher's choice, per bucket and tier).
  *
  * @returns The entry, or `undefined` if the cache has none (or none for this generator).
  * @throws {CacheFormatError} If the file (or object) is not a valid cache file, belongs to another
  * GPU, the entry's shape differs from the problem, or a config in it is invalid for the problem.
- * Buckets whose configs only exceed this device's limits are left out, with a warning.
+ * @throws {Error} If a cache URL the user named is missing or is a folder.
  */
 export async function tunedEntry(
   device: GPUDevice,
-  caps: DeviceCaps,
   spec: ProjectionSpec,
   dtype: WeightDtype,
   source: CacheSource | undefined,
@@ -77,7 +94,7 @@ export async function tunedEntry(
     : "(cache object)";
   // A cache object is checked like a file: it may come from anywhere (a fetch, a bundle).
   const file = source === undefined || source instanceof URL
-    ? await fetchCacheFile(new URL(where))
+    ? await fetchCacheFile(new URL(where), source instanceof URL)
     : parseCacheFile(source, where);
   if (!file) return undefined;
   if (JSON.stringify(file.adapter) !== JSON.stringify(fingerprint)) {
@@ -97,80 +114,57 @@ export async function tunedEntry(
       "does not match the problem's shape",
     );
   }
-  const fused = fusedShape(spec), batched = batchedShape(spec), unfused = unfusedShapes(spec);
-  // Buckets whose kernels need more than this device grants (a device created with WebGPU's
-  // default limits, or without "subgroups") are left out, with a warning.
-  const overLimits: string[] = [];
-  const usable: CacheEntry["buckets"] = {};
   for (const [m, bucket] of Object.entries(entry.buckets)) {
-    const field = `entries.${key}.buckets.${m}`;
-    let fits = true;
-    const check = (name: string, shape: typeof fused | undefined, at: string) => {
-      if (!shape) {
-        throw new CacheFormatError(
-          where,
-          at,
-          "names a config for a stage the problem does not have",
-        );
-      }
-      const config = parseConfigName(name);
-      const problem = configProblem(config, shape, dtype, caps);
-      if (problem && !configProblem(config, shape, dtype, UNLIMITED)) {
-        if (fits) overLimits.push(`m=${m} (${name}: ${problem})`);
-        fits = false;
-      } else if (problem) {
-        throw new CacheFormatError(
-          where,
-          at,
-          `config "${name}" is invalid on this device: ${problem}`,
-        );
-      }
-    };
-    check(bucket.fused.config, fused, `${field}.fused.config`);
-    if (bucket.batched) check(bucket.batched.config, batched, `${field}.batched.config`);
-    else if (batched) {
-      throw new CacheFormatError(
-        where,
-        `${field}.batched`,
-        "is missing for a problem with a batched stage",
-      );
-    }
-    if (bucket.unfused) {
-      if (bucket.unfused.configs.length !== unfused.length) {
-        throw new CacheFormatError(
-          where,
-          `${field}.unfused.configs`,
-          `has ${bucket.unfused.configs.length} configs, expected ${unfused.length}`,
-        );
-      }
-      bucket.unfused.configs.forEach((name, i) =>
-        check(name, unfused[i].shape, `${field}.unfused.configs.${i}`)
-      );
-    }
-    if (fits) usable[m] = bucket;
+    checkBucket(bucket, spec, dtype, where, `entries.${key}.buckets.${m}`);
   }
-  if (overLimits.length > 0) {
-    console.warn(
-      `Tuned kernels of ${overLimits.length} bucket(s) of "${spec.name}" exceed this device's limits: ` +
-        `${
-          overLimits.join("; ")
-        }. Those buckets are left out; their rows use the next tuned bucket ` +
-        `(the defaults if none is left). Request the adapter's limits and the "subgroups" feature ` +
-        `in requestDevice() to use them (see README).`,
-    );
-  }
-  if (Object.keys(usable).length === 0) return undefined;
-  return { ...entry, buckets: usable };
+  return entry;
 }
 
-/** Limits no device has: a config invalid even here is invalid for the shape, not the device. */
-const UNLIMITED: DeviceCaps = {
-  maxInvocations: Infinity,
-  maxWorkgroupSizeX: Infinity,
-  maxWorkgroupSizeY: Infinity,
-  maxWorkgroupStorage: Infinity,
-  maxStorageBinding: Infinity,
-  maxWorkgroupsPerDimension: Infinity,
-  subgroups: true,
-  subgroupMinSize: 128,
-};
+/** Checks that every config of a bucket is valid for its stage's shape on some device. */
+function checkBucket(
+  bucket: BucketResult,
+  spec: ProjectionSpec,
+  dtype: WeightDtype,
+  where: string,
+  field: string,
+): void {
+  const fused = fusedShape(spec), batched = batchedShape(spec), unfused = unfusedShapes(spec);
+  const check = (name: string, shape: GemmShape | undefined, at: string) => {
+    if (!shape) {
+      throw new CacheFormatError(where, at, "names a config for a stage the problem does not have");
+    }
+    const problem = configProblem(parseConfigName(name), shape, dtype, UNLIMITED_CAPS);
+    if (problem) {
+      throw new CacheFormatError(
+        where,
+        at,
+        `config "${name}" is invalid on any device: ${problem}`,
+      );
+    }
+  };
+  const checkStage = (stage: StageResult, shape: GemmShape | undefined, at: string) => {
+    check(stage.config, shape, `${at}.config`);
+    stage.tiers?.forEach((t, i) => check(t.config, shape, `${at}.tiers.${i}.config`));
+  };
+  checkStage(bucket.fused, fused, `${field}.fused`);
+  if (bucket.batched) checkStage(bucket.batched, batched, `${field}.batched`);
+  else if (batched) {
+    throw new CacheFormatError(
+      where,
+      `${field}.batched`,
+      "is missing for a problem with a batched stage",
+    );
+  }
+  if (bucket.unfused) {
+    if (bucket.unfused.configs.length !== unfused.length) {
+      throw new CacheFormatError(
+        where,
+        `${field}.unfused.configs`,
+        `has ${bucket.unfused.configs.length} configs, expected ${unfused.length}`,
+      );
+    }
+    bucket.unfused.configs.forEach((name, i) =>
+      check(name, unfused[i].shape, `${field}.unfused.configs.${i}`)
+    );
+  }
+}

@@ -20,10 +20,26 @@ export interface CompiledKernel {
   pipeline: GPUComputePipeline;
 }
 
-/** The WGSL compiler or pipeline creation rejected a kernel. */
+/**
+ * The WGSL compiler or pipeline creation rejected a kernel. The dispatcher adds the bucket and
+ * stage that needed it.
+ */
 export class KernelCompileError extends Error {
-  constructor(name: string, detail: string) {
-    super(`Cannot compile kernel "${name}": ${detail}`);
+  /**
+   * @param config The kernel config's name.
+   * @param detail What the compiler said.
+   * @param where The bucket (m) and stage that needed the kernel, where known.
+   */
+  constructor(
+    readonly config: string,
+    readonly detail: string,
+    readonly where: { bucket: number; stage: string } | null = null,
+  ) {
+    super(
+      `Cannot compile kernel "${config}"${
+        where ? ` for stage "${where.stage}" of bucket m=${where.bucket}` : ""
+      }: ${detail}`,
+    );
     this.name = "KernelCompileError";
   }
 }

@@ -184,7 +184,7 @@ Deno.test("parseCacheText() rejects truncated JSON with a CacheFormatError namin
 });
 
 Deno.test("parseCacheFile() refuses another schemaVersion, naming the field", () => {
-  const file = { ...validFile(), schemaVersion: 2 };
+  const file = { ...validFile(), schemaVersion: CACHE_SCHEMA_VERSION + 1 };
   assertFormatError(() => parseCacheFile(file, "gpu.json"), "gpu.json", "schemaVersion");
   const missing = validFile();
   delete missing.schemaVersion;
@@ -245,7 +245,10 @@ Deno.test("loadCacheFile() of a corrupt file throws a CacheFormatError naming th
       assert.ok(e.message.includes(path));
       return true;
     });
-    await Deno.writeTextFile(path, JSON.stringify({ ...validFile(), schemaVersion: 2 }));
+    await Deno.writeTextFile(
+      path,
+      JSON.stringify({ ...validFile(), schemaVersion: CACHE_SCHEMA_VERSION + 1 }),
+    );
     await assert.rejects(loadCacheFile(path), (e: unknown) => {
       assert.ok(e instanceof CacheFormatError);
       assert.ok(e.message.includes(path) && e.message.includes("schemaVersion"), e.message);

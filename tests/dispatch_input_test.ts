@@ -21,7 +21,7 @@ import { defaultConfig } from "../dispatch/defaults.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { ROOT, withTempDir } from "./helpers.ts";
+import { quietConsole, ROOT, withTempDir } from "./helpers.ts";
 
 const gpu = await openGpu();
 const device = gpu.device;
@@ -92,7 +92,7 @@ const BROKEN: [string, string | ((f: Json) => void), string | undefined][] = [
   ["truncated JSON", JSON.stringify(validCache(), null, 2).slice(0, 300), ""],
   ["an empty file", "", ""],
   ["JSON that is not an object", "[1, 2, 3]", undefined],
-  ["another schema version", (f) => (f.schemaVersion = 2), "schemaVersion"],
+  ["a future schema version", (f) => (f.schemaVersion = CACHE_SCHEMA_VERSION + 1), "schemaVersion"],
   ["no schema version", (f) => delete f.schemaVersion, "schemaVersion"],
   [
     "another GPU's file",
@@ -224,31 +224,32 @@ Deno.test({
     const alone = structuredClone(file);
     delete alone.entries[KEY].buckets["8"];
     const warnings: string[] = [];
-    const warn = console.warn;
-    console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+    const onWarning = (message: string) => warnings.push(message);
+    const printed = quietConsole();
     try {
-      const proj = await createProjection(device, spec, { weights, cache: file });
+      const proj = await createProjection(device, spec, { weights, cache: file, onWarning });
       try {
         // Rows of the left-out bucket use the next tuned one.
         assert.deepEqual([proj.config(4).source, proj.config(4).bucket], ["tuned", 8]);
       } finally {
         proj.destroy();
       }
-      // With no tuned bucket left, the defaults.
-      const lone = await createProjection(device, spec, { weights, cache: alone });
+      // With no tuned bucket left, the defaults, and the config says why.
+      const lone = await createProjection(device, spec, { weights, cache: alone, onWarning });
       try {
         assert.equal(lone.config(4).source, "default");
+        assert.match(lone.config(4).reason ?? "", /every tuned bucket exceeds this device/);
         assert.notEqual(lone.config(4).fused, "tile-bm256-bn256-bk8-rm2-rn2-v4");
       } finally {
         lone.destroy();
       }
     } finally {
-      console.warn = warn;
+      printed.restore();
     }
+    assert.deepEqual(printed.calls, [], "the library prints nothing");
     assert.equal(warnings.length, 2);
-    assert.match(warnings[0], /m=4 \(tile-bm256-bn256-bk8-rm2-rn2-v4: 16384 threads/);
+    assert.match(warnings[0], /m=4 \(fused stage: tile-bm256-bn256-bk8-rm2-rn2-v4: 16384 threads/);
     assert.match(warnings[0], /Those buckets are left out/);
-    assert.match(warnings[0], /Request the adapter's limits/);
   },
 });
 

@@ -87,3 +87,17 @@ export const CAPS: DeviceCaps = {
   subgroups: false,
   subgroupMinSize: 0,
 };
+
+/**
+ * Replaces every console method that prints with one that records its call, until `restore()`:
+ * to check that library code prints nothing.
+ */
+export function quietConsole(): { calls: string[]; restore(): void } {
+  const methods = ["log", "info", "warn", "error", "debug"] as const;
+  const saved = methods.map((m) => console[m]);
+  const calls: string[] = [];
+  for (const m of methods) {
+    console[m] = (...args: unknown[]) => calls.push(`${m}: ${args.join(" ")}`);
+  }
+  return { calls, restore: () => methods.forEach((m, i) => (console[m] = saved[i])) };
+}

@@ -5,6 +5,7 @@
  */
 import type { DeviceCaps } from "../kernels/config.ts";
 import { deviceCaps } from "../kernels/config.ts";
+import { requestTunedDevice } from "../kernels/device.ts";
 
 /** A device, its adapter's description and what kernels may use on it. */
 export interface Gpu {
@@ -23,8 +24,9 @@ export class NoGpuError extends Error {
 }
 
 /**
- * Requests the high-performance adapter and a device with timestamp queries, subgroups where
- * the adapter has them, and the adapter's largest limits for workgroups and buffers.
+ * Requests the high-performance adapter and a device with timestamp queries and what tuned
+ * kernels can use (`requestTunedDevice`: subgroups where the adapter grants them, and the
+ * adapter's largest limits for workgroups and buffers).
  *
  * @throws {NoGpuError} If there is no adapter.
  */
@@ -36,28 +38,10 @@ export async function openGpu(): Promise<Gpu> {
   if (!adapter) {
     throw new NoGpuError("requestAdapter() returned null (no Vulkan, Metal or D3D12 driver?)");
   }
-  const l = adapter.limits;
-  const requiredLimits: Record<string, number> = {
-    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-    maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
-    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-    maxBufferSize: l.maxBufferSize,
-  };
-  const wanted = (["timestamp-query", "shader-f16"] as GPUFeatureName[]).filter((f) =>
+  const timestamps = (["timestamp-query"] as GPUFeatureName[]).filter((f) =>
     adapter.features.has(f)
   );
-  let device: GPUDevice;
-  try {
-    // Some adapters (wgpu on NVIDIA) grant subgroups without listing them.
-    device = await adapter.requestDevice({
-      requiredFeatures: [...wanted, "subgroups" as GPUFeatureName],
-      requiredLimits,
-    });
-  } catch {
-    device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
-  }
+  const device = await requestTunedDevice(adapter, { requiredFeatures: timestamps });
   const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
   return {
     adapter,

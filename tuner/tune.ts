@@ -38,6 +38,7 @@ import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { suitsRows } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
+import { stageTiers, withTierCandidates } from "./tiers.ts";
 import { DeviceLostError } from "./gpu_device.ts";
 import { GpuHeater } from "./heater.ts";
 import { planSpace } from "./plan.ts";
@@ -525,8 +526,14 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       const winners: StageResult[] = [];
       const rankings: Ranked[][] = [];
       for (const [ti, target] of targets.entries()) {
-        const candidates = options.strategy(target.valid.filter((c) => suitsRows(c, m)), random)
-          .slice(0, plan[bi][ti]);
+        const candidates = withTierCandidates(
+          options.strategy(target.valid.filter((c) => suitsRows(c, m)), random),
+          plan[bi][ti],
+          target.shape,
+          dtype,
+          gpu.caps,
+        );
+        total += candidates.length - plan[bi][ti]; // a tier none of the budget's configs fits
         const ranking = await search(target, m, candidates);
         rankings.push(ranking);
         if (ranking.length === 0) break;
@@ -539,6 +546,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
             : null,
           trials: ranking.length,
           ...(ranking[0].noisy ? { noisy: true as const } : {}),
+          tiers: stageTiers(ranking, target.shape, dtype, gpu.caps),
         });
       }
       if (winners.length < targets.length) {
