@@ -326,6 +326,6 @@ $("#status").textContent = results.passed
   ? `Done: all ${results.checks.length} outputs within tolerance (createProjection took ${
     results.createMs.toFixed(0)
   } ms).`
-  : "FAILED: see the errors above and the FAIL rows below.";
+  : "FAILED: see the errors below, and any FAIL rows in the tables.";
 $("#status").className = results.passed ? "pass" : "fail";
 showResults();
