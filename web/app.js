@@ -253,6 +253,7 @@ async function runRows(device, proj, spec, weights, random) {
     cell(tr, String(m), "num");
     cell(tr, String(config.bucket), "num");
     cell(tr, config.source);
+    cell(tr, config.tier ?? "-"); // the device tier of tuned configs, where the dispatcher has tiers
     cell(tr, config.mode);
     cell(tr, config.mode === "fused" ? config.fused : config.unfused.join(", "), "code");
     cell(tr, config.batched ?? "-", "code");
