@@ -74,7 +74,9 @@ export function kernelLayout(
 
 /**
  * Compiles a config. Validate it first (`configProblem`): this only reports what the
- * compiler says.
+ * compiler says. Subgroup kernels get {@linkcode SUBGROUPS_DIRECTIVE} in front where the
+ * device's compiler wants it (see {@linkcode wantsSubgroupsDirective}); the generated WGSL
+ * itself is the same on every target.
  *
  * @throws {KernelCompileError} With the compiler's messages.
  */
@@ -87,7 +89,10 @@ export async function compileKernel(
 ): Promise<CompiledKernel> {
   const name = configName(config);
   const generated = kernelWgsl(config, shape, dtype);
-  const code = mutate ? mutate(name, generated) : generated;
+  const mutated = mutate ? mutate(name, generated) : generated;
+  const code = usesSubgroups(config) && await wantsSubgroupsDirective(device)
+    ? SUBGROUPS_DIRECTIVE + mutated
+    : mutated;
   // Pipelines are cached by source per device: projections of one problem share them.
   let cache = pipelineCache.get(device);
   if (!cache) pipelineCache.set(device, cache = new Map());
@@ -98,6 +103,45 @@ export async function compileKernel(
     pipeline.catch(() => cache.delete(code)); // a failure is reported, not remembered
   }
   return { name, config, shape, dtype, pipeline: await pipeline };
+}
+
+/** The directive that WGSL's subgroups extension asks for ahead of subgroup built-ins. */
+export const SUBGROUPS_DIRECTIVE = "enable subgroups;\n";
+
+/** Whether a config's kernel calls subgroup built-ins (gemv configs named `...-sg`). */
+function usesSubgroups(config: KernelConfig): boolean {
+  return config.family === "gemv" && config.subgroup;
+}
+
+const subgroupsDirective = new WeakMap<GPUDevice, Promise<boolean>>();
+
+/**
+ * Whether a device's WGSL compiler takes `enable subgroups;`. The WGSL specification asks for
+ * it ahead of subgroup built-ins and Tint (Chrome's Dawn) refuses subgroup kernels without it;
+ * naga (Deno's wgpu) refuses the directive itself and takes the built-ins without it. Found
+ * once per device by compiling a tiny probe module, not from the user agent: a device without
+ * the "subgroups" feature runs no subgroup kernels and is not probed.
+ *
+ * @returns `true` if subgroup kernels compiled on this device should start with
+ * {@linkcode SUBGROUPS_DIRECTIVE}.
+ */
+export function wantsSubgroupsDirective(device: GPUDevice): Promise<boolean> {
+  let answer = subgroupsDirective.get(device);
+  if (!answer) {
+    if (!device.features.has("subgroups" as GPUFeatureName)) {
+      answer = Promise.resolve(false);
+    } else {
+      // Pushed and popped with no await between, like the scope in buildPipeline.
+      device.pushErrorScope("validation");
+      device.createShaderModule({
+        code: `${SUBGROUPS_DIRECTIVE}@compute @workgroup_size(1)\nfn main() {}\n`,
+        label: "subgroups directive probe",
+      });
+      answer = device.popErrorScope().then((error) => !error);
+    }
+    subgroupsDirective.set(device, answer);
+  }
+  return answer;
 }
 
 /**
