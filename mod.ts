@@ -33,4 +33,11 @@ export type { BatchedStage, ProjectionSpec, Segment } from "./kernels/problem.ts
 export type { WeightDtype } from "./kernels/dtype.ts";
 export { KernelCompileError } from "./kernels/gpu.ts";
 export { CacheFormatError } from "./cache/schema.ts";
-export type { CacheFile } from "./cache/schema.ts";
+export type {
+  AdapterFingerprint,
+  BucketResult,
+  CacheEntry,
+  CacheFile,
+  StageResult,
+  TierResult,
+} from "./cache/schema.ts";

@@ -30,9 +30,13 @@ export const GENERATOR_VERSION = 1;
 
 /** What identifies a GPU: the fields of `GPUAdapterInfo`. */
 export interface AdapterFingerprint {
+  /** `GPUAdapterInfo.vendor`. */
   vendor: string;
+  /** `GPUAdapterInfo.architecture`. */
   architecture: string;
+  /** `GPUAdapterInfo.device`. */
   device: string;
+  /** `GPUAdapterInfo.description`. */
   description: string;
 }
 
@@ -188,7 +192,9 @@ export interface StageResult {
 
 /** The best measured config of a stage and bucket on a weaker device tier. */
 export interface TierResult {
+  /** The tier: "no-subgroups" or "portable". */
   tier: Exclude<DeviceTier, "best">;
+  /** Its best measured config's name. */
   config: string;
   /** Its median time on the tuning device, microseconds. */
   medianUs: number;
@@ -196,7 +202,9 @@ export interface TierResult {
 
 /** The winners at one bucket. */
 export interface BucketResult {
+  /** The fused stage's winner. */
   fused: StageResult;
+  /** The batched stage's winner, or null for a problem without one. */
   batched: StageResult | null;
   /** The whole fused projection (both stages in one pass), microseconds. */
   fusedTotalUs: number;
@@ -206,13 +214,16 @@ export interface BucketResult {
 
 /** The tuning of one problem and weight type. */
 export interface CacheEntry {
+  /** The problem's shape and weight type (see {@linkcode storedProblem}). */
   problem: {
     k: number;
     segments: { name: string; n: number }[];
     batched: { inputs: string[]; outputs: string[]; n: number } | null;
     dtype: WeightDtype;
   };
+  /** The kernel generators' version it was tuned with ({@linkcode GENERATOR_VERSION}). */
   generatorVersion: number;
+  /** When it was tuned (ISO 8601). */
   tunedAt: string;
   /** By bucket (m, as a decimal string). */
   buckets: Record<string, BucketResult>;
@@ -220,7 +231,9 @@ export interface CacheEntry {
 
 /** A whole cache file. */
 export interface CacheFile {
+  /** The format's version ({@linkcode CACHE_SCHEMA_VERSION} once read). */
   schemaVersion: number;
+  /** The GPU the file was tuned on. */
   adapter: AdapterFingerprint;
   /** By {@linkcode problemKey}. */
   entries: Record<string, CacheEntry>;
@@ -228,6 +241,13 @@ export interface CacheFile {
 
 /** A cache file that cannot be used, with the file and the field at fault. */
 export class CacheFormatError extends SyntaxError {
+  /**
+   * Makes the error.
+   *
+   * @param file Where the cache came from (a path, a URL, or "(cache object)").
+   * @param field The dotted path of the field at fault ("" for the whole file).
+   * @param detail What is wrong with it.
+   */
   constructor(readonly file: string, readonly field: string, detail: string) {
     super(`Cannot load cache "${file}": ${field ? `field "${field}" ` : ""}${detail}`);
     this.name = "CacheFormatError";

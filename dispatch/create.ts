@@ -11,7 +11,7 @@ import type { DeviceCaps } from "../kernels/config.ts";
 import { bytesPerElement, packWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { compileKernel, KernelCompileError, storageBuffer } from "../kernels/gpu.ts";
-import type { CompiledKernel } from "../kernels/gpu.ts";
+import type { CompiledKernel, WgslMutation } from "../kernels/gpu.ts";
 import { parseConfigName } from "../kernels/config.ts";
 import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
 import {
@@ -175,20 +175,22 @@ async function chooseConfigs(
  * Compiles every bucket's kernels (each distinct kernel once, all at once) and waits for all
  * of them, so that no compile is left running or unobserved when one fails.
  *
+ * @param mutate Test-only: rewrites a kernel's WGSL before it is compiled (see kernels/gpu.ts).
  * @throws {KernelCompileError} For the first kernel that failed, naming its bucket and stage.
  */
-async function compilePlans(
+export async function compilePlans(
   device: GPUDevice,
   dtype: WeightDtype,
   shapes: StageShapes,
   configs: ProjectionConfig[],
+  mutate?: WgslMutation,
 ): Promise<BucketPlan[]> {
   const kernels = new Map<string, Promise<CompiledKernel>>();
   const wanted = configs.map((config) =>
     stagesOf(config, shapes).map(({ name, key, stage, shape }) => {
       const id = `${key}:${name}`;
       if (!kernels.has(id)) {
-        kernels.set(id, compileKernel(device, parseConfigName(name), shape, dtype));
+        kernels.set(id, compileKernel(device, parseConfigName(name), shape, dtype, mutate));
       }
       return { id, stage, key, name };
     })

@@ -19,6 +19,7 @@ import type { CacheSource } from "./tuned_configs.ts";
 
 /** Options of `createProjection`. */
 export interface ProjectionOptions {
+  /** The weights, as f32 on the CPU; stored on the GPU as `dtype`. */
   weights: {
     /** Fused weight `[sum n, k]`, segments in spec order. */
     fused: Float32Array;
@@ -48,6 +49,7 @@ export interface ProjectionOptions {
 
 /** Where one output lives in the buffers `encode` returns. */
 export interface OutputView {
+  /** The buffer holding it (`fused` or `batched` of {@linkcode EncodedProjection}). */
   buffer: GPUBuffer;
   /** Column of the output's first element in each row. */
   offset: number;
@@ -63,6 +65,7 @@ export interface EncodedProjection {
   fused: GPUBuffer;
   /** `[m, B * n]` batched output, or null. */
   batched: GPUBuffer | null;
+  /** Each segment and batched output, by name. */
   outputs: Record<string, OutputView>;
 }
 

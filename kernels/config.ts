@@ -58,12 +58,19 @@ export type KernelConfig = TileConfig | GemvConfig | OuterConfig;
 
 /** What the device allows, as read from `GPUDevice.limits` and its features. */
 export interface DeviceCaps {
+  /** `maxComputeInvocationsPerWorkgroup`. */
   maxInvocations: number;
+  /** `maxComputeWorkgroupSizeX`. */
   maxWorkgroupSizeX: number;
+  /** `maxComputeWorkgroupSizeY`. */
   maxWorkgroupSizeY: number;
+  /** `maxComputeWorkgroupStorageSize`, bytes. */
   maxWorkgroupStorage: number;
+  /** `maxStorageBufferBindingSize`, bytes. */
   maxStorageBinding: number;
+  /** `maxComputeWorkgroupsPerDimension`. */
   maxWorkgroupsPerDimension: number;
+  /** Whether kernels may use subgroup operations (the feature, and a known subgroup size). */
   subgroups: boolean;
   /** Smallest subgroup size the adapter reports (0 where unknown). */
   subgroupMinSize: number;

@@ -26,6 +26,8 @@ export interface CompiledKernel {
  */
 export class KernelCompileError extends Error {
   /**
+   * Makes the error.
+   *
    * @param config The kernel config's name.
    * @param detail What the compiler said.
    * @param where The bucket (m) and stage that needed the kernel, where known.

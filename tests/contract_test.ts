@@ -35,7 +35,6 @@ import { randomNonZero, seededRandom } from "../tuner/random.ts";
 
 const gpu = await openGpu();
 const device = gpu.device;
-const options = { sanitizeResources: false, sanitizeOps: false };
 const ROWS = [1, 3, 64, 100];
 const OUTPUTS = ["q", "k", "v", "b", "f_a", "g_a", "f_b", "g_b"];
 
@@ -135,7 +134,6 @@ for (const tp of [1, 2, 4, 8]) {
   for (const dtype of WEIGHT_DTYPES) {
     Deno.test({
       name: `run() of Kimi Linear tp ${tp} with ${dtype} weights matches the float64 reference`,
-      ...options,
       fn: async () => {
         const spec = kimiLinearSpec({ tp });
         const weights = weightsOf(spec);
@@ -178,7 +176,6 @@ Deno.test("the device has the adapter's buffer limits, so tp 1's 116 MB of weigh
 
 Deno.test({
   name: "config(m) reports the bucket, source and kernels that serve m rows",
-  ...options,
   fn: async () => {
     const proj = await createProjection(device, small, { weights: weightsOf(small), cache: false });
     try {
@@ -202,7 +199,6 @@ Deno.test({
 
 Deno.test({
   name: "encode() records into a caller's encoder, with outputs placed as run() returns them",
-  ...options,
   fn: async () => {
     const weights = weightsOf(small);
     const proj = await createProjection(device, small, { weights, dtype: "f16" });
@@ -263,7 +259,6 @@ Deno.test({
 
 Deno.test({
   name: "createProjection() rejects weights of the wrong length or type",
-  ...options,
   fn: async () => {
     const w = weightsOf(small);
     const cases: [unknown, unknown, typeof RangeError | typeof TypeError][] = [
@@ -296,7 +291,6 @@ Deno.test({
 
 Deno.test({
   name: "run() rejects a bad m or x with a RangeError or TypeError",
-  ...options,
   fn: async () => {
     const proj = await createProjection(device, small, { weights: weightsOf(small), cache: false });
     try {
@@ -329,7 +323,6 @@ Deno.test({
 
 Deno.test({
   name: "NaN and Infinity in a row of x reach that row's outputs and no other row",
-  ...options,
   fn: async () => {
     const proj = await createProjection(device, small, { weights: weightsOf(small) });
     try {
@@ -390,7 +383,6 @@ function cacheFor(spec: ProjectionSpec): CacheFile {
 
 Deno.test({
   name: "createProjection() takes tuned configs from a cache object and rejects another GPU's",
-  ...options,
   fn: async () => {
     const cache = cacheFor(small);
     const proj = await createProjection(device, small, { weights: weightsOf(small), cache });
@@ -422,7 +414,6 @@ Deno.test({
 
 Deno.test({
   name: "the cache entry of a spec matches the same spec with its keys reordered",
-  ...options,
   fn: async () => {
     const cache = cacheFor(small);
     const b = small.batched!;

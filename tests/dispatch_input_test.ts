@@ -25,7 +25,6 @@ import { quietConsole, ROOT, withTempDir } from "./helpers.ts";
 
 const gpu = await openGpu();
 const device = gpu.device;
-const options = { sanitizeResources: false, sanitizeOps: false };
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 const KEY = problemKey(spec, "f32");
 
@@ -168,7 +167,6 @@ function assertCacheError(e: unknown, file: string, field: string | undefined, w
 
 Deno.test({
   name: "a valid cache file of this GPU drives the projection (the baseline of the cases below)",
-  ...options,
   fn: async () => {
     await withTempDir("dispatch_input_", async (dir) => {
       const path = `${dir}/gpu.json`;
@@ -194,7 +192,6 @@ Deno.test({
 Deno.test({
   name:
     "createProjection() refuses an unusable cache file with a CacheFormatError naming the file and field",
-  ...options,
   fn: async () => {
     await withTempDir("dispatch_input_", async (dir) => {
       for (const [i, [what, make, field]] of BROKEN.entries()) {
@@ -214,7 +211,6 @@ Deno.test({
 
 Deno.test({
   name: "a tuned bucket whose kernel exceeds this device's limits is left out, with a warning",
-  ...options,
   fn: async () => {
     const file = validCache();
     // Bucket 8 stays usable; bucket 4 gets 16384 threads per workgroup: valid for the problem,
@@ -255,7 +251,6 @@ Deno.test({
 
 Deno.test({
   name: "createProjection() checks a cache object like a file, naming it (cache object)",
-  ...options,
   fn: async () => {
     for (const [what, make, field] of BROKEN) {
       if (typeof make === "string") continue;
@@ -271,7 +266,6 @@ Deno.test({
 
 Deno.test({
   name: "createProjection() refuses weights over the device's storage buffer limit",
-  ...options,
   fn: async () => {
     const limit = Math.min(gpu.caps.maxStorageBinding, device.limits.maxBufferSize);
     const k = 4096;
@@ -293,7 +287,6 @@ Deno.test({
 
 Deno.test({
   name: "createProjection() refuses 16-bit weights whose rows have an odd length",
-  ...options,
   fn: async () => {
     const oddK: ProjectionSpec = { name: "odd-k", k: 63, segments: [{ name: "a", n: 8 }] };
     await assert.rejects(
@@ -323,7 +316,6 @@ Deno.test({
 
 Deno.test({
   name: "createProjection() and run() refuse inputs of the wrong type with a TypeError",
-  ...options,
   fn: async () => {
     for (
       const bad of [
@@ -374,7 +366,6 @@ Deno.test({
 
 Deno.test({
   name: "NaN and infinity in weights reach the columns they feed and no other (f32 and f16)",
-  ...options,
   fn: async () => {
     const width = fusedWidth(spec);
     const fOffset = spec.segments.findIndex((s) => s.name === "f");
@@ -409,5 +400,33 @@ Deno.test({
         proj.destroy();
       }
     }
+  },
+});
+
+Deno.test({
+  name: "createProjection() refuses a cache URL it was given that is missing or a folder",
+  fn: async () => {
+    await withTempDir("dispatch_named_", async (dir) => {
+      const missing = pathToFileURL(`${dir}/none.json`);
+      const folder = pathToFileURL(`${dir}/`);
+      const folderNoSlash = pathToFileURL(dir);
+      for (
+        const [url, why] of [
+          [missing, /there is no such file/],
+          [folder, /names a folder/],
+          [folderNoSlash, /it is a folder/],
+        ] as const
+      ) {
+        await assert.rejects(
+          createProjection(device, spec, { weights, cache: url }),
+          (e: unknown) => {
+            assert.ok(e instanceof Error && !(e instanceof CacheFormatError), String(e));
+            assert.ok(e.message.includes(`Cannot load cache "${url.href}"`), e.message);
+            assert.match(e.message, why);
+            return true;
+          },
+        );
+      }
+    });
   },
 });

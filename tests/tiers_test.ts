@@ -12,6 +12,11 @@ import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 import { tunedBucketConfig } from "../dispatch/bucket_plan.ts";
+import { createProjection, requestTunedDevice } from "../mod.ts";
+import { batchedInputWidth, fusedWidth } from "../kernels/problem.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+import { loadProblem } from "../tuner/yaml_file.ts";
+import { ROOT } from "./helpers.ts";
 import { stageTiers, withTierCandidates } from "../tuner/tiers.ts";
 
 const SPEC: ProjectionSpec = {
@@ -178,4 +183,48 @@ Deno.test("parseCacheFile() reads a version 1 file (no tiers) as the current ver
   const file = parseCacheFile(v1, "old.json");
   assert.equal(file.schemaVersion, CACHE_SCHEMA_VERSION);
   assert.equal(CACHE_SCHEMA_VERSION, 2);
+});
+
+Deno.test("on a plain requestDevice() device the bundled tuning runs a weaker tier, correctly", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const tuned = await requestTunedDevice(adapter!);
+  const plain = await adapter!.requestDevice();
+  try {
+    const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
+    const random = seededRandom(5);
+    const weights = {
+      fused: randomNonZero(fusedWidth(spec) * spec.k, random),
+      batched: randomNonZero(2 * spec.batched!.n * batchedInputWidth(spec), random),
+    };
+    const x = randomNonZero(4 * spec.k, random);
+    const warnings: string[] = [];
+    const onWarning = (w: string) => warnings.push(w);
+    const outputs = [];
+    const configs = [];
+    for (const device of [tuned, plain]) {
+      const proj = await createProjection(device, spec, { weights, onWarning });
+      try {
+        outputs.push(await proj.run(x, 4));
+        configs.push(proj.config(4));
+      } finally {
+        proj.destroy();
+      }
+    }
+    assert.equal(configs[0].source, "tuned");
+    assert.equal(configs[1].source, "tuned");
+    if (tuned.features.has("subgroups")) {
+      // The committed llvmpipe cache's m = 4 winners use subgroups.
+      assert.deepEqual([configs[0].tier, configs[0].reason], ["best", null]);
+      assert.notEqual(configs[1].tier, "best");
+      assert.match(configs[1].reason!, /the device has no subgroups/);
+      assert.equal(warnings.length, 1);
+    }
+    for (const [name, values] of Object.entries(outputs[0])) {
+      const other = outputs[1][name];
+      values.forEach((v, i) => assert.ok(Math.abs(v - other[i]) <= 1e-4 * (1 + Math.abs(v)), name));
+    }
+  } finally {
+    tuned.destroy();
+    plain.destroy();
+  }
 });

@@ -100,7 +100,7 @@ export interface CliOptions {
 }
 
 /** The default buckets: powers of two from 1 to 16384. */
-export const DEFAULT_BUCKETS = Array.from({ length: 15 }, (_, i) => 2 ** i);
+export const DEFAULT_BUCKETS: number[] = Array.from({ length: 15 }, (_, i) => 2 ** i);
 
 function positiveInt(flag: string, value: string): number {
   const n = Number(value);

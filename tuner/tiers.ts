@@ -34,7 +34,7 @@ export interface Measured {
  * import { PORTABLE_CAPS } from "../kernels/device.ts";
  * import { fusedShape } from "../kernels/problem.ts";
  * const shape = fusedShape({ name: "x", k: 64, segments: [{ name: "a", n: 64 }] });
- * const caps = { ...PORTABLE_CAPS, maxInvocations: 1024, subgroups: true, subgroupMinSize: 32 };
+ * const caps = { ...PORTABLE_CAPS, maxInvocations: 1024, maxWorkgroupSizeX: 1024, subgroups: true, subgroupMinSize: 32 };
  * const tiers = stageTiers([
  *   { config: "gemv-nc4-cn1-l16-rm1-v4-sg", medianUs: 5 },
  *   { config: "gemv-nc32-cn1-l16-rm1-v4", medianUs: 6 }, // 512 threads
