@@ -1,7 +1,7 @@
 // The example page: runs the dispatcher bundle on this browser's WebGPU adapter and checks every
 // output against a float64 CPU reference. Query parameters: ?tp=8&seed=1&rows=1,3,64.
 // Results go to the page, to <pre id="results"> and to window.__results (for tests/browser_test.ts).
-import { createProjection, kimiLinearSpec } from "../dist/projection.js";
+import { createProjection, kimiLinearSpec, requestTunedDevice } from "../dist/projection.js";
 
 const query = new URLSearchParams(location.search);
 const TP = Number(query.get("tp") ?? 8);
@@ -187,19 +187,8 @@ async function openDevice() {
   }
   const adapter = await navigator.gpu.requestAdapter();
   if (!adapter) throw new Error("navigator.gpu.requestAdapter() returned null");
-  const l = adapter.limits;
-  const device = await adapter.requestDevice({
-    // Subgroup kernels are tuned for some GPUs: ask for the feature where the adapter has it.
-    requiredFeatures: ["subgroups"].filter((f) => adapter.features.has(f)),
-    requiredLimits: {
-      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-      maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
-      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-      maxBufferSize: l.maxBufferSize,
-    },
-  });
+  // The adapter's limits, and subgroups where granted: what the tuned kernels can use.
+  const device = await requestTunedDevice(adapter);
   device.lost.then((lost) => {
     if (lost.reason !== "destroyed") reportError("device lost", lost.message || lost.reason);
   });
