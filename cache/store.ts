@@ -6,6 +6,7 @@
  * @module
  */
 import type { AdapterFingerprint, CacheEntry, CacheFile } from "./schema.ts";
+import { mergeEntries } from "./merge.ts";
 import { CacheFormatError, emptyCache, parseCacheText } from "./schema.ts";
 
 /**
@@ -217,7 +218,9 @@ export async function writeAtomic(path: string, text: string): Promise<void> {
 }
 
 /**
- * Stores one entry in a cache file, keeping every other entry on disk, atomically.
+ * Stores one entry in a cache file, keeping every other entry on disk, atomically. The entry is
+ * merged into the one on disk (see merge.ts): per bucket the faster result stays, so that no
+ * bucket gets slower or lost, also when two tuners of one problem write at once.
  *
  * @throws {CacheFormatError} If the file on disk is corrupt or belongs to another GPU; it is
  * left as it is.
@@ -239,7 +242,7 @@ export async function saveCacheEntry(
         `is ${JSON.stringify(file.adapter)}, not this GPU ${JSON.stringify(adapter)}`,
       );
     }
-    file.entries[key] = entry;
+    file.entries[key] = mergeEntries(file.entries[key], entry);
     const sorted = Object.fromEntries(
       Object.entries(file.entries).sort(([a], [b]) => a.localeCompare(b)),
     );

@@ -25,7 +25,7 @@ import { DEFAULT_SPACE } from "../kernels/space.ts";
 import { DeviceLostError, openGpu } from "./gpu_device.ts";
 import { formatResults } from "./report.ts";
 import { STRATEGIES } from "./strategy.ts";
-import { TrialLog } from "./trial_log.ts";
+import { logFileName, TrialLog } from "./trial_log.ts";
 import { planSpace } from "./plan.ts";
 import { DEFAULT_TRIAL_TIMEOUT_MS, tune } from "./tune.ts";
 import { loadProblem, loadSpace } from "./yaml_file.ts";
@@ -312,11 +312,12 @@ async function main(args: string[]): Promise<number> {
   if (Deno.build.os !== "windows") signals.push(["SIGTERM", onSignal(143)]);
   for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
 
+  let failed = false;
   try {
     for (const dtype of options.dtypes) {
       const gpuSlug = cacheFileName(fingerprint).replace(/\.json$/, "");
       const logDir = options.logDir ?? `${options.cacheDir}/logs/${gpuSlug}`;
-      const logPath = `${logDir}/${spec.name}-${dtype}.jsonl`;
+      const logPath = `${logDir}/${logFileName(spec.name, dtype)}`;
       now.logPath = logPath;
       const log = await TrialLog.open(logPath);
       const bar = options.quiet ? undefined : new cliProgress.SingleBar({
@@ -355,29 +356,36 @@ async function main(args: string[]): Promise<number> {
       }
       const seconds = (performance.now() - started) / 1000;
       if (interrupted) return EXIT.interrupted;
-      now.saving = saveCacheEntry(cacheFile, fingerprint, problemKey(spec, dtype), result.entry);
-      await now.saving;
+      const key = problemKey(spec, dtype);
+      // An empty result is not stored: it would add nothing, and make an empty entry.
+      const saving = Object.keys(result.entry.buckets).length > 0
+        ? saveCacheEntry(cacheFile, fingerprint, key, result.entry)
+        : loadCacheFile(cacheFile);
+      now.saving = saving;
+      const saved = (await saving)?.entries[key] ?? { ...result.entry, buckets: {} };
       now.saving = undefined;
-      console.log(formatResults(spec, dtype, result.entry));
+      console.log(formatResults(spec, dtype, saved));
       const o = result.outcomes;
       console.log(
         `${dtype}: ${
           seconds.toFixed(1)
         } s; trials ok ${o.ok}, invalid ${o.invalid}, compile ${o.compile}, verify ${o.verify}, runtime ${o.runtime}; resumed ${result.resumed}; log ${log.path}`,
       );
-      if (result.skippedBuckets.length > 0) {
-        console.log(
-          `${dtype}: budget ran out before buckets ${
-            result.skippedBuckets.join(", ")
-          }: rerun to resume`,
+      const kept = result.failedBuckets.filter((m) => saved.buckets[String(m)]);
+      if (kept.length > 0) {
+        console.error(
+          `${dtype}: every candidate of a stage failed at m=${
+            kept.join(", ")
+          } in this run (the reasons are in ${log.path}); the cache keeps the earlier winners`,
         );
       }
-      if (result.failedBuckets.length > 0) {
-        console.error(
-          `${dtype}: every candidate of a stage failed at buckets ${
-            result.failedBuckets.join(", ")
-          }, which are left untuned: see the reasons in ${log.path}`,
-        );
+      const untuned = options.buckets.filter((m) => !saved.buckets[String(m)]);
+      for (const m of untuned) {
+        const why = result.failedBuckets.includes(m)
+          ? `every candidate of a stage failed (the reasons are in ${log.path})`
+          : "the time budget ran out before it: rerun to resume";
+        console.error(`${dtype}: bucket m=${m} has no tuned kernels: ${why}`);
+        failed = true;
       }
     }
   } catch (e) {
@@ -390,7 +398,7 @@ async function main(args: string[]): Promise<number> {
     for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
     gpu.device.destroy();
   }
-  return 0;
+  return failed ? 1 : 0;
 }
 
 if (import.meta.main) {

@@ -1,7 +1,7 @@
 /**
  * Checking a tuning run's inputs and planning its search space before anything is written or
- * run: the weight type fits the problem, the buckets are positive integers, and each stage has
- * valid configs for every bucket.
+ * run: the weight type fits the problem, the buckets are positive integers, every buffer fits the
+ * device's storage binding limit, and each stage has valid configs for every bucket.
  *
  * @module
  */
@@ -9,7 +9,14 @@ import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
 import { configName, configProblem } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
-import { batchedShape, dtypeProblem, fusedShape } from "../kernels/problem.ts";
+import {
+  batchedInputWidth,
+  batchedShape,
+  dtypeProblem,
+  fusedShape,
+  fusedWidth,
+} from "../kernels/problem.ts";
+import { bytesPerElement } from "../kernels/dtype.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { enumerateSpace, suitsRows } from "../kernels/space.ts";
 
@@ -42,6 +49,7 @@ export function planSpace(
   if (buckets.length === 0 || !buckets.every((m) => Number.isSafeInteger(m) && m > 0)) {
     throw new TuneInputError(`Cannot tune: buckets must be positive integers, got ${buckets}`);
   }
+  checkSizes(spec, dtype, Math.max(...buckets), caps);
   const configs = enumerateSpace(space);
   if (configs.length === 0) throw new TuneInputError("Cannot tune: the search space is empty");
   const stages: { stage: "fused" | "batched"; shape: GemmShape }[] = [
@@ -78,4 +86,31 @@ export function planSpace(
     }
     return { stage, valid, invalid };
   });
+}
+
+/**
+ * Every buffer of the run must fit one storage binding of the device: a larger one makes an
+ * invalid bind group, and the kernels then read zeros (the checks fail with NaN, not a reason).
+ */
+function checkSizes(spec: ProjectionSpec, dtype: WeightDtype, maxM: number, caps: DeviceCaps) {
+  const packed = (elements: number) => Math.ceil(elements * bytesPerElement(dtype) / 4) * 4;
+  const b = spec.batched;
+  const sizes: [string, number][] = [
+    ["the fused weights", packed(fusedWidth(spec) * spec.k)],
+    [`the input at m=${maxM}`, maxM * spec.k * 4],
+    [`the fused output at m=${maxM}`, maxM * fusedWidth(spec) * 4],
+  ];
+  if (b) {
+    sizes.push(
+      ["the batched weights", packed(b.inputs.length * b.n * batchedInputWidth(spec))],
+      [`the batched output at m=${maxM}`, maxM * b.outputs.length * b.n * 4],
+    );
+  }
+  for (const [what, bytes] of sizes) {
+    if (bytes > caps.maxStorageBinding) {
+      throw new TuneInputError(
+        `Cannot tune "${spec.name}" with ${dtype} weights: ${what} take ${bytes} bytes, over the device's storage binding limit of ${caps.maxStorageBinding}`,
+      );
+    }
+  }
 }

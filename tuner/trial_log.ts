@@ -29,6 +29,22 @@ export interface Trial {
   at: string;
 }
 
+/**
+ * The log file of a problem and weight type: the problem's name with anything but letters,
+ * digits, dots, dashes and underscores replaced, so that no name writes outside the log folder.
+ *
+ * @example
+ * ```ts
+ * import { logFileName } from "./trial_log.ts";
+ * if (logFileName("kimi-linear-tp4", "f16") !== "kimi-linear-tp4-f16.jsonl") throw new Error();
+ * if (logFileName("../x/y", "f32") !== "x-y-f32.jsonl") throw new Error(logFileName("../x/y", "f32"));
+ * ```
+ */
+export function logFileName(problem: string, dtype: string): string {
+  const safe = problem.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[.-]+/, "");
+  return `${safe || "problem"}-${dtype}.jsonl`;
+}
+
 /** Reads a log; a torn last line (from a kill mid-write) is skipped, other bad lines throw. */
 export async function readTrials(path: string): Promise<Trial[]> {
   let text: string;
@@ -72,6 +88,23 @@ function isTrial(t: unknown): t is Trial {
     (x.bucket === null || typeof x.bucket === "number") &&
     OUTCOMES.includes(x.outcome as string) &&
     (x.outcome !== "ok" || x.bucket === null || typeof x.medianUs === "number");
+}
+
+/**
+ * The time limit, in seconds, a trial failed by running past, or `undefined` if it did not
+ * time out. Such a trial is worth retrying under a larger limit.
+ *
+ * @example
+ * ```ts
+ * import { timedOutAfter } from "./trial_log.ts";
+ * const t = { generator: 1, target: "fused", bucket: 1, config: "x", outcome: "runtime" as const, reason: "timed out after 0.001 s (timing at m=1)", at: "" };
+ * if (timedOutAfter(t) !== 0.001) throw new Error("the limit");
+ * ```
+ */
+export function timedOutAfter(t: Trial): number | undefined {
+  if (t.outcome !== "runtime") return undefined;
+  const m = /^timed out after ([0-9.]+) s/.exec(t.reason ?? "");
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Appends trials to a log as they finish. */

@@ -46,6 +46,7 @@ import { randomNonZero, seededRandom } from "./random.ts";
 import type { Strategy } from "./strategy.ts";
 import type { SettledTiming, Timing, TimingOptions } from "./timing.ts";
 import { settleTiming, timeItems, tooNoisy } from "./timing.ts";
+import { timedOutAfter } from "./trial_log.ts";
 import type { Outcome, Trial, TrialLog } from "./trial_log.ts";
 import { checkKernel, destroyCheckData, makeCheckData, shapeExtents } from "./verify.ts";
 import { formatSeconds, TrialTimeoutError, Watchdog } from "./watchdog.ts";
@@ -297,6 +298,35 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       done++;
       options.onProgress?.({ done, total, bucket, target, config, outcome });
     };
+    /**
+     * The logged trial of a config, if it is final: one that timed out under a smaller limit
+     * than this run's is tried again.
+     */
+    const earlierTrial = (target: string, bucket: number | null, name: string) => {
+      const t = log.find(target, bucket, name, GENERATOR_VERSION);
+      const limit = t && timedOutAfter(t);
+      return limit !== undefined && limit * 1000 < limitMs ? undefined : t;
+    };
+    /**
+     * A stage's timings at m with every other valid config the log timed at m (earlier runs,
+     * other strategies): the winner is the best of everything known.
+     */
+    const withLogged = (ranking: Ranked[], target: Target, m: number): Ranked[] => {
+      const have = new Set(ranking.map((r) => r.config));
+      const valid = new Set(target.valid.filter((c) => suitsRows(c, m)).map(configName));
+      const logged = new Set(
+        log.trials.filter((t) =>
+          t.target === target.name && t.bucket === m && valid.has(t.config) && !have.has(t.config)
+        ).map((t) => t.config),
+      );
+      for (const name of logged) {
+        const t = earlierTrial(target.name, m, name);
+        if (t?.outcome === "ok") {
+          ranking.push({ config: name, medianUs: t.medianUs!, noisy: t.noisy });
+        }
+      }
+      return ranking.sort((a, b) => a.medianUs - b.medianUs);
+    };
     const compile = (target: Target, config: KernelConfig) =>
       compileKernel(device, config, target.shape, dtype, options.mutateWgsl);
 
@@ -308,7 +338,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       const name = configName(config);
       const known = target.kernels.get(name);
       if (known) return "pipeline" in known ? known : undefined;
-      const earlier = log.find(target.name, null, name, GENERATOR_VERSION);
+      const earlier = earlierTrial(target.name, null, name);
       if (earlier && earlier.outcome !== "ok") {
         target.kernels.set(name, { outcome: earlier.outcome, reason: earlier.reason ?? "" });
         resumed++;
@@ -454,13 +484,13 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       const ready: CompiledKernel[] = [];
       // Start every compile at once (the driver may compile in parallel); prepare() awaits each.
       for (const config of candidates) {
-        if (!log.find(logTarget, m, configName(config), GENERATOR_VERSION)) {
+        if (!earlierTrial(logTarget, m, configName(config))) {
           compileAhead(target, config);
         }
       }
       for (const config of candidates) {
         const name = configName(config);
-        const earlier = log.find(logTarget, m, name, GENERATOR_VERSION);
+        const earlier = earlierTrial(logTarget, m, name);
         if (earlier) {
           resumed++;
           report(m, logTarget, name, earlier.outcome);
@@ -534,7 +564,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
           gpu.caps,
         );
         total += candidates.length - plan[bi][ti]; // a tier none of the budget's configs fits
-        const ranking = await search(target, m, candidates);
+        const ranking = withLogged(await search(target, m, candidates), target, m);
         rankings.push(ranking);
         if (ranking.length === 0) break;
         winners.push({

@@ -1,0 +1,47 @@
+/**
+ * Merging a fresh tuning result into what a cache already holds: per bucket, the faster of the
+ * two stays, so that a rerun with fewer trials, a run cut short or a second tuner of the same
+ * problem never replaces a bucket with a slower one or an empty entry.
+ *
+ * @module
+ */
+import type { BucketResult, CacheEntry } from "./schema.ts";
+
+/** What a bucket's projection takes as the dispatcher runs it: fused, or unfused if faster. */
+export function bucketTimeUs(b: BucketResult): number {
+  return Math.min(b.fusedTotalUs, b.unfused?.medianUs ?? Infinity);
+}
+
+/**
+ * The entry to store: every bucket of `fresh`, except where `old` (of the same generator) has
+ * the bucket faster, plus the buckets only `old` has.
+ *
+ * @param old The entry on disk, if any.
+ * @param fresh The run's entry.
+ * @returns The merged entry, with `fresh`'s problem, generator and date.
+ * @example
+ * ```ts
+ * import { mergeEntries } from "./merge.ts";
+ * const stage = { config: "tile-bm32-bn32-bk8-rm4-rn4-v4", medianUs: 5, runnerUp: null, runnerUpMarginPct: null, trials: 1 };
+ * const bucket = (us: number) => ({ fused: { ...stage, medianUs: us }, batched: null, fusedTotalUs: us, unfused: null });
+ * const problem = { k: 8, segments: [{ name: "a", n: 8 }], batched: null, dtype: "f32" as const };
+ * const old = { problem, generatorVersion: 1, tunedAt: "then", buckets: { "1": bucket(5), "2": bucket(9) } };
+ * const fresh = { problem, generatorVersion: 1, tunedAt: "now", buckets: { "1": bucket(7), "4": bucket(3) } };
+ * const merged = mergeEntries(old, fresh);
+ * if (merged.buckets["1"].fusedTotalUs !== 5) throw new Error("the faster bucket 1 stays");
+ * if (Object.keys(merged.buckets).join() !== "1,2,4") throw new Error("no bucket is lost");
+ * ```
+ */
+export function mergeEntries(old: CacheEntry | undefined, fresh: CacheEntry): CacheEntry {
+  if (!old || old.generatorVersion !== fresh.generatorVersion) return fresh;
+  if (JSON.stringify(old.problem) !== JSON.stringify(fresh.problem)) return fresh;
+  const buckets: CacheEntry["buckets"] = { ...old.buckets };
+  for (const [m, bucket] of Object.entries(fresh.buckets)) {
+    const kept = buckets[m];
+    if (!kept || bucketTimeUs(bucket) <= bucketTimeUs(kept)) buckets[m] = bucket;
+  }
+  const sorted = Object.fromEntries(
+    Object.entries(buckets).sort(([a], [b]) => Number(a) - Number(b)),
+  );
+  return { ...fresh, buckets: sorted };
+}

@@ -1,0 +1,123 @@
+/**
+ * A tuner that never loses a result (issue 10): a bucket's cache entry is the best of what is
+ * known, never a slower or empty one; a bucket left without a winner fails the run with its
+ * reason; timed-out trials are retried under a larger limit; buffers over the device's binding
+ * limit and unsafe problem names are refused or made safe before anything is written.
+ */
+import assert from "node:assert/strict";
+import type { BucketResult, CacheEntry } from "../cache/schema.ts";
+import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
+import { mergeEntries } from "../cache/merge.ts";
+import { DEFAULT_SPACE } from "../kernels/space.ts";
+import { planSpace, TuneInputError } from "../tuner/plan.ts";
+import { logFileName, readTrials } from "../tuner/trial_log.ts";
+import { CAPS, filesUnder, runCli, withTempDir } from "./helpers.ts";
+
+const PROBLEM: CacheEntry["problem"] = {
+  k: 8,
+  segments: [{ name: "a", n: 8 }],
+  batched: null,
+  dtype: "f32",
+};
+const FP = { vendor: "v", architecture: "", device: "d", description: "test GPU" };
+
+function bucket(us: number, config = "tile-bm32-bn32-bk8-rm4-rn4-v4"): BucketResult {
+  const stage = { config, medianUs: us, runnerUp: null, runnerUpMarginPct: null, trials: 1 };
+  return { fused: stage, batched: null, fusedTotalUs: us, unfused: null };
+}
+function entry(buckets: Record<string, BucketResult>, generatorVersion = 1): CacheEntry {
+  return { problem: PROBLEM, generatorVersion, tunedAt: "2026-11-24T00:00:00.000Z", buckets };
+}
+
+Deno.test("mergeEntries() keeps the faster result per bucket and every bucket either has", () => {
+  const old = entry({ "1": bucket(5), "64": bucket(223) });
+  const rerun = entry({ "1": bucket(4), "64": bucket(423), "4": bucket(9) });
+  const merged = mergeEntries(old, rerun);
+  assert.deepEqual(Object.keys(merged.buckets), ["1", "4", "64"]);
+  assert.equal(merged.buckets["1"].fusedTotalUs, 4, "the faster new result replaces");
+  assert.equal(merged.buckets["64"].fusedTotalUs, 223, "a slower rerun does not replace");
+  assert.deepEqual(mergeEntries(old, entry({})).buckets, old.buckets, "an empty run loses nothing");
+  // Unfused counts where it is what runs.
+  const unfusedFast = { ...bucket(300), unfused: { medianUs: 100, configs: [] } };
+  assert.equal(mergeEntries(entry({ "64": unfusedFast }), rerun).buckets["64"], unfusedFast);
+  // Another generator's timings measured other kernels: the fresh entry replaces them.
+  assert.deepEqual(mergeEntries(entry({ "2": bucket(1) }, 0), rerun), rerun);
+});
+
+Deno.test("two writers of one problem and weight type both keep their buckets", async () => {
+  await withTempDir("keeps_", async (dir) => {
+    const path = `${dir}/gpu.json`;
+    await Promise.all([
+      saveCacheEntry(path, FP, "key", entry({ "1": bucket(5), "2": bucket(7) })),
+      saveCacheEntry(path, FP, "key", entry({ "2": bucket(6), "4": bucket(8) })),
+    ]);
+    const file = await loadCacheFile(path);
+    const b = file!.entries.key.buckets;
+    assert.deepEqual(Object.keys(b), ["1", "2", "4"]);
+    assert.equal(b["2"].fusedTotalUs, 6);
+  });
+});
+
+Deno.test("planSpace() refuses buffers over the device's storage binding limit, naming them", () => {
+  const spec = { name: "wide", k: 4096, segments: [{ name: "a", n: 4096 }] };
+  const small = { ...CAPS, maxStorageBinding: 32 << 20 }; // 64 MiB of f32 weights do not fit
+  assert.throws(
+    () => planSpace(spec, "f32", [1], DEFAULT_SPACE, small),
+    (e: unknown) => {
+      assert.ok(e instanceof TuneInputError);
+      assert.match(e.message, /the fused weights take 67108864 bytes, over .* limit of 33554432/);
+      return true;
+    },
+  );
+  // As f16 they take 32 MiB and fit; the input at m = 4096 (64 MiB) does not.
+  planSpace(spec, "f16", [1], DEFAULT_SPACE, small);
+  assert.throws(() => planSpace(spec, "f16", [4096], DEFAULT_SPACE, small), /the input at m=4096/);
+});
+
+Deno.test("problem names become safe log file names", () => {
+  assert.equal(logFileName("../../etc/x", "f16"), "etc-x-f16.jsonl");
+  assert.equal(logFileName("a b/c", "f32"), "a-b-c-f32.jsonl");
+  assert.equal(logFileName("..", "bf16"), "problem-bf16.jsonl");
+});
+
+Deno.test("a run whose trials all time out keeps the cache, fails naming the bucket, and a rerun under a larger limit retries them", async () => {
+  await withTempDir("keeps_cli_", async (dir) => {
+    const run = (...more: string[]) =>
+      runCli([
+        ...["--problem", "tiny", "--buckets", "2", "--max-trials", "2", "--no-unfused"],
+        ...["--quiet", "--cache-dir", `${dir}/cache`, ...more],
+      ]);
+    // Under a limit nothing meets, every trial times out: no winner, no entry, exit 1.
+    const tight = () => run("--seed", "4", "--trial-timeout", "0.001");
+    const first = await tight();
+    assert.equal(first.code, 1, first.stderr);
+    assert.match(
+      first.stderr,
+      /bucket m=2 has no tuned kernels: every candidate of a stage failed/,
+    );
+    const [cacheName] = filesUnder(`${dir}/cache`).filter((f) => f.endsWith(".json"));
+    assert.equal(cacheName, undefined, "no empty entry is written");
+    const good = await run("--seed", "3");
+    assert.equal(good.code, 0, good.stderr);
+    const [name] = filesUnder(`${dir}/cache`).filter((f) => f.endsWith(".json"));
+    const before = await Deno.readTextFile(`${dir}/cache/${name}`);
+    // Failing again does not touch the good entry: the logged winner is still the best known.
+    const second = await tight();
+    assert.equal(second.code, 0, second.stderr);
+    const buckets = (text: string) =>
+      Object.values(JSON.parse(text).entries).map((e) => (e as CacheEntry).buckets);
+    assert.deepEqual(buckets(await Deno.readTextFile(`${dir}/cache/${name}`)), buckets(before));
+    const [logName] = filesUnder(`${dir}/cache`).filter((f) => f.endsWith(".jsonl"));
+    const timedOut = (await readTrials(`${dir}/cache/${logName}`)).filter((t) =>
+      /^timed out after 0.001 s/.test(t.reason ?? "")
+    );
+    assert.ok(timedOut.length > 0, "trials timed out");
+    // The same seed under the default limit tries them again and succeeds.
+    const again = await run("--seed", "4");
+    assert.equal(again.code, 0, again.stderr);
+    const retried = (await readTrials(`${dir}/cache/${logName}`)).filter((t) =>
+      timedOut.some((o) => o.config === t.config && o.target === t.target) && t.outcome === "ok"
+    );
+    assert.ok(retried.length > 0, "timed-out configs were retried and passed");
+  });
+});
