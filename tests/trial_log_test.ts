@@ -152,3 +152,27 @@ Deno.test("readTrials() skips blank lines", async () => {
     assert.equal((await readTrials(path)).length, 2);
   });
 });
+
+Deno.test("TrialLog keeps run records apart from trials, across a reopen", async () => {
+  await withTempDir("trial_log_test_", async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    const log = await TrialLog.open(path);
+    const run = {
+      run: {
+        seed: 7,
+        problem: "k8 a=8 f32",
+        generator: 1,
+        strategy: "random",
+        maxTrials: 4,
+        buckets: [1, 2],
+        at: "2026-11-24T00:00:00.000Z",
+      },
+    };
+    await log.appendRun(run);
+    await log.append(trial("a"));
+    const again = await TrialLog.open(path);
+    assert.deepEqual(again.runs, [run]);
+    assert.deepEqual(again.trials, [trial("a")]);
+    assert.deepEqual(await readTrials(path), [trial("a")]);
+  });
+});

@@ -85,7 +85,8 @@ Deno.test({
         "16",
       ]);
       for (const bucket of Object.values(entry.buckets)) {
-        assert.ok(bucket.fused.trials >= 1 && bucket.fused.trials <= 3, "at most 3 trials");
+        // The budget's 3, plus at most one for each weaker device tier none of them fits.
+        assert.ok(bucket.fused.trials >= 1 && bucket.fused.trials <= 5, "at most 3 + 2 trials");
         assert.ok(bucket.batched, "the batched stage was tuned");
       }
 
@@ -120,12 +121,13 @@ Deno.test({
       }
 
       // A rerun with the same arguments and log finds every trial in the log.
-      const logBefore = await Deno.readTextFile(logPath);
+      const logBefore = await readTrials(logPath);
       const second = await tune(dir);
       const resumed = Number(/resumed (\d+)/.exec(second)?.[1] ?? "0");
       assert.ok(resumed > 0, `the rerun resumed trials:\n${second}`);
       assert.match(second, /trials ok 0, invalid 0, compile 0, verify 0, runtime 0/, second);
-      assert.equal(await Deno.readTextFile(logPath), logBefore, "no new trials were logged");
+      // It adds its run record (seed and options), and no trial.
+      assert.deepEqual(await readTrials(logPath), logBefore, "no new trials were logged");
       const again = await loadCacheFile(cachePath);
       const entry2 = again!.entries[problemKey(spec, "f32")];
       for (const m of ["1", "3", "16"]) {

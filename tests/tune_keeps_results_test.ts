@@ -10,7 +10,7 @@ import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
 import { mergeEntries } from "../cache/merge.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
 import { planSpace, TuneInputError } from "../tuner/plan.ts";
-import { logFileName, readTrials } from "../tuner/trial_log.ts";
+import { logFileName, readTrials, TrialLog } from "../tuner/trial_log.ts";
 import { CAPS, filesUnder, runCli, withTempDir } from "./helpers.ts";
 
 const PROBLEM: CacheEntry["problem"] = {
@@ -74,10 +74,15 @@ Deno.test("planSpace() refuses buffers over the device's storage binding limit, 
   assert.throws(() => planSpace(spec, "f16", [4096], DEFAULT_SPACE, small), /the input at m=4096/);
 });
 
-Deno.test("problem names become safe log file names", () => {
-  assert.equal(logFileName("../../etc/x", "f16"), "etc-x-f16.jsonl");
-  assert.equal(logFileName("a b/c", "f32"), "a-b-c-f32.jsonl");
-  assert.equal(logFileName("..", "bf16"), "problem-bf16.jsonl");
+Deno.test("problem names become safe log file names, keyed by shape and generator", async () => {
+  const name = (problem: string, key = "k8 a=8 f16", generator = 1) =>
+    logFileName(problem, key, generator);
+  assert.match(await name("../../etc/x"), /^etc-x-f16-[0-9a-f]{8}\.jsonl$/);
+  assert.match(await name("a b/c"), /^a-b-c-f16-/);
+  assert.match(await name(".."), /^problem-f16-/);
+  assert.equal(await name("p"), await name("p"), "the same problem, the same log");
+  assert.notEqual(await name("p"), await name("p", "k8 a=16 f16"), "another shape");
+  assert.notEqual(await name("p"), await name("p", "k8 a=8 f16", 2), "another generator");
 });
 
 Deno.test("a run whose trials all time out keeps the cache, fails naming the bucket, and a rerun under a larger limit retries them", async () => {
@@ -119,5 +124,34 @@ Deno.test("a run whose trials all time out keeps the cache, fails naming the buc
       timedOut.some((o) => o.config === t.config && o.target === t.target) && t.outcome === "ok"
     );
     assert.ok(retried.length > 0, "timed-out configs were retried and passed");
+  });
+});
+
+Deno.test("a plain rerun resumes with the log's seed, and added buckets leave finished ones as they were", async () => {
+  await withTempDir("keeps_resume_", async (dir) => {
+    const run = (buckets: string) =>
+      runCli([
+        ...["--problem", "tiny", "--buckets", buckets, "--max-trials", "2", "--no-unfused"],
+        ...["--quiet", "--cache-dir", `${dir}/cache`],
+      ]);
+    const first = await run("2");
+    assert.equal(first.code, 0, first.stderr);
+    const seed = /f32: seed (\d+), log/.exec(first.stderr)?.[1];
+    assert.ok(seed, first.stderr);
+    const [logName] = filesUnder(`${dir}/cache`).filter((f) => f.endsWith(".jsonl"));
+    const timedAt = async (m: number) =>
+      (await readTrials(`${dir}/cache/${logName}`)).filter((t) => t.bucket === m).length;
+    const atTwo = await timedAt(2);
+    assert.ok(atTwo > 0);
+    const second = await run("2,4");
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, new RegExp(`f32: seed ${seed} \\(the log's\\)`));
+    assert.equal(await timedAt(2), atTwo, "bucket 2 resumed: no new trials");
+    assert.ok(await timedAt(4) > 0, "bucket 4 tuned");
+    const log = await TrialLog.open(`${dir}/cache/${logName}`);
+    assert.deepEqual(log.runs.map((r) => [r.run.seed, r.run.buckets]), [
+      [Number(seed), [2]],
+      [Number(seed), [2, 4]],
+    ]);
   });
 });

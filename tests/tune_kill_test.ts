@@ -52,7 +52,9 @@ async function finish(child: Deno.ChildProcess) {
 }
 
 function logPath(cacheDir: string, dtype = "f32"): string | undefined {
-  const log = filesUnder(cacheDir).find((f) => f.endsWith(`/tiny-${dtype}.jsonl`));
+  const log = filesUnder(cacheDir).find((f) =>
+    new RegExp(`/tiny-${dtype}-[0-9a-f]{8}\\.jsonl$`).test(f)
+  );
   return log && `${cacheDir}/${log}`;
 }
 

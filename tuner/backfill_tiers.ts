@@ -16,7 +16,7 @@ import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import { batchedShape, fusedShape } from "../kernels/problem.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { stageTiers } from "./tiers.ts";
-import { readTrials } from "./trial_log.ts";
+import { logFileName, readTrials } from "./trial_log.ts";
 import { loadProblem } from "./yaml_file.ts";
 
 const path = Deno.args[0];
@@ -40,7 +40,8 @@ for (const [key, entry] of Object.entries(file.entries)) {
   if (!spec) {
     throw new Error(`Cannot backfill entry "${key}": no problem in problems/ has its shape`);
   }
-  const trials = await readTrials(`${logDir}/${spec.name}-${dtype}.jsonl`);
+  const logName = await logFileName(spec.name, key, entry.generatorVersion);
+  const trials = await readTrials(`${logDir}/${logName}`);
   const timed = (target: string, m: string) =>
     trials.filter((t) =>
       t.target === target && String(t.bucket) === m && t.outcome === "ok" &&
@@ -69,6 +70,6 @@ for (const [key, entry] of Object.entries(file.entries)) {
   }
   await saveCacheEntry(path, file.adapter, key, { ...entry, buckets });
   console.log(
-    `${key}: tiers of ${Object.keys(buckets).length} buckets from ${spec.name}-${dtype}.jsonl`,
+    `${key}: tiers of ${Object.keys(buckets).length} buckets from ${logName}`,
   );
 }

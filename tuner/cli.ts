@@ -12,6 +12,7 @@ import {
   adapterFingerprint,
   cacheFileName,
   CacheFormatError,
+  GENERATOR_VERSION,
   problemKey,
 } from "../cache/schema.ts";
 import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
@@ -43,10 +44,11 @@ Options:
   --strategy <s>       exhaustive | random (default random)
   --max-trials <n>     most configs timed per stage and bucket (default 40)
   --max-seconds <s>    stop starting trials after this long (default 900)
-  --seed <n>           seed for data and random search (default: random, printed)
+  --seed <n>           seed for data and random search (default: the log's last, else random)
   --space <file>       search space YAML (default: the built-in space)
   --cache-dir <dir>    where cache files go (default cache)
-  --log-dir <dir>      trial logs, one <problem>-<dtype>.jsonl each (default <cache-dir>/logs/<gpu>)
+  --log-dir <dir>      trial logs, one <problem>-<dtype>-<shape hash>.jsonl each (default
+                       <cache-dir>/logs/<gpu>); a rerun takes the seed of its log's last run
   --warmup <n>         untimed runs before timing each config (default 3)
   --repeats <n>        timed runs per config; the median is kept (default 20)
   --rotate-mb <n>      weight megabytes to rotate through, beyond the L2 (default 160)
@@ -83,6 +85,8 @@ export interface CliOptions {
   maxTrials: number;
   maxSeconds: number;
   seed: number;
+  /** Whether --seed was given (else a rerun takes the seed of the log's last run). */
+  seedGiven: boolean;
   space?: string;
   cacheDir: string;
   logDir?: string;
@@ -193,6 +197,7 @@ export function parseCli(args: string[]): CliOptions {
     seed: values.seed === undefined
       ? Math.floor(Math.random() * 2 ** 31)
       : nonNegativeInt("seed", values.seed, 2 ** 32 - 1),
+    seedGiven: values.seed !== undefined,
     space: values.space,
     cacheDir: values["cache-dir"],
     logDir: values["log-dir"],
@@ -288,9 +293,7 @@ async function main(args: string[]): Promise<number> {
   }
   console.error(`GPU: ${fingerprint.description || "(no description)"} -> ${cacheFile}`);
   console.error(
-    `problem ${spec.name}, buckets ${
-      options.buckets.join(",")
-    }, strategy ${options.strategy}, seed ${options.seed}`,
+    `problem ${spec.name}, buckets ${options.buckets.join(",")}, strategy ${options.strategy}`,
   );
 
   // Ctrl-C (or SIGTERM): stop the bar, say where the trials are, and exit, but not while the
@@ -317,9 +320,27 @@ async function main(args: string[]): Promise<number> {
     for (const dtype of options.dtypes) {
       const gpuSlug = cacheFileName(fingerprint).replace(/\.json$/, "");
       const logDir = options.logDir ?? `${options.cacheDir}/logs/${gpuSlug}`;
-      const logPath = `${logDir}/${logFileName(spec.name, dtype)}`;
+      const key = problemKey(spec, dtype);
+      const logPath = `${logDir}/${await logFileName(spec.name, key, GENERATOR_VERSION)}`;
       now.logPath = logPath;
       const log = await TrialLog.open(logPath);
+      // A plain rerun resumes: it takes the seed of the log's last run.
+      const last = log.runs.at(-1)?.run;
+      const seed = !options.seedGiven && last ? last.seed : options.seed;
+      console.error(
+        `${dtype}: seed ${seed}${seed === last?.seed ? " (the log's)" : ""}, log ${logPath}`,
+      );
+      await log.appendRun({
+        run: {
+          seed,
+          problem: key,
+          generator: GENERATOR_VERSION,
+          strategy: options.strategy,
+          maxTrials: options.maxTrials,
+          buckets: options.buckets,
+          at: new Date().toISOString(),
+        },
+      });
       const bar = options.quiet ? undefined : new cliProgress.SingleBar({
         format:
           `${dtype} [{bar}] {value}/{total} trials | ETA {eta_formatted} | m={bucket} {target} {config}`,
@@ -339,7 +360,7 @@ async function main(args: string[]): Promise<number> {
           strategy: STRATEGIES[options.strategy],
           maxTrials: options.maxTrials,
           maxSeconds: options.maxSeconds,
-          seed: options.seed,
+          seed,
           log,
           timing: { warmup: options.warmup, repeats: options.repeats },
           rotateBytes: options.rotateMb * 1e6,
@@ -356,7 +377,6 @@ async function main(args: string[]): Promise<number> {
       }
       const seconds = (performance.now() - started) / 1000;
       if (interrupted) return EXIT.interrupted;
-      const key = problemKey(spec, dtype);
       // An empty result is not stored: it would add nothing, and make an empty entry.
       const saving = Object.keys(result.entry.buckets).length > 0
         ? saveCacheEntry(cacheFile, fingerprint, key, result.entry)

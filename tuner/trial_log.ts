@@ -30,19 +30,60 @@ export interface Trial {
 }
 
 /**
- * The log file of a problem and weight type: the problem's name with anything but letters,
- * digits, dots, dashes and underscores replaced, so that no name writes outside the log folder.
+ * The log file of a problem and weight type: the problem's name (anything but letters, digits,
+ * dots, dashes and underscores replaced, so that no name writes outside the log folder), the
+ * weight type, and a hash of the problem's shape and the generator version, so that a problem
+ * whose sizes changed under the same name, or kernels of another generator, start a new log.
  *
+ * @param problem The problem's name.
+ * @param key The problem's cache key (`problemKey`: shape and weight type).
+ * @param generator The kernel generators' version.
  * @example
  * ```ts
  * import { logFileName } from "./trial_log.ts";
- * if (logFileName("kimi-linear-tp4", "f16") !== "kimi-linear-tp4-f16.jsonl") throw new Error();
- * if (logFileName("../x/y", "f32") !== "x-y-f32.jsonl") throw new Error(logFileName("../x/y", "f32"));
+ * const name = await logFileName("../x/y", "k64 a=8 f16", 1);
+ * if (!/^x-y-f16-[0-9a-f]{8}\.jsonl$/.test(name)) throw new Error(name);
+ * if (name === await logFileName("../x/y", "k64 a=16 f16", 1)) throw new Error("same hash");
  * ```
  */
-export function logFileName(problem: string, dtype: string): string {
+export async function logFileName(
+  problem: string,
+  key: string,
+  generator: number,
+): Promise<string> {
   const safe = problem.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[.-]+/, "");
-  return `${safe || "problem"}-${dtype}.jsonl`;
+  const dtype = key.slice(key.lastIndexOf(" ") + 1);
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(`${key} generator ${generator}`),
+  );
+  const hash = [...new Uint8Array(digest).slice(0, 4)]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${safe || "problem"}-${dtype}-${hash}.jsonl`;
+}
+
+/**
+ * A line that opens each run in the log: what the run was asked to do, so that a plain rerun
+ * resumes with the same seed, and a reader knows what the trials after it belong to.
+ */
+export interface RunRecord {
+  run: {
+    /** The seed of the data and of random search. */
+    seed: number;
+    /** The problem's cache key (shape and weight type) and the generator version. */
+    problem: string;
+    generator: number;
+    strategy: string;
+    maxTrials: number;
+    buckets: number[];
+    at: string;
+  };
+}
+
+function isRunRecord(x: unknown): x is RunRecord {
+  const r = (x as { run?: Record<string, unknown> })?.run;
+  return typeof r === "object" && r !== null && typeof r.seed === "number" &&
+    typeof r.problem === "string";
 }
 
 /** Reads a log; a torn last line (from a kill mid-write) is skipped, other bad lines throw. */
@@ -58,8 +99,13 @@ export async function readTrials(path: string): Promise<Trial[]> {
 }
 
 function parseTrials(text: string, path: string): Trial[] {
+  return parseLog(text, path).trials;
+}
+
+function parseLog(text: string, path: string): { trials: Trial[]; runs: RunRecord[] } {
   const lines = text.split("\n");
   const trials: Trial[] = [];
+  const runs: RunRecord[] = [];
   lines.forEach((line, i) => {
     if (line.trim() === "") return;
     let trial: unknown;
@@ -71,12 +117,16 @@ function parseTrials(text: string, path: string): Trial[] {
       }
       return;
     }
+    if (isRunRecord(trial)) {
+      runs.push(trial);
+      return;
+    }
     if (!isTrial(trial)) {
       throw new SyntaxError(`Cannot read trial log "${path}": line ${i + 1} is not a trial`);
     }
     trials.push(trial);
   });
-  return trials;
+  return { trials, runs };
 }
 
 const OUTCOMES: readonly string[] = ["ok", "invalid", "compile", "verify", "runtime"];
@@ -111,11 +161,13 @@ export function timedOutAfter(t: Trial): number | undefined {
 export class TrialLog {
   #path: string;
   #trials: Trial[];
+  #runs: RunRecord[];
   #dirReady = false;
 
-  private constructor(path: string, trials: Trial[]) {
+  private constructor(path: string, trials: Trial[], runs: RunRecord[]) {
     this.#path = path;
     this.#trials = trials;
+    this.#runs = runs;
   }
 
   /**
@@ -131,18 +183,23 @@ export class TrialLog {
     try {
       bytes = await Deno.readFile(path);
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return new TrialLog(path, []);
+      if (e instanceof Deno.errors.NotFound) return new TrialLog(path, [], []);
       throw e;
     }
     const end = bytes.lastIndexOf(0x0a) + 1; // 0 when there is no newline at all
-    const trials = parseTrials(new TextDecoder().decode(bytes.subarray(0, end)), path);
+    const { trials, runs } = parseLog(new TextDecoder().decode(bytes.subarray(0, end)), path);
     if (end < bytes.length) await Deno.truncate(path, end);
-    return new TrialLog(path, trials);
+    return new TrialLog(path, trials, runs);
   }
 
   /** Every trial read or written, oldest first. */
   get trials(): readonly Trial[] {
     return this.#trials;
+  }
+
+  /** The run records, oldest first. */
+  get runs(): readonly RunRecord[] {
+    return this.#runs;
   }
 
   /** Where the log lives. */
@@ -169,13 +226,23 @@ export class TrialLog {
 
   /** Appends one trial (one write call of one line); creates the log's folder if need be. */
   async append(trial: Trial): Promise<void> {
+    this.#trials.push(trial);
+    await this.#write(trial);
+  }
+
+  /** Appends a run record (see {@linkcode RunRecord}). */
+  async appendRun(record: RunRecord): Promise<void> {
+    this.#runs.push(record);
+    await this.#write(record);
+  }
+
+  async #write(line: Trial | RunRecord): Promise<void> {
     if (!this.#dirReady) {
       const dir = this.#path.replace(/[/\\][^/\\]*$/, "");
       if (dir !== this.#path && dir !== "") await Deno.mkdir(dir, { recursive: true });
       this.#dirReady = true;
     }
-    this.#trials.push(trial);
-    await Deno.writeTextFile(this.#path, JSON.stringify(trial) + "\n", { append: true });
+    await Deno.writeTextFile(this.#path, JSON.stringify(line) + "\n", { append: true });
   }
 
   /**

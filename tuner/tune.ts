@@ -557,7 +557,12 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       const rankings: Ranked[][] = [];
       for (const [ti, target] of targets.entries()) {
         const candidates = withTierCandidates(
-          options.strategy(target.valid.filter((c) => suitsRows(c, m)), random),
+          // Each bucket and stage draws from a stream of its own: adding buckets to a rerun
+          // leaves the candidates of the others as they were (and their trials resumed).
+          options.strategy(
+            target.valid.filter((c) => suitsRows(c, m)),
+            seededRandom(streamSeed(options.seed, m, ti)),
+          ),
           plan[bi][ti],
           target.shape,
           dtype,
@@ -699,6 +704,11 @@ interface Ranked {
   config: string;
   medianUs: number;
   noisy?: boolean;
+}
+
+/** The seed of one bucket's and stage's random stream. */
+function streamSeed(seed: number, m: number, stage: number): number {
+  return (seed ^ Math.imul(m, 0x9e3779b1) ^ Math.imul(stage + 1, 0x85ebca6b)) >>> 0;
 }
 
 function round(x: number): number {
