@@ -25,7 +25,7 @@ import { batchedShape, dtypeProblem, fusedShape } from "../kernels/problem.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
 import { DeviceLostError, openGpu } from "./gpu_device.ts";
 import { formatResults } from "./report.ts";
-import { STRATEGIES } from "./strategy.ts";
+import { STRATEGIES } from "./strategies.ts";
 import { logFileName, TrialLog } from "./trial_log.ts";
 import { planSpace } from "./plan.ts";
 import { DEFAULT_TRIAL_TIMEOUT_MS, tune } from "./tune.ts";
@@ -41,7 +41,7 @@ Options:
   --problem <p>        problem name in problems/ (e.g. kimi-linear-tp4) or a YAML file
   --dtype <list>       weight storage types, comma-separated: f32, f16, bf16 (default f32)
   --buckets <list>     m buckets, comma-separated (default 1,2,4,...,16384)
-  --strategy <s>       exhaustive | random (default random)
+  --strategy <s>       exhaustive | random | local (default random; see tuner/strategies.ts)
   --max-trials <n>     most configs timed per stage and bucket (default 40)
   --max-seconds <s>    stop starting trials after this long (default 900)
   --seed <n>           seed for data and random search (default: the log's last, else random)

@@ -43,7 +43,8 @@ import { DeviceLostError } from "./gpu_device.ts";
 import { GpuHeater } from "./heater.ts";
 import { planSpace } from "./plan.ts";
 import { randomNonZero, seededRandom } from "./random.ts";
-import type { Strategy } from "./strategy.ts";
+import type { Evaluation, Strategy } from "./search.ts";
+import { runSearch } from "./search.ts";
 import type { SettledTiming, Timing, TimingOptions } from "./timing.ts";
 import { settleTiming, timeItems, tooNoisy } from "./timing.ts";
 import { timedOutAfter } from "./trial_log.ts";
@@ -552,24 +553,53 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       kernels: new Map(),
       valid: [],
     }));
+    /** The winner of the bucket before, per stage: the strategy's hint at the next bucket. */
+    const hints = new Map<string, KernelConfig>();
+    /**
+     * Searches one stage at m with the strategy, then times one config of each device tier the
+     * search did not reach, and ranks them with what the log knows.
+     */
+    const searchStage = async (target: Target, ti: number, m: number, budget: number) => {
+      const valid = target.valid.filter((c) => suitsRows(c, m));
+      const hint = hints.get(target.name);
+      const context = {
+        candidates: valid,
+        hints: hint ? [hint] : [],
+        // Each bucket and stage draws from a stream of its own: adding buckets to a rerun
+        // leaves the candidates of the others as they were (and their trials resumed).
+        random: seededRandom(streamSeed(options.seed, m, ti)),
+      };
+      const timed: Ranked[] = [];
+      const evaluate = async (configs: KernelConfig[]): Promise<Evaluation[]> => {
+        if (outOfTime()) return [];
+        const got = await search(target, m, configs);
+        timed.push(...got);
+        return configs.map((config) => {
+          const name = configName(config);
+          return { config, name, medianUs: got.find((r) => r.config === name)?.medianUs ?? null };
+        });
+      };
+      const done = await runSearch(options.strategy, context, evaluate, budget, TIMING_CHUNK);
+      const tried = done.map((e) => e.config);
+      const extra = withTierCandidates(
+        [...tried, ...valid],
+        tried.length,
+        target.shape,
+        dtype,
+        gpu.caps,
+      )
+        .slice(tried.length);
+      total += extra.length + tried.length - budget;
+      if (extra.length > 0) timed.push(...await search(target, m, extra));
+      const ranking = withLogged(timed, target, m);
+      if (ranking[0]) hints.set(target.name, parseConfigName(ranking[0].config));
+      return ranking;
+    };
     for (const [bi, m] of buckets.entries()) {
       const winners: StageResult[] = [];
       const rankings: Ranked[][] = [];
       for (const [ti, target] of targets.entries()) {
-        const candidates = withTierCandidates(
-          // Each bucket and stage draws from a stream of its own: adding buckets to a rerun
-          // leaves the candidates of the others as they were (and their trials resumed).
-          options.strategy(
-            target.valid.filter((c) => suitsRows(c, m)),
-            seededRandom(streamSeed(options.seed, m, ti)),
-          ),
-          plan[bi][ti],
-          target.shape,
-          dtype,
-          gpu.caps,
-        );
-        total += candidates.length - plan[bi][ti]; // a tier none of the budget's configs fits
-        const ranking = withLogged(await search(target, m, candidates), target, m);
+        const ranking = await searchStage(target, ti, m, plan[bi][ti]);
         rankings.push(ranking);
         if (ranking.length === 0) break;
         winners.push({

@@ -1,0 +1,138 @@
+/**
+ * The search (issue 10): strategies ask and are told every result, the loop stops at the
+ * budget, and a replay runner answers from a recorded log so strategies are compared with no
+ * GPU.
+ */
+import assert from "node:assert/strict";
+import type { KernelConfig } from "../kernels/config.ts";
+import { configName } from "../kernels/config.ts";
+import { enumerateSpace } from "../kernels/space.ts";
+import { seededRandom } from "../tuner/random.ts";
+import { recordedBuckets, replay } from "../tuner/replay.ts";
+import { formatReplay, parseBudget } from "../tuner/replay_cli.ts";
+import type { Evaluation } from "../tuner/search.ts";
+import { runSearch } from "../tuner/search.ts";
+import { exhaustive, local, random } from "../tuner/strategies.ts";
+import type { Trial } from "../tuner/trial_log.ts";
+import { ROOT } from "./helpers.ts";
+
+/** 5 x 5 x 3 tile configs, timed by a smooth bowl with its minimum at bm 64, bn 64, bk 16. */
+const SPACE = enumerateSpace({
+  tile: {
+    bm: [16, 32, 64, 128, 256],
+    bn: [16, 32, 64, 128, 256],
+    bk: [8, 16, 32],
+    rm: [4],
+    rn: [4],
+    vec: [4],
+  },
+});
+function bowl(c: KernelConfig): number {
+  const t = c as { bm: number; bn: number; bk: number };
+  return 10 + (Math.log2(t.bm) - 6) ** 2 + (Math.log2(t.bn) - 6) ** 2 + (Math.log2(t.bk) - 4) ** 2;
+}
+const evaluate = (configs: KernelConfig[]): Promise<Evaluation[]> =>
+  Promise.resolve(
+    configs.map((config) => ({ config, name: configName(config), medianUs: bowl(config) })),
+  );
+const context = (seed = 1, hints: KernelConfig[] = []) => ({
+  candidates: SPACE,
+  hints,
+  random: seededRandom(seed),
+});
+
+Deno.test("runSearch() stops at the budget, when the strategy is done, or when the runner stops", async () => {
+  assert.equal((await runSearch(exhaustive, context(), evaluate, 10, 4)).length, 10);
+  assert.equal((await runSearch(exhaustive, context(), evaluate, 1000, 8)).length, SPACE.length);
+  let calls = 0;
+  const stopsAfterOne = (
+    configs: KernelConfig[],
+  ) => (calls++ ? Promise.resolve([]) : evaluate(configs));
+  assert.equal((await runSearch(exhaustive, context(), stopsAfterOne, 100, 4)).length, 4);
+});
+
+Deno.test("every strategy asks each candidate at most once and, unbounded, all of them", async () => {
+  for (const strategy of [exhaustive, random, local]) {
+    const done = await runSearch(strategy, context(3), evaluate, 1000, 7);
+    const names = done.map((e) => e.name);
+    assert.equal(new Set(names).size, names.length, "no repeats");
+    assert.equal(names.length, SPACE.length, "all candidates");
+  }
+});
+
+Deno.test("local search starts from its hints and walks to the best through one-knob neighbours", async () => {
+  const hint = SPACE.find((c) => configName(c) === "tile-bm256-bn16-bk8-rm4-rn4-v4")!;
+  const done = await runSearch(local, context(5, [hint]), evaluate, 25, 1);
+  assert.equal(done[0].name, configName(hint), "the hint first");
+  const best = Math.min(...done.map((e) => e.medianUs!));
+  assert.equal(best, 10, `found the minimum in 25 of ${SPACE.length}: ${done.map((e) => e.name)}`);
+  // A random sample of the same size finds it far less often.
+  let randomHits = 0, localHits = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    const r = await runSearch(random, context(seed), evaluate, 15, 5);
+    const l = await runSearch(local, context(seed), evaluate, 15, 5);
+    randomHits += Number(Math.min(...r.map((e) => e.medianUs!)) === 10);
+    localHits += Number(Math.min(...l.map((e) => e.medianUs!)) === 10);
+  }
+  assert.ok(localHits > randomHits, `local ${localHits}/20, random ${randomHits}/20`);
+});
+
+Deno.test("replay answers from a log: exhaustive at 100% has no regret, budgets and the report", async () => {
+  const trials: Trial[] = SPACE.flatMap((c, i) =>
+    [1, 64].map((bucket) => ({
+      generator: 1,
+      target: "fused",
+      bucket,
+      config: configName(c),
+      outcome: i === 7 ? "verify" as const : "ok" as const,
+      medianUs: bowl(c) * (bucket === 64 ? 3 : 1),
+      at: "",
+    }))
+  );
+  const recorded = recordedBuckets(trials);
+  assert.deepEqual(recorded.map((b) => [b.bucket, b.candidates.length, b.bestUs]), [
+    [1, SPACE.length, 10],
+    [64, SPACE.length, 30],
+  ]);
+  const full = await replay(exhaustive, recorded, { fraction: 1 }, 1);
+  assert.deepEqual(full.map((r) => r.regret), [0, 0]);
+  const some = await replay(local, recorded, { trials: 12 }, 2);
+  assert.deepEqual(some.map((r) => r.evaluations), [12, 12]);
+  const report = formatReplay([...full, ...some], 2);
+  assert.match(
+    report.split("\n").at(-1)!,
+    /^replay: worst regret \d+\.\d% \(median \d+\.\d%\) at \d+\.\d% of evaluations, 2 buckets, 2 seeds$/,
+  );
+  assert.deepEqual(parseBudget("15%"), { fraction: 0.15 });
+  assert.deepEqual(parseBudget("30"), { trials: 30 });
+  assert.throws(() => parseBudget("0%"), RangeError);
+  assert.throws(() => parseBudget("many"), /--budget must be a percentage/);
+});
+
+Deno.test("deno task replay replays a committed H100 log and prints the summary line", async () => {
+  const log =
+    `${ROOT}cache/logs/4318-9008-nvidia-h100-80gb-hbm3/kimi-linear-tp4-f16-09d8db3b.jsonl`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "tuner/replay_cli.ts",
+      "--log",
+      log,
+      "--strategy",
+      "local",
+      "--budget",
+      "50%",
+      "--seeds",
+      "3",
+    ],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  // 15 buckets x 2 stages, each with its 16 logged configs (plus the checks that failed).
+  assert.match(text, /\| fused \| 1 \| \d+ \| \d+ \|/);
+  assert.match(text.trim().split("\n").at(-1)!, /^replay: worst regret .* 30 buckets, 3 seeds$/);
+});

@@ -1,0 +1,137 @@
+/**
+ * Replaying a recorded search: a runner that answers from a trial log instead of the GPU, so
+ * that strategies are compared without one. From an exhaustive log, every valid config of a
+ * stage and bucket has a result, and a strategy's regret is its best find over the best there.
+ * No Deno API here.
+ *
+ * @module
+ */
+import type { KernelConfig } from "../kernels/config.ts";
+import { configName, parseConfigName } from "../kernels/config.ts";
+import { suitsRows } from "../kernels/space.ts";
+import { seededRandom } from "./random.ts";
+import type { Evaluation, Strategy } from "./search.ts";
+import { runSearch } from "./search.ts";
+import type { Trial } from "./trial_log.ts";
+
+/** What a log knows of one stage at one bucket. */
+export interface RecordedBucket {
+  target: string;
+  bucket: number;
+  /** Every config the log has a result for there, in the log's order. */
+  candidates: KernelConfig[];
+  /** Median time per config name; null where it failed (check or timing). */
+  times: Map<string, number | null>;
+  /** The fastest time recorded. */
+  bestUs: number;
+}
+
+/**
+ * The stages and buckets of a log with at least one timed config, smallest bucket first, from
+ * the trials of its newest generator. A config whose check failed counts as a failed candidate
+ * at every bucket its family serves.
+ */
+export function recordedBuckets(trials: readonly Trial[]): RecordedBucket[] {
+  const generator = Math.max(...trials.map((t) => t.generator));
+  const checksFailed = new Map<string, Set<string>>(); // by target
+  const byKey = new Map<string, RecordedBucket>();
+  for (const t of trials) {
+    // The stages, not the unfused baseline's GEMMs (searched among the stage's best) nor the
+    // whole-projection timings.
+    if (!["fused", "batched"].includes(t.target) || t.generator !== generator) continue;
+    if (t.bucket === null) {
+      if (t.outcome === "ok" || t.outcome === "invalid") continue;
+      if (!checksFailed.has(t.target)) checksFailed.set(t.target, new Set());
+      checksFailed.get(t.target)!.add(t.config);
+      continue;
+    }
+    const key = `${t.target}@${t.bucket}`;
+    let b = byKey.get(key);
+    if (!b) {
+      b = {
+        target: t.target,
+        bucket: t.bucket,
+        candidates: [],
+        times: new Map(),
+        bestUs: Infinity,
+      };
+      byKey.set(key, b);
+    }
+    if (!b.times.has(t.config)) b.candidates.push(parseConfigName(t.config));
+    b.times.set(t.config, t.outcome === "ok" ? t.medianUs! : null);
+  }
+  for (const b of byKey.values()) {
+    for (const name of checksFailed.get(b.target) ?? []) {
+      const config = parseConfigName(name);
+      if (!b.times.has(name) && suitsRows(config, b.bucket)) {
+        b.candidates.push(config);
+        b.times.set(name, null);
+      }
+    }
+    b.bestUs = Math.min(...[...b.times.values()].map((v) => v ?? Infinity));
+  }
+  return [...byKey.values()].filter((b) => Number.isFinite(b.bestUs))
+    .sort((a, b) => a.target.localeCompare(b.target) || a.bucket - b.bucket);
+}
+
+/** One replayed search: what it found and what it cost. */
+export interface ReplayResult {
+  target: string;
+  bucket: number;
+  seed: number;
+  /** Best time found, microseconds (Infinity if every evaluation failed). */
+  foundUs: number;
+  /** found / best - 1. */
+  regret: number;
+  evaluations: number;
+  candidates: number;
+}
+
+/** A budget: a count of evaluations, or a fraction of each bucket's candidates. */
+export type Budget = { trials: number } | { fraction: number };
+
+/**
+ * Replays a strategy over every recorded stage and bucket with one seed. Buckets run smallest
+ * first per stage, and each gets the winner found at the bucket before as a hint, as the tuner
+ * does.
+ */
+export async function replay(
+  strategy: Strategy,
+  recorded: readonly RecordedBucket[],
+  budget: Budget,
+  seed: number,
+): Promise<ReplayResult[]> {
+  const results: ReplayResult[] = [];
+  const winners = new Map<string, KernelConfig>(); // by target: the last bucket's find
+  for (const [i, b] of recorded.entries()) {
+    const evaluate = (configs: KernelConfig[]): Promise<Evaluation[]> =>
+      Promise.resolve(configs.map((config) => {
+        const name = configName(config);
+        return { config, name, medianUs: b.times.get(name) ?? null };
+      }));
+    const limit = "trials" in budget
+      ? budget.trials
+      : Math.max(1, Math.round(budget.fraction * b.candidates.length));
+    const hint = winners.get(b.target);
+    const context = {
+      candidates: b.candidates,
+      hints: hint ? [hint] : [],
+      random: seededRandom((seed * 1000003 + i) >>> 0),
+    };
+    const done = await runSearch(strategy, context, evaluate, limit);
+    const timed = done.filter((e) => e.medianUs !== null);
+    const best = timed.sort((x, y) => x.medianUs! - y.medianUs!)[0];
+    if (best) winners.set(b.target, best.config);
+    const foundUs = best?.medianUs ?? Infinity;
+    results.push({
+      target: b.target,
+      bucket: b.bucket,
+      seed,
+      foundUs,
+      regret: foundUs / b.bestUs - 1,
+      evaluations: done.length,
+      candidates: b.candidates.length,
+    });
+  }
+  return results;
+}

@@ -1,0 +1,95 @@
+/**
+ * `deno task replay`: how well a strategy finds the best config, replayed from a recorded
+ * (ideally exhaustive) trial log with no GPU.
+ *
+ *   deno task replay --log cache/logs/<gpu>/<problem>-<dtype>-exhaustive.jsonl \
+ *     --strategy local --budget 15% --seeds 20
+ *
+ * Prints, per stage and bucket, the median and worst regret over seeds (found best / recorded
+ * best - 1) and the evaluations used, then one summary line.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import type { Budget, ReplayResult } from "./replay.ts";
+import { recordedBuckets, replay } from "./replay.ts";
+import { STRATEGIES } from "./strategies.ts";
+import { readTrials } from "./trial_log.ts";
+
+const USAGE =
+  "usage: deno task replay --log <file.jsonl> [--strategy local] [--budget 15% | 30] [--seeds 20]";
+
+/** Parses `--budget`: "15%" of each bucket's candidates, or a number of trials. */
+export function parseBudget(text: string): Budget {
+  const percent = /^(\d+(?:\.\d+)?)%$/.exec(text);
+  if (percent && Number(percent[1]) > 0 && Number(percent[1]) <= 100) {
+    return { fraction: Number(percent[1]) / 100 };
+  }
+  if (/^[1-9]\d*$/.test(text)) return { trials: Number(text) };
+  throw new RangeError(`--budget must be a percentage (15%) or a trial count (30), got "${text}"`);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** The report: a line per stage and bucket, then the summary line. */
+export function formatReplay(results: readonly ReplayResult[], seeds: number): string {
+  const groups = new Map<string, ReplayResult[]>();
+  for (const r of results) {
+    const key = `${r.target} m=${r.bucket}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key)!.push(r);
+  }
+  const lines = ["| stage | m | candidates | evaluations | regret median | regret worst |"];
+  lines.push("|---|---|---|---|---|---|");
+  const medians: number[] = [];
+  for (const rs of groups.values()) {
+    const m = median(rs.map((r) => r.regret));
+    medians.push(m);
+    lines.push(
+      `| ${rs[0].target} | ${rs[0].bucket} | ${rs[0].candidates} | ${
+        median(rs.map((r) => r.evaluations))
+      } | ${pct(m)} | ${pct(Math.max(...rs.map((r) => r.regret)))} |`,
+    );
+  }
+  const used = results.reduce((s, r) => s + r.evaluations, 0);
+  const all = results.reduce((s, r) => s + r.candidates, 0);
+  lines.push(
+    `replay: worst regret ${pct(Math.max(...medians))} (median ${
+      pct(median(results.map((r) => r.regret)))
+    }) at ${pct(used / all)} of evaluations, ${groups.size} buckets, ${seeds} seeds`,
+  );
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      log: { type: "string" },
+      strategy: { type: "string", default: "local" },
+      budget: { type: "string", default: "15%" },
+      seeds: { type: "string", default: "20" },
+    },
+  });
+  const strategy = STRATEGIES[values.strategy];
+  const seeds = Number(values.seeds);
+  if (!values.log || !strategy || !Number.isInteger(seeds) || seeds < 1) {
+    console.error(`${USAGE}\nstrategies: ${Object.keys(STRATEGIES).join(", ")}`);
+    Deno.exit(2);
+  }
+  const recorded = recordedBuckets(await readTrials(values.log));
+  if (recorded.length === 0) {
+    console.error(`error: "${values.log}" has no timed trials`);
+    Deno.exit(1);
+  }
+  const budget = parseBudget(values.budget);
+  const results: ReplayResult[] = [];
+  for (let seed = 1; seed <= seeds; seed++) {
+    results.push(...await replay(strategy, recorded, budget, seed));
+  }
+  console.log(formatReplay(results, seeds));
+}
