@@ -7,9 +7,8 @@ source .gpu/setup.sh
 problems=$1 dtypes=$2
 shift 2
 for p in ${problems//,/ }; do
-  # --no-lock: the carried cache lacks the chart library that the lockfile lists (see
-  # bench/prune_gpu_cache.sh); this command needs none of it.
-  deno run --no-lock -A tuner/cli.ts --problem "$p" --dtype "$dtypes" --quiet "$@" 2>&1 | tee -a "$OUT/tune.log"
+  # --cached-only: the machine has no network; .gpu carries every package of deno.lock.
+  deno run --cached-only -A tuner/cli.ts --problem "$p" --dtype "$dtypes" --quiet "$@" 2>&1 | tee -a "$OUT/tune.log"
 done
 cp cache/*.json "$OUT/" 2>/dev/null
 mkdir -p "$OUT/logs"
