@@ -25,7 +25,7 @@ import type { WeightDtype } from "../kernels/dtype.ts";
 import { bytesPerElement } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, fusedWidth, projectionFlops } from "../kernels/problem.ts";
-import { DEFAULT_BUCKETS, resolveProblem } from "../tuner/cli.ts";
+import { DEFAULT_BUCKETS, findProblem } from "../tuner/problems.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { GpuHeater } from "../tuner/heater.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
@@ -75,7 +75,7 @@ const heater = /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapter.info.descriptio
   ? undefined
   : new GpuHeater(device);
 heater?.start();
-const spec = await resolveProblem(args.problem);
+const spec = await findProblem(args.problem);
 const fingerprint = adapterFingerprint(gpu.adapter.info);
 const cachePath = `${args["cache-dir"]}/${cacheFileName(fingerprint)}`;
 const cache = await loadCacheFile(cachePath);

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 // @ts-types="npm:@types/cli-progress@3.11.6"
 import cliProgress from "cli-progress";
@@ -27,9 +26,10 @@ import { DeviceLostError, openGpu } from "./gpu_device.ts";
 import { formatResults } from "./report.ts";
 import { STRATEGIES } from "./strategies.ts";
 import { logFileName, TrialLog } from "./trial_log.ts";
+import { DEFAULT_BUCKETS, findProblem } from "./problems.ts";
 import { planSpace } from "./plan.ts";
 import { DEFAULT_TRIAL_TIMEOUT_MS, tune } from "./tune.ts";
-import { loadProblem, loadSpace } from "./yaml_file.ts";
+import { loadSpace } from "./yaml_file.ts";
 
 const HELP = `Usage: deno task tune --problem <name|file.yaml> [options]
 
@@ -103,8 +103,7 @@ export interface CliOptions {
   help: boolean;
 }
 
-/** The default buckets: powers of two from 1 to 16384. */
-export const DEFAULT_BUCKETS: number[] = Array.from({ length: 15 }, (_, i) => 2 ** i);
+export { DEFAULT_BUCKETS };
 
 function positiveInt(flag: string, value: string): number {
   const n = Number(value);
@@ -214,19 +213,14 @@ export function parseCli(args: string[]): CliOptions {
   };
 }
 
-/** Resolves `--problem`: a YAML path, or a name of a file in `problems/`. */
+/** Resolves `--problem` (see `findProblem`), as a usage error if there is no such problem. */
 export async function resolveProblem(problem: string): Promise<ProjectionSpec> {
-  if (/\.ya?ml$/.test(problem)) return await loadProblem(problem);
-  const file = new URL(`../problems/${problem}.yaml`, import.meta.url);
   try {
-    await Deno.stat(file);
-  } catch {
-    const known = [...Deno.readDirSync(new URL("../problems/", import.meta.url))]
-      .map((e) => e.name.replace(/\.ya?ml$/, ""))
-      .sort();
-    throw new UsageError(`--problem "${problem}" is not a file or one of: ${known.join(", ")}`);
+    return await findProblem(problem);
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
   }
-  return await loadProblem(fileURLToPath(file));
 }
 
 /** Whether an adapter is a CPU rasterizer, where a heater would only steal the tuner's CPU. */

@@ -11,7 +11,7 @@
 import type { KernelConfig } from "../kernels/config.ts";
 import { configName } from "../kernels/config.ts";
 import { shuffled } from "./random.ts";
-import type { Evaluation, Search, SearchContext, Strategy } from "./search.ts";
+import type { Evaluation, Search, Strategy } from "./search.ts";
 
 /** A search that hands out a fixed order. */
 function inOrder(order: readonly KernelConfig[]): Search {
