@@ -12,7 +12,7 @@ import { recordedBuckets, replay } from "../tuner/replay.ts";
 import { formatReplay, parseBudget } from "../tuner/replay_cli.ts";
 import type { Evaluation } from "../tuner/search.ts";
 import { runSearch } from "../tuner/search.ts";
-import { exhaustive, local, random } from "../tuner/strategies.ts";
+import { exhaustive, guided, local, random } from "../tuner/strategies.ts";
 import type { Trial } from "../tuner/trial_log.ts";
 import { ROOT } from "./helpers.ts";
 
@@ -52,7 +52,7 @@ Deno.test("runSearch() stops at the budget, when the strategy is done, or when t
 });
 
 Deno.test("every strategy asks each candidate at most once and, unbounded, all of them", async () => {
-  for (const strategy of [exhaustive, random, local]) {
+  for (const strategy of [exhaustive, random, local, guided]) {
     const done = await runSearch(strategy, context(3), evaluate, 1000, 7);
     const names = done.map((e) => e.name);
     assert.equal(new Set(names).size, names.length, "no repeats");
@@ -75,6 +75,13 @@ Deno.test("local search starts from its hints and walks to the best through one-
     localHits += Number(Math.min(...l.map((e) => e.medianUs!)) === 10);
   }
   assert.ok(localHits > randomHits, `local ${localHits}/20, random ${randomHits}/20`);
+  // So does guided search, which predicts from the nearest timed configs.
+  let guidedHits = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    const g = await runSearch(guided, context(seed), evaluate, 15, 5);
+    guidedHits += Number(Math.min(...g.map((e) => e.medianUs!)) === 10);
+  }
+  assert.ok(guidedHits > randomHits, `guided ${guidedHits}/20, random ${randomHits}/20`);
 });
 
 Deno.test("replay answers from a log: exhaustive at 100% has no regret, budgets and the report", async () => {

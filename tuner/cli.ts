@@ -41,7 +41,7 @@ Options:
   --problem <p>        problem name in problems/ (e.g. kimi-linear-tp4) or a YAML file
   --dtype <list>       weight storage types, comma-separated: f32, f16, bf16 (default f32)
   --buckets <list>     m buckets, comma-separated (default 1,2,4,...,16384)
-  --strategy <s>       exhaustive | random | local (default random; see tuner/strategies.ts)
+  --strategy <s>       guided (default) | local | random | exhaustive (see tuner/strategies.ts)
   --max-trials <n>     most configs timed per stage and bucket (default 40)
   --max-seconds <s>    stop starting trials after this long (default 900)
   --seed <n>           seed for data and random search (default: the log's last, else random)
@@ -145,7 +145,7 @@ export function parseCli(args: string[]): CliOptions {
         problem: { type: "string" },
         dtype: { type: "string", default: "f32" },
         buckets: { type: "string" },
-        strategy: { type: "string", default: "random" },
+        strategy: { type: "string", default: "guided" },
         "max-trials": { type: "string", default: "40" },
         "max-seconds": { type: "string", default: "900" },
         seed: { type: "string" },

@@ -4,14 +4,16 @@
  * - `random`: a seeded uniform sample;
  * - `local`: the hints (neighbouring buckets' winners) and a few random configs first, then
  *   always the untried one-knob neighbours of the best config so far (next best when those are
- *   used up), and a random restart when no evaluated config has an untried neighbour.
+ *   used up), and a random restart when no evaluated config has an untried neighbour;
+ * - `guided` (the default): like `local`, but within two knob steps of the best, ordered by a
+ *   nearest-neighbour prediction of their time.
  *
  * @module
  */
 import type { KernelConfig } from "../kernels/config.ts";
 import { configName } from "../kernels/config.ts";
 import { shuffled } from "./random.ts";
-import type { Evaluation, Search, Strategy } from "./search.ts";
+import type { Evaluation, Search, SearchContext, Strategy } from "./search.ts";
 
 /** A search that hands out a fixed order. */
 function inOrder(order: readonly KernelConfig[]): Search {
@@ -28,28 +30,8 @@ export const exhaustive: Strategy = ({ candidates }) => inOrder(candidates);
 /** Candidates in a seeded random order: with a trial budget, a uniform sample. */
 export const random: Strategy = ({ candidates, random }) => inOrder(shuffled(candidates, random));
 
-/** Random configs the local search starts from, besides the hints. */
-const LOCAL_START = 4;
-
-/**
- * Whether two configs differ in exactly one knob, by one step in that knob's sorted values
- * (`steps`), or in a boolean knob.
- */
-function neighbours(a: KernelConfig, b: KernelConfig, steps: Map<string, number[]>): boolean {
-  if (a.family !== b.family) return false;
-  let differ = 0;
-  for (const [knob, value] of Object.entries(a)) {
-    const other = (b as unknown as Record<string, unknown>)[knob];
-    if (other === value) continue;
-    if (++differ > 1) return false;
-    if (typeof value === "boolean") continue;
-    const values = steps.get(`${a.family}.${knob}`)!;
-    if (Math.abs(values.indexOf(value as number) - values.indexOf(other as number)) !== 1) {
-      return false;
-    }
-  }
-  return differ === 1;
-}
+/** Random configs the local searches start from, besides the hints. */
+const START = 4;
 
 /** The sorted values of every numeric knob among the candidates, by "family.knob". */
 function knobSteps(candidates: readonly KernelConfig[]): Map<string, number[]> {
@@ -65,24 +47,62 @@ function knobSteps(candidates: readonly KernelConfig[]): Map<string, number[]> {
   return new Map([...steps].map(([k, v]) => [k, [...v].sort((a, b) => a - b)]));
 }
 
-/** Local search over one-knob neighbours of the best configs so far (see the module doc). */
-export const local: Strategy = ({ candidates, hints, random }) => {
+/**
+ * Knob distance: steps apart in each numeric knob's sorted values, summed, plus 1 for each
+ * differing boolean knob; configs of different families are far apart.
+ */
+function distance(a: KernelConfig, b: KernelConfig, steps: Map<string, number[]>): number {
+  if (a.family !== b.family) return 100;
+  let d = 0;
+  for (const [knob, value] of Object.entries(a)) {
+    const other = (b as unknown as Record<string, unknown>)[knob];
+    if (other === value) continue;
+    if (typeof value === "boolean") d += 1;
+    else {
+      const values = steps.get(`${a.family}.${knob}`)!;
+      d += Math.abs(values.indexOf(value as number) - values.indexOf(other as number));
+    }
+  }
+  return d;
+}
+
+/** What a local search's `pick` sees. */
+interface Around {
+  /** An evaluated config, best first, and the untried configs within reach of it. */
+  best: Evaluation;
+  near: KernelConfig[];
+  /** Every successful evaluation so far. */
+  timed: readonly Evaluation[];
+  steps: Map<string, number[]>;
+}
+
+/**
+ * A search that asks the hints and a few random configs first, then, for the best config so
+ * far (the next best when it has nothing left within `reach` knob steps), the config `pick`
+ * chooses among the untried ones in reach; a random untried config when no evaluated config
+ * has any left.
+ */
+function aroundTheBest(
+  { candidates, hints, random }: SearchContext,
+  reach: number,
+  pick: (around: Around) => KernelConfig,
+): Search {
   const steps = knobSteps(candidates);
-  const order = shuffled(candidates, random); // restarts, and ties between neighbours
+  const order = shuffled(candidates, random); // restarts, and ties
   const byName = new Map(candidates.map((c) => [configName(c), c]));
   const asked = new Set<string>();
   const timed: Evaluation[] = [];
   const start = [
     ...hints.filter((h) => byName.has(configName(h))).map((h) => byName.get(configName(h))!),
-    ...order.slice(0, LOCAL_START),
+    ...order.slice(0, START),
   ];
   const untried = (c: KernelConfig) => !asked.has(configName(c));
   const next = (): KernelConfig | undefined => {
     const first = start.find(untried);
     if (first) return first;
     for (const best of [...timed].sort((a, b) => a.medianUs! - b.medianUs!)) {
-      const near = order.find((c) => untried(c) && neighbours(best.config, c, steps));
-      if (near) return near;
+      const near = order.filter((c) => untried(c) && distance(best.config, c, steps) <= reach);
+      if (near.length > 0) return pick({ best, near, timed, steps });
     }
     return order.find(untried);
   };
@@ -101,7 +121,37 @@ export const local: Strategy = ({ candidates, hints, random }) => {
       timed.push(...results.filter((r) => r.medianUs !== null));
     },
   };
-};
+}
+
+/** Local search over one-knob neighbours of the best configs so far, in random order. */
+export const local: Strategy = (context) => aroundTheBest(context, 1, ({ near }) => near[0]);
+
+/** Evaluated configs nearest to a candidate that its predicted time averages over. */
+const NEAREST = 2;
+/** How much each knob step away from an evaluated config raises the prediction. */
+const STEP_PENALTY = 0.25;
+
+/**
+ * A config's time predicted from its nearest evaluated configs: their mean time, each raised
+ * by `STEP_PENALTY` per knob step away.
+ */
+function predict(c: KernelConfig, timed: readonly Evaluation[], steps: Map<string, number[]>) {
+  const near = timed.map((t) => ({ d: distance(c, t.config, steps), us: t.medianUs! }))
+    .sort((x, y) => x.d - y.d || x.us - y.us).slice(0, NEAREST);
+  return near.reduce((s, n) => s + n.us * (1 + n.d * STEP_PENALTY), 0) / near.length;
+}
+
+/**
+ * Guided local search: within two knob steps of the best config so far, the untried config
+ * predicted fastest. Chosen by replay of the H100's exhaustive logs (README).
+ */
+export const guided: Strategy = (context) =>
+  aroundTheBest(
+    context,
+    2,
+    ({ near, timed, steps }) =>
+      near.map((c) => ({ c, p: predict(c, timed, steps) })).sort((x, y) => x.p - y.p)[0].c,
+  );
 
 /** Strategies by their `--strategy` name. */
-export const STRATEGIES: Record<string, Strategy> = { exhaustive, random, local };
+export const STRATEGIES: Record<string, Strategy> = { exhaustive, random, local, guided };
