@@ -64,7 +64,9 @@ async function logLines(cacheDir: string): Promise<{ lines: number; timed: numbe
   if (!path) return { lines: 0, timed: 0 };
   const text = await Deno.readTextFile(path).catch(() => "");
   const lines = text.split("\n").filter((l) => l !== "");
-  return { lines: lines.length, timed: lines.filter((l) => !l.includes('"bucket":null')).length };
+  // Timed trials: the lines of a bucket (not checks, with bucket null, nor run records).
+  const timed = lines.filter((l) => /"bucket":\d/.test(l)).length;
+  return { lines: lines.length, timed };
 }
 
 /**
