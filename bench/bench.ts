@@ -31,10 +31,8 @@ import { GpuHeater } from "../tuner/heater.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { formatTable } from "../tuner/report.ts";
 import { timeItems } from "../tuner/timing.ts";
-
-/** Ceilings of the H100 (../shared/gpu/README.md): HBM copy and FP32 without tensor cores. */
-const HBM_BYTES_PER_S = 3.0e12;
-const FP32_FLOPS = 67e12;
+import { ceilingsOf } from "./ceilings.ts";
+import type { Row } from "./row.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -50,25 +48,6 @@ const { values: args } = parseArgs({
   },
 });
 
-/** One bucket's measurements for one weight type, microseconds. */
-export interface Row {
-  dtype: WeightDtype;
-  m: number;
-  tunedUs: number;
-  mode: string;
-  fusedConfig: string;
-  batchedConfig: string | null;
-  fusedStageUs: number | null;
-  defaultUs: number;
-  bestSingleUs: number | null;
-  unfusedUs: number | null;
-  floorUs: number;
-  tflops: number;
-  gbps: number;
-  torchAfterUs?: number;
-  torchGemmUs?: number;
-}
-
 const gpu = await openGpu();
 const device = gpu.device;
 const heater = /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapter.info.description)
@@ -76,6 +55,7 @@ const heater = /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapter.info.descriptio
   : new GpuHeater(device);
 heater?.start();
 const spec = await findProblem(args.problem);
+const ceilings = ceilingsOf(gpu.adapter.info.description);
 const fingerprint = adapterFingerprint(gpu.adapter.info);
 const cachePath = `${args["cache-dir"]}/${cacheFileName(fingerprint)}`;
 const cache = await loadCacheFile(cachePath);
@@ -107,7 +87,7 @@ for (const dtype of args.dtype.split(",") as WeightDtype[]) {
   const tuned = await timeVariant(spec, { weights, dtype, cache: cache ?? false }, copies);
   const defaults = await timeVariant(spec, { weights, dtype, cache: false }, copies);
   const unfused = entry
-    ? await timeVariant(spec, { weights, dtype, mode: "unfused" }, copies)
+    ? await timeVariant(spec, { weights, dtype, mode: "unfused", cache: cache ?? false }, copies)
     : undefined;
   const fusedStage = entry ? await timeFusedStage(entry, weights.fused, dtype, copies) : undefined;
   const bestSingle = entry ? await bestSingleConfig(entry, weights, dtype, copies) : undefined;
@@ -115,14 +95,16 @@ for (const dtype of args.dtype.split(",") as WeightDtype[]) {
     const t = tuned.times.get(m)!;
     const config = tuned.projection.config(m);
     const peer = torch.find((r) => r.m === m && r.dtype === dtype);
-    const floorUs = Math.max(
-      (bytes +
-        4 * m *
-          (spec.k + fusedWidth(spec) +
-            (spec.batched ? spec.batched.outputs.length * spec.batched.n : 0))) /
-        HBM_BYTES_PER_S * 1e6,
-      projectionFlops(spec, m) / FP32_FLOPS * 1e6,
-    );
+    const floorUs = ceilings
+      ? Math.max(
+        (bytes +
+          4 * m *
+            (spec.k + fusedWidth(spec) +
+              (spec.batched ? spec.batched.outputs.length * spec.batched.n : 0))) /
+          ceilings.bytesPerS * 1e6,
+        projectionFlops(spec, m) / ceilings.flops * 1e6,
+      )
+      : null;
     rows.push({
       dtype,
       m,
@@ -161,7 +143,7 @@ for (const dtype of args.dtype.split(",") as WeightDtype[]) {
   );
 }
 await heater?.destroy();
-report(rows, summaries);
+await report(rows, summaries);
 
 function ratio(a: number | null | undefined, b: number | null | undefined): string {
   return a && b ? `${(a / b).toFixed(2)}x` : "-";
@@ -335,7 +317,7 @@ async function report(all: Row[], lines: string[]) {
       f(r.tflops, 2),
       f(r.gbps, 0),
       f(r.floorUs),
-      f((r.floorUs / r.tunedUs) * 100, 0),
+      r.floorUs === null ? "-" : f((r.floorUs / r.tunedUs) * 100, 0),
       f(r.defaultUs),
       f(r.bestSingleUs),
       f(r.unfusedUs),

@@ -11,7 +11,7 @@
 // deno-lint-ignore-file no-import-prefix
 import * as vega from "npm:vega@6.4.0";
 import * as vl from "npm:vega-lite@6.5.0";
-import type { Row } from "./bench.ts";
+import type { Row } from "./row.ts";
 
 /** Renders rows of a bench run as an SVG chart. */
 export async function renderChart(all: Row[], title: string): Promise<string> {
