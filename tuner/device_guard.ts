@@ -18,6 +18,8 @@ import { TrialTimeoutError } from "./watchdog.ts";
  */
 export interface TimeLimit {
   /**
+   * Runs `work` under the limit.
+   *
    * @param what The trial(s) at stake, in words.
    * @param failures The trials to log if the limit passes.
    * @throws {TrialTimeoutError} If the work took longer than the limit; else what `work` throws.
@@ -35,6 +37,8 @@ export class DeviceGuard {
   #lostInfo: GPUDeviceLostInfo | undefined;
 
   /**
+   * Watches the device for its loss.
+   *
    * @param logPath The trial log, named in the {@linkcode DeviceLostError}.
    * @param limit The time limit; none for no limit.
    */

@@ -47,10 +47,13 @@ const CHECK_ROWS = [3, 67]; // ragged row counts: tails of every row block size
 
 /** What a {@linkcode GpuRunner} works with. */
 export interface GpuRunnerOptions {
+  /** The device and what kernels may use on it. */
   gpu: Gpu;
+  /** The weight type of the kernels. */
   dtype: WeightDtype;
   /** Seeds the check data (the seed plus m). */
   seed: number;
+  /** Warm-up runs and samples per timing. */
   timing: TimingOptions;
   /** Keep the GPU busy between timings so its clocks stay up (see heater.ts). */
   heat: boolean;
@@ -68,6 +71,7 @@ export interface GpuRunnerOptions {
 
 /** What the runner's targets are made from (see {@linkcode GpuRunner.start}). */
 export interface RunnerSetup {
+  /** The problem. */
   spec: ProjectionSpec;
   /** The valid configs of each stage (fused, then batched), from `planSpace` (plan.ts). */
   valid: KernelConfig[][];

@@ -38,8 +38,11 @@ export interface Target {
 
 /** What the stage targets are made from. */
 export interface StageSetup {
+  /** The device and its limits. */
   gpu: Gpu;
+  /** The problem. */
   spec: ProjectionSpec;
+  /** The weight type the weights are packed as. */
   dtype: WeightDtype;
   /** The valid configs of each stage (fused, then batched), from `planSpace` (plan.ts). */
   valid: KernelConfig[][];

@@ -85,6 +85,8 @@ export class TrialBook {
   #onProgress?: (event: ProgressEvent) => void;
 
   /**
+   * A book over a log, with nothing counted yet.
+   *
    * @param log The trial log.
    * @param limitMs This run's time limit of one submit: a logged trial that timed out under a
    * smaller one is run again.
