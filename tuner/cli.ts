@@ -5,8 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-// @ts-types="npm:@types/cli-progress@3.11.6"
-import cliProgress from "cli-progress";
+import type { AdapterFingerprint, CacheEntry } from "../cache/schema.ts";
 import {
   adapterFingerprint,
   cacheFileName,
@@ -21,13 +20,18 @@ import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import { kernelWgsl } from "../kernels/generate.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedShape, dtypeProblem, fusedShape } from "../kernels/problem.ts";
+import type { SearchSpace } from "../kernels/space.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
+import type { Gpu } from "./gpu_device.ts";
 import { DeviceLostError, openGpu } from "./gpu_device.ts";
+import type { ProgressBar } from "./progress_bar.ts";
+import { startProgressBar } from "./progress_bar.ts";
 import { formatResults } from "./report.ts";
 import { STRATEGIES } from "./strategies.ts";
 import { logFileName, TrialLog } from "./trial_log.ts";
 import { DEFAULT_BUCKETS, findProblem } from "./problems.ts";
 import { planSpace } from "./plan.ts";
+import type { TuneResult } from "./tune.ts";
 import { DEFAULT_TRIAL_TIMEOUT_MS, tune } from "./tune.ts";
 import { loadSpace } from "./yaml_file.ts";
 
@@ -246,41 +250,10 @@ async function main(args: string[]): Promise<number> {
       throw new UsageError(`--dtype ${dtype} does not fit problem "${spec.name}": ${packing}`);
     }
   }
-
-  if (options.printWgsl) {
-    let config;
-    try {
-      config = parseConfigName(options.printWgsl);
-    } catch (e) {
-      throw new UsageError(`--print-wgsl: ${(e as Error).message}`);
-    }
-    const shape = options.stage === "fused" ? fusedShape(spec) : batchedShape(spec);
-    if (!shape) throw new UsageError(`problem "${spec.name}" has no batched stage`);
-    const gpu = await openGpu();
-    try {
-      const problem = configProblem(config, shape, options.dtypes[0], gpu.caps);
-      if (problem) {
-        throw new UsageError(`config "${configName(config)}" is invalid here: ${problem}`);
-      }
-      console.log(kernelWgsl(config, shape, options.dtypes[0]));
-    } finally {
-      gpu.device.destroy();
-    }
-    return 0;
-  }
+  if (options.printWgsl) return await printWgsl(options, spec, options.printWgsl);
 
   const gpu = await openGpu();
-  const fingerprint = adapterFingerprint(gpu.adapter.info);
-  const cacheFile = `${options.cacheDir}/${cacheFileName(fingerprint)}`;
-  // Refuse a corrupt or foreign cache file now, not after the tuning: it is left as it is.
-  const existing = await loadCacheFile(cacheFile);
-  if (existing && JSON.stringify(existing.adapter) !== JSON.stringify(fingerprint)) {
-    throw new CacheFormatError(
-      cacheFile,
-      "adapter",
-      `is ${JSON.stringify(existing.adapter)}, not this GPU ${JSON.stringify(fingerprint)}`,
-    );
-  }
+  const { fingerprint, cacheFile } = await checkCacheFile(options.cacheDir, gpu);
   // Bad inputs are found before anything is written.
   for (const dtype of options.dtypes) {
     planSpace(spec, dtype, options.buckets, space, gpu.caps);
@@ -289,118 +262,115 @@ async function main(args: string[]): Promise<number> {
   console.error(
     `problem ${spec.name}, buckets ${options.buckets.join(",")}, strategy ${options.strategy}`,
   );
+  const signals = new Interrupts();
+  return await tuneAll({ options, spec, space, gpu, fingerprint, cacheFile, signals });
+}
 
-  // Ctrl-C (or SIGTERM): stop the bar, say where the trials are, and exit, but not while the
-  // cache file is being written (that takes milliseconds). Trials are in the log as they end.
-  const now: { bar?: cliProgress.SingleBar; logPath?: string; saving?: Promise<unknown> } = {};
-  let interrupted = false;
-  const onSignal = (code: number) => () => {
-    if (interrupted) Deno.exit(code); // a second signal does not wait
-    interrupted = true;
-    now.bar?.stop();
-    console.error(
-      `\nInterrupted. ${
-        now.logPath ? `Trials so far are in ${now.logPath}; r` : "R"
-      }erun the same command to resume.`,
+/** `--print-wgsl`: prints one config's WGSL for the `--stage` of the problem. */
+async function printWgsl(options: CliOptions, spec: ProjectionSpec, name: string): Promise<number> {
+  let config;
+  try {
+    config = parseConfigName(name);
+  } catch (e) {
+    throw new UsageError(`--print-wgsl: ${(e as Error).message}`);
+  }
+  const shape = options.stage === "fused" ? fusedShape(spec) : batchedShape(spec);
+  if (!shape) throw new UsageError(`problem "${spec.name}" has no batched stage`);
+  const gpu = await openGpu();
+  try {
+    const problem = configProblem(config, shape, options.dtypes[0], gpu.caps);
+    if (problem) {
+      throw new UsageError(`config "${configName(config)}" is invalid here: ${problem}`);
+    }
+    console.log(kernelWgsl(config, shape, options.dtypes[0]));
+  } finally {
+    gpu.device.destroy();
+  }
+  return 0;
+}
+
+/**
+ * This GPU's cache file; a corrupt or foreign one is refused now, not after the tuning: it is
+ * left as it is.
+ *
+ * @throws {CacheFormatError} If the file is not a cache file of this GPU.
+ */
+async function checkCacheFile(
+  cacheDir: string,
+  gpu: Gpu,
+): Promise<{ fingerprint: AdapterFingerprint; cacheFile: string }> {
+  const fingerprint = adapterFingerprint(gpu.adapter.info);
+  const cacheFile = `${cacheDir}/${cacheFileName(fingerprint)}`;
+  const existing = await loadCacheFile(cacheFile);
+  if (existing && JSON.stringify(existing.adapter) !== JSON.stringify(fingerprint)) {
+    throw new CacheFormatError(
+      cacheFile,
+      "adapter",
+      `is ${JSON.stringify(existing.adapter)}, not this GPU ${JSON.stringify(fingerprint)}`,
     );
-    (now.saving ?? Promise.resolve()).finally(() => Deno.exit(code));
-  };
-  const signals: [Deno.Signal, () => void][] = [["SIGINT", onSignal(EXIT.interrupted)]];
-  if (Deno.build.os !== "windows") signals.push(["SIGTERM", onSignal(143)]);
-  for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  }
+  return { fingerprint, cacheFile };
+}
 
+/**
+ * Ctrl-C (or SIGTERM): stop the bar, say where the trials are, and exit, but not while the
+ * cache file is being written (that takes milliseconds). Trials are in the log as they end.
+ */
+class Interrupts {
+  /** Whether a signal came. */
+  interrupted = false;
+  /** What is going on now: the bar to stop, the log to name, the cache write to wait for. */
+  bar?: ProgressBar;
+  logPath?: string;
+  saving?: Promise<unknown>;
+  #signals: [Deno.Signal, () => void][] = [];
+
+  /** Listens for the signals. */
+  constructor() {
+    this.#signals.push(["SIGINT", this.#onSignal(EXIT.interrupted)]);
+    if (Deno.build.os !== "windows") this.#signals.push(["SIGTERM", this.#onSignal(143)]);
+    for (const [signal, handler] of this.#signals) Deno.addSignalListener(signal, handler);
+  }
+
+  #onSignal(code: number): () => void {
+    return () => {
+      if (this.interrupted) Deno.exit(code); // a second signal does not wait
+      this.interrupted = true;
+      this.bar?.stop();
+      console.error(
+        `\nInterrupted. ${
+          this.logPath ? `Trials so far are in ${this.logPath}; r` : "R"
+        }erun the same command to resume.`,
+      );
+      (this.saving ?? Promise.resolve()).finally(() => Deno.exit(code));
+    };
+  }
+
+  /** Stops listening. */
+  remove(): void {
+    for (const [signal, handler] of this.#signals) Deno.removeSignalListener(signal, handler);
+  }
+}
+
+/** What the tuning of each weight type works with. */
+interface Session {
+  options: CliOptions;
+  spec: ProjectionSpec;
+  space: SearchSpace;
+  gpu: Gpu;
+  fingerprint: AdapterFingerprint;
+  cacheFile: string;
+  signals: Interrupts;
+}
+
+/** Tunes each weight type in turn; the exit code. */
+async function tuneAll(session: Session): Promise<number> {
   let failed = false;
   try {
-    for (const dtype of options.dtypes) {
-      const gpuSlug = cacheFileName(fingerprint).replace(/\.json$/, "");
-      const logDir = options.logDir ?? `${options.cacheDir}/logs/${gpuSlug}`;
-      const key = problemKey(spec, dtype);
-      const logPath = `${logDir}/${await logFileName(spec.name, key, GENERATOR_VERSION)}`;
-      now.logPath = logPath;
-      const log = await TrialLog.open(logPath);
-      // A plain rerun resumes: it takes the seed of the log's last run.
-      const last = log.runs.at(-1)?.run;
-      const seed = !options.seedGiven && last ? last.seed : options.seed;
-      console.error(
-        `${dtype}: seed ${seed}${seed === last?.seed ? " (the log's)" : ""}, log ${logPath}`,
-      );
-      await log.appendRun({
-        run: {
-          seed,
-          problem: key,
-          generator: GENERATOR_VERSION,
-          strategy: options.strategy,
-          maxTrials: options.maxTrials,
-          buckets: options.buckets,
-          at: new Date().toISOString(),
-        },
-      });
-      const bar = options.quiet ? undefined : new cliProgress.SingleBar({
-        format:
-          `${dtype} [{bar}] {value}/{total} trials | ETA {eta_formatted} | m={bucket} {target} {config}`,
-        hideCursor: true,
-      }, cliProgress.Presets.shades_classic);
-      now.bar = bar;
-      bar?.start(1, 0, { bucket: "", target: "", config: "" });
-      const started = performance.now();
-      let result;
-      try {
-        result = await tune({
-          gpu,
-          spec,
-          dtype,
-          buckets: options.buckets,
-          space,
-          strategy: STRATEGIES[options.strategy],
-          maxTrials: options.maxTrials,
-          maxSeconds: options.maxSeconds,
-          seed,
-          log,
-          timing: { warmup: options.warmup, repeats: options.repeats },
-          rotateBytes: options.rotateMb * 1e6,
-          heat: options.heat && !isSoftwareAdapter(gpu.adapter),
-          unfused: options.unfused,
-          trialTimeoutMs: options.trialTimeout * 1000,
-          onProgress: (e) => {
-            bar?.setTotal(e.total);
-            bar?.update(e.done, { bucket: e.bucket, target: e.target, config: e.config });
-          },
-        });
-      } finally {
-        bar?.stop();
-      }
-      const seconds = (performance.now() - started) / 1000;
-      if (interrupted) return EXIT.interrupted;
-      // An empty result is not stored: it would add nothing, and make an empty entry.
-      const saving = Object.keys(result.entry.buckets).length > 0
-        ? saveCacheEntry(cacheFile, fingerprint, key, result.entry)
-        : loadCacheFile(cacheFile);
-      now.saving = saving;
-      const saved = (await saving)?.entries[key] ?? { ...result.entry, buckets: {} };
-      now.saving = undefined;
-      console.log(formatResults(spec, dtype, saved));
-      const o = result.outcomes;
-      console.log(
-        `${dtype}: ${
-          seconds.toFixed(1)
-        } s; trials ok ${o.ok}, invalid ${o.invalid}, compile ${o.compile}, verify ${o.verify}, runtime ${o.runtime}; resumed ${result.resumed}; log ${log.path}`,
-      );
-      const kept = result.failedBuckets.filter((m) => saved.buckets[String(m)]);
-      if (kept.length > 0) {
-        console.error(
-          `${dtype}: every candidate of a stage failed at m=${
-            kept.join(", ")
-          } in this run (the reasons are in ${log.path}); the cache keeps the earlier winners`,
-        );
-      }
-      const untuned = options.buckets.filter((m) => !saved.buckets[String(m)]);
-      for (const m of untuned) {
-        const why = result.failedBuckets.includes(m)
-          ? `every candidate of a stage failed (the reasons are in ${log.path})`
-          : "the time budget ran out before it: rerun to resume";
-        console.error(`${dtype}: bucket m=${m} has no tuned kernels: ${why}`);
-        failed = true;
-      }
+    for (const dtype of session.options.dtypes) {
+      const ended = await tuneDtype(session, dtype);
+      if (ended === "interrupted") return EXIT.interrupted;
+      if (ended === "untuned") failed = true;
     }
   } catch (e) {
     if (e instanceof DeviceLostError) {
@@ -409,10 +379,143 @@ async function main(args: string[]): Promise<number> {
     }
     throw e;
   } finally {
-    for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
-    gpu.device.destroy();
+    session.signals.remove();
+    session.gpu.device.destroy();
   }
   return failed ? 1 : 0;
+}
+
+/**
+ * Tunes one weight type, saves its winners and reports them.
+ *
+ * @returns "untuned" if a bucket is left without tuned kernels.
+ */
+async function tuneDtype(
+  session: Session,
+  dtype: WeightDtype,
+): Promise<"done" | "untuned" | "interrupted"> {
+  const { options, gpu, signals } = session;
+  const { log, key, seed } = await openLog(session, dtype);
+  const bar = options.quiet ? undefined : startProgressBar(dtype);
+  signals.bar = bar;
+  const started = performance.now();
+  let result;
+  try {
+    result = await tune({
+      gpu,
+      spec: session.spec,
+      dtype,
+      buckets: options.buckets,
+      space: session.space,
+      strategy: STRATEGIES[options.strategy],
+      maxTrials: options.maxTrials,
+      maxSeconds: options.maxSeconds,
+      seed,
+      log,
+      timing: { warmup: options.warmup, repeats: options.repeats },
+      rotateBytes: options.rotateMb * 1e6,
+      heat: options.heat && !isSoftwareAdapter(gpu.adapter),
+      unfused: options.unfused,
+      trialTimeoutMs: options.trialTimeout * 1000,
+      onProgress: bar?.onProgress,
+    });
+  } finally {
+    bar?.stop();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  if (signals.interrupted) return "interrupted";
+  const saved = await save(session, key, result.entry);
+  return report(session, dtype, result, saved, seconds, log.path) ? "untuned" : "done";
+}
+
+/**
+ * Opens the trial log of a weight type and records this run in it. A plain rerun resumes: it
+ * takes the seed of the log's last run.
+ */
+async function openLog(
+  session: Session,
+  dtype: WeightDtype,
+): Promise<{ log: TrialLog; key: string; seed: number }> {
+  const { options, spec } = session;
+  const gpuSlug = cacheFileName(session.fingerprint).replace(/\.json$/, "");
+  const logDir = options.logDir ?? `${options.cacheDir}/logs/${gpuSlug}`;
+  const key = problemKey(spec, dtype);
+  const logPath = `${logDir}/${await logFileName(spec.name, key, GENERATOR_VERSION)}`;
+  session.signals.logPath = logPath;
+  const log = await TrialLog.open(logPath);
+  const last = log.runs.at(-1)?.run;
+  const seed = !options.seedGiven && last ? last.seed : options.seed;
+  console.error(
+    `${dtype}: seed ${seed}${seed === last?.seed ? " (the log's)" : ""}, log ${logPath}`,
+  );
+  await log.appendRun({
+    run: {
+      seed,
+      problem: key,
+      generator: GENERATOR_VERSION,
+      strategy: options.strategy,
+      maxTrials: options.maxTrials,
+      buckets: options.buckets,
+      at: new Date().toISOString(),
+    },
+  });
+  return { log, key, seed };
+}
+
+/**
+ * Merges a run's entry into the cache file, where it has buckets (an empty result is not
+ * stored: it would add nothing, and make an empty entry).
+ *
+ * @returns The problem's entry as the cache file now holds it.
+ */
+async function save(session: Session, key: string, entry: CacheEntry): Promise<CacheEntry> {
+  const { cacheFile, fingerprint, signals } = session;
+  const saving = Object.keys(entry.buckets).length > 0
+    ? saveCacheEntry(cacheFile, fingerprint, key, entry)
+    : loadCacheFile(cacheFile);
+  signals.saving = saving;
+  const saved = (await saving)?.entries[key] ?? { ...entry, buckets: {} };
+  signals.saving = undefined;
+  return saved;
+}
+
+/**
+ * Prints a weight type's results (the cache's winners, the run's counts) and names the buckets
+ * left without tuned kernels.
+ *
+ * @returns Whether a bucket is left without tuned kernels.
+ */
+function report(
+  session: Session,
+  dtype: WeightDtype,
+  result: TuneResult,
+  saved: CacheEntry,
+  seconds: number,
+  logPath: string,
+): boolean {
+  console.log(formatResults(session.spec, dtype, saved));
+  const o = result.outcomes;
+  console.log(
+    `${dtype}: ${
+      seconds.toFixed(1)
+    } s; trials ok ${o.ok}, invalid ${o.invalid}, compile ${o.compile}, verify ${o.verify}, runtime ${o.runtime}; resumed ${result.resumed}; log ${logPath}`,
+  );
+  const kept = result.failedBuckets.filter((m) => saved.buckets[String(m)]);
+  if (kept.length > 0) {
+    console.error(
+      `${dtype}: every candidate of a stage failed at m=${
+        kept.join(", ")
+      } in this run (the reasons are in ${logPath}); the cache keeps the earlier winners`,
+    );
+  }
+  const untuned = session.options.buckets.filter((m) => !saved.buckets[String(m)]);
+  for (const m of untuned) {
+    const why = result.failedBuckets.includes(m)
+      ? `every candidate of a stage failed (the reasons are in ${logPath})`
+      : "the time budget ran out before it: rerun to resume";
+    console.error(`${dtype}: bucket m=${m} has no tuned kernels: ${why}`);
+  }
+  return untuned.length > 0;
 }
 
 if (import.meta.main) {

@@ -1,0 +1,497 @@
+/**
+ * The GPU runner: compiles, checks and times a batch of candidate configs of a target in one
+ * call ({@linkcode GpuRunner.time}), and times the whole projection fused and unfused in one
+ * batch ({@linkcode GpuRunner.timeProjection}). It owns what that takes on the device: the
+ * targets' buffers, the check data, the compiles started ahead, the heater and the guard
+ * (time limit and device loss, device_guard.ts).
+ *
+ * Every candidate is compiled and checked at m = 3 and m = 67 against the reference with its
+ * output poisoned with NaN first (verify.ts), before it is ever timed. Each trial goes to the
+ * {@linkcode TrialBook} as it finishes, and a trial the log already has is not run again.
+ * Configs are timed up to {@linkcode TIMING_CHUNK} in one submit, so a kill loses at most the
+ * trials of the submit in flight.
+ *
+ * Failures are outcomes, not exceptions: a config the validator rejects ("invalid"), that does
+ * not compile ("compile"), that computes wrong results ("verify"), or whose GPU work fails or
+ * runs past the time limit ("runtime") is logged with its reason and the runner goes on. It
+ * throws only for a lost device ({@linkcode DeviceLostError}). It uses WebGPU but no Deno API:
+ * the time limit (the Deno watchdog) is injected.
+ *
+ * @module
+ */
+import type { KernelConfig } from "../kernels/config.ts";
+import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import type { CompiledKernel, WgslMutation } from "../kernels/gpu.ts";
+import { compileKernel, dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts";
+import type { ProjectionSpec } from "../kernels/problem.ts";
+import type { TimeLimit } from "./device_guard.ts";
+import { DeviceGuard } from "./device_guard.ts";
+import type { Gpu } from "./gpu_device.ts";
+import { DeviceLostError } from "./gpu_device.ts";
+import { GpuHeater } from "./heater.ts";
+import type { Target } from "./targets.ts";
+import { stageTargets, unfusedTargets } from "./targets.ts";
+import type { TimedItem, Timing, TimingOptions } from "./timing.ts";
+import { settleTiming, timeItems, tooNoisy } from "./timing.ts";
+import type { Ranked, TrialBook } from "./trial_book.ts";
+import { newTrial } from "./trial_book.ts";
+import type { Outcome } from "./trial_log.ts";
+import { checkKernel, destroyCheckData, makeCheckData } from "./verify.ts";
+import { formatSeconds, TrialTimeoutError } from "./watchdog.ts";
+
+/** Configs timed per submit: a kill loses at most this many trials. */
+export const TIMING_CHUNK = 8;
+
+const CHECK_ROWS = [3, 67]; // ragged row counts: tails of every row block size
+
+/** What a {@linkcode GpuRunner} works with. */
+export interface GpuRunnerOptions {
+  /** The device and what kernels may use on it. */
+  gpu: Gpu;
+  /** The weight type of the kernels. */
+  dtype: WeightDtype;
+  /** Seeds the check data (the seed plus m). */
+  seed: number;
+  /** Warm-up runs and samples per timing. */
+  timing: TimingOptions;
+  /** Keep the GPU busy between timings so its clocks stay up (see heater.ts). */
+  heat: boolean;
+  /** Time limit of one check or timing submit, milliseconds, as named in failed trials. */
+  limitMs: number;
+  /** Keeps that limit (the watchdog); none for no limit. */
+  timeLimit?: TimeLimit;
+  /** Where trials are looked up and recorded. */
+  book: TrialBook;
+  /** Whether the run's time budget is spent: no new config is started then. */
+  outOfTime: () => boolean;
+  /** Test-only: rewrites a config's WGSL before it is compiled (see kernels/gpu.ts). */
+  mutateWgsl?: WgslMutation;
+}
+
+/** What the runner's targets are made from (see {@linkcode GpuRunner.start}). */
+export interface RunnerSetup {
+  /** The problem. */
+  spec: ProjectionSpec;
+  /** The valid configs of each stage (fused, then batched), from `planSpace` (plan.ts). */
+  valid: KernelConfig[][];
+  /** The run's buckets, smallest first. */
+  buckets: number[];
+  /** Weight bytes to rotate through when timing, so small-m timings read from memory. */
+  rotateBytes: number;
+  /** The run's seeded generator, for the buffers' contents. */
+  random: () => number;
+}
+
+/** A timing's failure, to log for each config of its submit. */
+interface Failed {
+  reason: string;
+  /** Whether the watchdog already wrote the failed trials to the log. */
+  logged: boolean;
+}
+
+/** Compiles, checks and times configs on the GPU (see the module documentation). */
+export class GpuRunner {
+  #options: GpuRunnerOptions;
+  #device: GPUDevice;
+  #book: TrialBook;
+  #guard: DeviceGuard;
+  #heater?: GpuHeater;
+  #buffers: GPUBuffer[] = [];
+  #params = new Map<number, GPUBuffer>();
+  #checkData = new Map<string, ReturnType<typeof makeCheckData>>();
+  /** Compiles started ahead of prepare(), by target and config name. */
+  #compiling = new Map<string, Promise<CompiledKernel>>();
+  #targets: Target[] = [];
+  #unfused: Target[] = [];
+
+  /** Watches the device for its loss and makes the heater; nothing is submitted yet. */
+  constructor(options: GpuRunnerOptions) {
+    this.#options = options;
+    this.#device = options.gpu.device;
+    this.#book = options.book;
+    this.#guard = new DeviceGuard(this.#device, options.book.path, options.timeLimit);
+    this.#heater = options.heat ? new GpuHeater(this.#device) : undefined;
+  }
+
+  /**
+   * Starts the heater and makes the targets and their buffers.
+   *
+   * @throws {RangeError} If an output at the largest bucket is over the storage binding limit.
+   */
+  start(setup: RunnerSetup): void {
+    this.#heater?.start();
+    const keep = (b: GPUBuffer) => (this.#buffers.push(b), b);
+    const { gpu, dtype } = this.#options;
+    const maxM = setup.buckets[setup.buckets.length - 1];
+    this.#targets = stageTargets({ gpu, dtype, maxM, keep, ...setup });
+    this.#params = new Map(setup.buckets.map((m) => [m, keep(paramsBuffer(this.#device, m))]));
+    this.#unfused = unfusedTargets(setup.spec, this.#targets);
+  }
+
+  /** The stages' targets: fused, and batched where the problem has one. */
+  get targets(): readonly Target[] {
+    return this.#targets;
+  }
+
+  /** The unfused baseline's targets: one GEMM per segment and per batched input. */
+  get unfused(): readonly Target[] {
+    return this.#unfused;
+  }
+
+  /** Throws the {@linkcode DeviceLostError} if the device is known to be lost. */
+  throwIfLost(): void {
+    this.#guard.throwIfLost();
+  }
+
+  /** Compiles and checks a config for a target once; failures are logged with their reason. */
+  async prepare(target: Target, config: KernelConfig): Promise<CompiledKernel | undefined> {
+    const name = configName(config);
+    const known = target.kernels.get(name);
+    if (known) return "pipeline" in known ? known : undefined;
+    const earlier = this.#book.earlier(target.name, null, name);
+    if (earlier && earlier.outcome !== "ok") {
+      target.kernels.set(name, { outcome: earlier.outcome, reason: earlier.reason ?? "" });
+      this.#book.resumed++;
+      return undefined;
+    }
+    const { dtype, gpu } = this.#options;
+    const invalid = configProblem(config, target.shape, dtype, gpu.caps);
+    if (invalid) return await this.#fail(target, name, "invalid", invalid);
+    let kernel: CompiledKernel;
+    try {
+      kernel = await (this.#compiling.get(`${target.name}:${name}`) ??
+        this.#compile(target, config));
+    } catch (e) {
+      return await this.#failWith(target, name, "compile", e);
+    }
+    if (!await this.#check(target, kernel, name)) return undefined;
+    target.kernels.set(name, kernel);
+    if (!earlier) await this.#book.record(newTrial(target.name, null, name, "ok", {}));
+    return kernel;
+  }
+
+  /**
+   * Times configs of a target at m (skipping those in the log) and returns all ok timings:
+   * every candidate is compiled and checked first, then they are timed back to back.
+   *
+   * @param logTarget The target the trials are logged under.
+   * @returns The timed configs, with those the log had, fastest first.
+   */
+  async time(
+    target: Target,
+    m: number,
+    candidates: KernelConfig[],
+    logTarget = target.name,
+  ): Promise<Ranked[]> {
+    const groups = this.#bindGroups(target, m);
+    const timed: Ranked[] = [];
+    // Compile and check every candidate first, then time them back to back: the GPU lowers
+    // its clocks while the CPU compiles, and a timing taken right after that reads 2-3x slow.
+    const ready: CompiledKernel[] = [];
+    // Start every compile at once (the driver may compile in parallel); prepare() awaits each.
+    for (const config of candidates) {
+      if (!this.#book.earlier(logTarget, m, configName(config))) {
+        this.#compileAhead(target, config);
+      }
+    }
+    for (const config of candidates) {
+      const name = configName(config);
+      const earlier = this.#book.earlier(logTarget, m, name);
+      if (earlier) {
+        this.#book.resumed++;
+        this.#book.report(m, logTarget, name, earlier.outcome);
+        if (earlier.outcome === "ok") {
+          timed.push({ config: name, medianUs: earlier.medianUs!, noisy: earlier.noisy });
+        }
+        continue;
+      }
+      if (this.#options.outOfTime()) break;
+      const kernel = await this.prepare(target, config);
+      if (kernel) ready.push(kernel);
+      else {
+        const failed = target.kernels.get(name) as { outcome: Outcome };
+        this.#book.report(m, logTarget, name, failed.outcome);
+      }
+    }
+    for (let start = 0; start < ready.length; start += TIMING_CHUNK) {
+      const chunk = ready.slice(start, start + TIMING_CHUNK);
+      timed.push(...await this.#timeChunk(logTarget, chunk, groups, m));
+    }
+    return timed.sort((a, b) => a.medianUs - b.medianUs);
+  }
+
+  /**
+   * Times the whole projection fused (each stage's winner) and unfused (one GEMM per
+   * projection) in one batch, so their ratio comes from one run; both are logged, and a
+   * resumed run takes them from the log.
+   *
+   * @param together The stages' winners, fused first.
+   * @param apart The unfused targets' winners, in their order.
+   * @returns The two times, or undefined if they could not be taken.
+   */
+  async timeProjection(
+    m: number,
+    together: string[],
+    apart: string[],
+  ): Promise<{ fusedUs: number; unfusedUs: number } | undefined> {
+    const book = this.#book;
+    const fusedKey = together.join("+"), unfusedKey = apart.join("+");
+    const f = book.find("projection:fused", m, fusedKey);
+    const u = book.find("projection:unfused", m, unfusedKey);
+    if (f && u) {
+      book.resumed += 2;
+      return f.outcome === "ok" && u.outcome === "ok"
+        ? { fusedUs: f.medianUs!, unfusedUs: u.medianUs! }
+        : undefined;
+    }
+    const whole = await this.#kernelsOf(together, this.#targets);
+    const split = await this.#kernelsOf(apart, this.#unfused);
+    if (!whole || !split) return undefined;
+    const failures = (reason: string) => [
+      newTrial("projection:fused", m, fusedKey, "runtime", { reason }),
+      newTrial("projection:unfused", m, unfusedKey, "runtime", { reason }),
+    ];
+    let timings: Timing[];
+    try {
+      timings = await this.#guard.run(
+        `the timing of the whole projection at m=${m}`,
+        failures(`timed out after ${formatSeconds(this.#options.limitMs / 1000)} s`),
+        () =>
+          timeItems(
+            this.#device,
+            [this.#passOf(whole, m), this.#passOf(split, m)],
+            this.#options.timing,
+          ),
+      );
+    } catch (e) {
+      const error = await this.#guard.lostOr(e);
+      if (error instanceof DeviceLostError) throw error;
+      const logged = error instanceof TrialTimeoutError && error.logged;
+      for (const t of failures((error as Error).message)) await book.record(t, logged);
+      return undefined;
+    }
+    const [fusedTiming, unfusedTiming] = timings.map((t) => settleTiming(t));
+    await book.record(newTrial("projection:fused", m, fusedKey, "ok", fusedTiming));
+    await book.record(newTrial("projection:unfused", m, unfusedKey, "ok", unfusedTiming));
+    return { fusedUs: fusedTiming.medianUs, unfusedUs: unfusedTiming.medianUs };
+  }
+
+  /** Stops the watchdog and the heater and frees every buffer. */
+  async destroy(): Promise<void> {
+    this.#guard.close();
+    await this.#heater?.destroy().catch(() => {});
+    for (const data of this.#checkData.values()) destroyCheckData(data);
+    for (const b of this.#buffers) b.destroy();
+  }
+
+  #compile(target: Target, config: KernelConfig): Promise<CompiledKernel> {
+    const { dtype, mutateWgsl } = this.#options;
+    return compileKernel(this.#device, config, target.shape, dtype, mutateWgsl);
+  }
+
+  #compileAhead(target: Target, config: KernelConfig): void {
+    const key = `${target.name}:${configName(config)}`;
+    if (target.kernels.has(configName(config)) || this.#compiling.has(key)) return;
+    const { dtype, gpu } = this.#options;
+    if (configProblem(config, target.shape, dtype, gpu.caps)) return;
+    const promise = this.#compile(target, config);
+    promise.catch(() => {}); // awaited (and its failure recorded) in prepare()
+    this.#compiling.set(key, promise);
+  }
+
+  #checkDataOf(target: Target, m: number): ReturnType<typeof makeCheckData> {
+    const key = `${target.name}:${m}`;
+    let data = this.#checkData.get(key);
+    if (!data) {
+      const { dtype, seed } = this.#options;
+      data = makeCheckData(this.#device, target.shape, dtype, m, seed + m);
+      this.#checkData.set(key, data);
+    }
+    return data;
+  }
+
+  /**
+   * Checks a compiled kernel at each of `CHECK_ROWS` rows; a failure is logged.
+   *
+   * @returns Whether it passed.
+   */
+  async #check(target: Target, kernel: CompiledKernel, name: string): Promise<boolean> {
+    for (const m of CHECK_ROWS) {
+      const data = this.#checkDataOf(target, m);
+      let mismatch: string | undefined;
+      const timedOut = (seconds: string) =>
+        newTrial(target.name, null, name, "runtime", {
+          reason: `timed out after ${seconds} s (check at m=${m})`,
+        });
+      try {
+        mismatch = await this.#guard.run(
+          `the check of ${target.name} ${name} at m=${m}`,
+          [timedOut(formatSeconds(this.#options.limitMs / 1000))],
+          () => checkKernel(this.#device, kernel, data),
+        );
+      } catch (e) {
+        if (e instanceof TrialTimeoutError) {
+          const reason = timedOut(formatSeconds(e.seconds)).reason!;
+          await this.#fail(target, name, "runtime", reason, e.logged);
+        } else {
+          await this.#failWith(target, name, "runtime", e);
+        }
+        return false;
+      }
+      // A lost device reads back garbage rather than failing, at times.
+      if (mismatch && (await this.#guard.isLost())) throw this.#guard.lostError();
+      if (mismatch) {
+        await this.#fail(target, name, "verify", `at m=${m}: ${mismatch}`);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Logs a failed check of a config (`logged` when the watchdog already did). */
+  async #fail(
+    target: Target,
+    name: string,
+    outcome: Outcome,
+    reason: string,
+    logged = false,
+  ): Promise<undefined> {
+    target.kernels.set(name, { outcome, reason });
+    await this.#book.record(newTrial(target.name, null, name, outcome, { reason }), logged);
+    return undefined;
+  }
+
+  /** Logs a thrown failure as `outcome`, unless it is the device's loss. */
+  async #failWith(target: Target, name: string, outcome: Outcome, e: unknown): Promise<undefined> {
+    const error = await this.#guard.lostOr(e);
+    if (error instanceof DeviceLostError) throw error;
+    const logged = error instanceof TrialTimeoutError && error.logged;
+    return await this.#fail(target, name, outcome, (error as Error).message, logged);
+  }
+
+  /** A bind group per weight copy of the target, at m. */
+  #bindGroups(target: Target, m: number): GPUBindGroup[] {
+    return target.buffers.ws.map((w) =>
+      kernelBindGroup(this.#device, {
+        params: this.#params.get(m)!,
+        x: target.buffers.x,
+        w,
+        y: target.buffers.y,
+      })
+    );
+  }
+
+  /**
+   * Times one submit of kernels, then measures again those too noisy to trust; each trial is
+   * logged and reported.
+   *
+   * @returns The ok timings.
+   */
+  async #timeChunk(
+    logTarget: string,
+    chunk: CompiledKernel[],
+    groups: GPUBindGroup[],
+    m: number,
+  ): Promise<Ranked[]> {
+    const timed: Ranked[] = [];
+    const timings = await this.#timeOrFail(logTarget, chunk, groups, m);
+    if (!Array.isArray(timings)) {
+      for (const k of chunk) await this.#timingFailed(logTarget, m, k.name, timings);
+      return timed;
+    }
+    const timing = this.#options.timing;
+    for (const [i, kernel] of chunk.entries()) {
+      const first = timings[i];
+      let again: Timing | undefined;
+      if (tooNoisy(first)) {
+        // Too noisy to trust: measure once more, with twice the repeats.
+        const repeat = await this.#timeOrFail(logTarget, [kernel], groups, m, {
+          ...timing,
+          repeats: timing.repeats * 2,
+        });
+        if (!Array.isArray(repeat)) {
+          await this.#timingFailed(logTarget, m, kernel.name, repeat);
+          continue;
+        }
+        again = repeat[0];
+      }
+      const t = settleTiming(first, again);
+      await this.#book.record(newTrial(logTarget, m, kernel.name, "ok", t));
+      this.#book.report(m, logTarget, kernel.name, "ok");
+      timed.push({ config: kernel.name, medianUs: t.medianUs, noisy: t.noisy });
+    }
+    return timed;
+  }
+
+  async #timingFailed(logTarget: string, m: number, name: string, failed: Failed): Promise<void> {
+    const t = newTrial(logTarget, m, name, "runtime", { reason: failed.reason });
+    await this.#book.record(t, failed.logged);
+    this.#book.report(m, logTarget, name, "runtime");
+  }
+
+  /**
+   * Times kernels at m under the time limit.
+   *
+   * @returns Their timings, or the failure to log for each (all of them: one submit).
+   */
+  async #timeOrFail(
+    logTarget: string,
+    kernels: CompiledKernel[],
+    groups: GPUBindGroup[],
+    m: number,
+    timing = this.#options.timing,
+  ): Promise<Timing[] | Failed> {
+    const reason = (seconds: number) =>
+      `timed out after ${formatSeconds(seconds)} s (timing at m=${m}${
+        kernels.length > 1 ? `, in one submit with ${kernels.length - 1} other configs` : ""
+      })`;
+    const limitS = this.#options.limitMs / 1000;
+    try {
+      return await this.#guard.run(
+        `the timing of ${logTarget} ${kernels.map((k) => k.name).join(", ")} at m=${m}`,
+        kernels.map((k) => newTrial(logTarget, m, k.name, "runtime", { reason: reason(limitS) })),
+        () => timeItems(this.#device, kernels.map((k) => this.#itemOf(k, groups, m)), timing),
+      );
+    } catch (e) {
+      if (e instanceof TrialTimeoutError) return { reason: reason(e.seconds), logged: e.logged };
+      const error = await this.#guard.lostOr(e);
+      if (error instanceof DeviceLostError) throw error;
+      return { reason: (error as Error).message, logged: false };
+    }
+  }
+
+  /** A timed item that runs a kernel at m, on the next weight copy each repeat. */
+  #itemOf(kernel: CompiledKernel, groups: GPUBindGroup[], m: number): TimedItem {
+    return {
+      encode: (pass: GPUComputePassEncoder, rep: number) =>
+        dispatchKernel(pass, kernel, groups[rep % groups.length], m),
+    };
+  }
+
+  /** The kernels of configs, the i-th for the i-th target; undefined if any fails its check. */
+  async #kernelsOf(
+    names: string[],
+    of: readonly Target[],
+  ): Promise<{ kernel: CompiledKernel; target: Target }[] | undefined> {
+    const out: { kernel: CompiledKernel; target: Target }[] = [];
+    for (const [i, name] of names.entries()) {
+      const kernel = await this.prepare(of[i], parseConfigName(name));
+      if (!kernel) return undefined;
+      out.push({ kernel, target: of[i] });
+    }
+    return out;
+  }
+
+  /** A timed item that runs several kernels in one pass, each on its target's buffers. */
+  #passOf(kernels: { kernel: CompiledKernel; target: Target }[], m: number): TimedItem {
+    const groups = kernels.map(({ target }) => this.#bindGroups(target, m));
+    return {
+      encode: (pass: GPUComputePassEncoder, rep: number) => {
+        kernels.forEach(({ kernel }, i) =>
+          dispatchKernel(pass, kernel, groups[i][rep % groups[i].length], m)
+        );
+      },
+    };
+  }
+}

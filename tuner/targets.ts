@@ -1,0 +1,144 @@
+/**
+ * The targets a run tunes on the GPU: each stage of the projection (fused, and batched where
+ * the problem has one) and each GEMM of the unfused baseline, with the buffers they are
+ * checked and timed on. No Deno API here.
+ *
+ * @module
+ */
+import type { KernelConfig } from "../kernels/config.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { packWeights } from "../kernels/dtype.ts";
+import type { CompiledKernel } from "../kernels/gpu.ts";
+import { storageBuffer } from "../kernels/gpu.ts";
+import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
+import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
+import type { Gpu } from "./gpu_device.ts";
+import type { Outcome } from "./trial_log.ts";
+import { randomNonZero } from "./random.ts";
+import { shapeExtents } from "./verify.ts";
+
+/** The GPU buffers one stage is timed on: rotating weight copies, shared X and Y. */
+export interface StageBuffers {
+  x: GPUBuffer;
+  ws: GPUBuffer[];
+  y: GPUBuffer;
+}
+
+/** A stage being tuned: its shape, buffers and compiled/checked kernels. */
+export interface Target {
+  name: string;
+  stage: "fused" | "batched";
+  shape: GemmShape;
+  buffers: StageBuffers;
+  /** Compiled and checked kernels by config name; a failure is an outcome with its reason. */
+  kernels: Map<string, CompiledKernel | { outcome: Outcome; reason: string }>;
+  /** Configs of the space that pass validation for this target's shape. */
+  valid: KernelConfig[];
+}
+
+/** What the stage targets are made from. */
+export interface StageSetup {
+  /** The device and its limits. */
+  gpu: Gpu;
+  /** The problem. */
+  spec: ProjectionSpec;
+  /** The weight type the weights are packed as. */
+  dtype: WeightDtype;
+  /** The valid configs of each stage (fused, then batched), from `planSpace` (plan.ts). */
+  valid: KernelConfig[][];
+  /** The largest bucket: the buffers are sized for it. */
+  maxM: number;
+  /** Weight bytes to rotate through when timing. */
+  rotateBytes: number;
+  /** The run's seeded generator, for the buffers' contents. */
+  random: () => number;
+  /** Takes each buffer made, to destroy it when the run ends. */
+  keep: (buffer: GPUBuffer) => GPUBuffer;
+}
+
+function weightBuffers(
+  device: GPUDevice,
+  values: Float32Array,
+  dtype: WeightDtype,
+  rotateBytes: number,
+  label: string,
+): GPUBuffer[] {
+  const packed = packWeights(values, dtype);
+  const copies = Math.max(1, Math.min(16, Math.ceil(rotateBytes / packed.byteLength)));
+  return Array.from(
+    { length: copies },
+    (_, i) => storageBuffer(device, packed, `${label} copy ${i}`),
+  );
+}
+
+/**
+ * The stages' targets: X and the fused weight; the fused output is the batched stage's input.
+ *
+ * @throws {RangeError} If an output at the largest bucket is over the storage binding limit.
+ */
+export function stageTargets(setup: StageSetup): Target[] {
+  const { gpu, spec, dtype, maxM, random, keep } = setup;
+  const device = gpu.device;
+  const weightCopies = (values: Float32Array, label: string) =>
+    weightBuffers(device, values, dtype, setup.rotateBytes, label).map(keep);
+  const fused = fusedShape(spec);
+  const fusedExtent = shapeExtents(fused, maxM);
+  checkSize(gpu, fusedExtent.y * 4, `the fused output at m=${maxM}`);
+  const fusedBuffers: StageBuffers = {
+    x: keep(storageBuffer(device, randomNonZero(fusedExtent.x, random), "x")),
+    ws: weightCopies(randomNonZero(fusedExtent.w, random), "fused w"),
+    y: keep(storageBuffer(device, randomNonZero(fusedExtent.y, random), "fused y")),
+  };
+  const targets: Target[] = [{
+    name: "fused",
+    stage: "fused",
+    shape: fused,
+    buffers: fusedBuffers,
+    kernels: new Map(),
+    valid: setup.valid[0],
+  }];
+  const batched = batchedShape(spec);
+  if (batched) {
+    const extent = shapeExtents(batched, maxM);
+    checkSize(gpu, extent.y * 4, `the batched output at m=${maxM}`);
+    targets.push({
+      name: "batched",
+      stage: "batched",
+      shape: batched,
+      buffers: {
+        x: fusedBuffers.y,
+        ws: weightCopies(randomNonZero(extent.w, random), "batched w"),
+        y: keep(device.createBuffer({
+          size: extent.y * 4,
+          usage: GPUBufferUsage.STORAGE,
+          label: "batched y",
+        })),
+      },
+      kernels: new Map(),
+      valid: setup.valid[1],
+    });
+  }
+  return targets;
+}
+
+/**
+ * The unfused baseline's targets: one GEMM per segment and per batched input, on the buffers
+ * of its stage's target.
+ */
+export function unfusedTargets(spec: ProjectionSpec, stages: readonly Target[]): Target[] {
+  return unfusedShapes(spec).map(({ stage, shape }, i) => ({
+    ...stages.find((t) => t.stage === stage)!,
+    name: `unfused:${i}`,
+    shape,
+    kernels: new Map(),
+    valid: [],
+  }));
+}
+
+function checkSize(gpu: Gpu, bytes: number, what: string): void {
+  if (bytes > gpu.caps.maxStorageBinding) {
+    throw new RangeError(
+      `Cannot tune: ${what} needs ${bytes} bytes, over the device's storage binding limit of ${gpu.caps.maxStorageBinding}`,
+    );
+  }
+}
