@@ -116,30 +116,29 @@ Deno.test("replay answers from a log: exhaustive at 100% has no regret, budgets 
   assert.throws(() => parseBudget("many"), /--budget must be a percentage/);
 });
 
-Deno.test("deno task replay replays a committed H100 log and prints the summary line", async () => {
+Deno.test("deno task replay replays the committed H100 exhaustive log with the default strategy", async () => {
   const log =
-    `${ROOT}cache/logs/4318-9008-nvidia-h100-80gb-hbm3/kimi-linear-tp4-f16-09d8db3b.jsonl`;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "tuner/replay_cli.ts",
-      "--log",
-      log,
-      "--strategy",
-      "local",
-      "--budget",
-      "50%",
-      "--seeds",
-      "3",
-    ],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  // 15 buckets x 2 stages, each with its 16 logged configs (plus the checks that failed).
-  assert.match(text, /\| fused \| 1 \| \d+ \| \d+ \|/);
-  assert.match(text.trim().split("\n").at(-1)!, /^replay: worst regret .* 30 buckets, 3 seeds$/);
+    `${ROOT}cache/logs/4318-9008-nvidia-h100-80gb-hbm3/kimi-linear-tp4-f16-exhaustive.jsonl`;
+  const replayCli = async (strategy: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "tuner/replay_cli.ts", "--log", log, "--strategy", strategy],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const text = new TextDecoder().decode(out.stdout).trim();
+    const last = text.split("\n").at(-1)!;
+    const m =
+      /^replay: worst regret ([\d.]+)% \(median ([\d.]+)%\) at 15\.0% of evaluations, 14 buckets, 20 seeds$/
+        .exec(last);
+    assert.ok(m, last);
+    return { text, worst: Number(m[1]), median: Number(m[2]) };
+  };
+  // The defaults: guided, 15% of each bucket's candidates, 20 seeds (README: 6.8%, median 0.0%).
+  const guided = await replayCli("guided");
+  assert.match(guided.text, /\| batched \| 1024 \| 381 \| 57 \|/);
+  const random = await replayCli("random");
+  assert.ok(guided.worst < random.worst, `guided ${guided.worst}% vs random ${random.worst}%`);
+  assert.ok(guided.median <= random.median);
 });
