@@ -5,6 +5,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { DeviceCaps, GemvConfig, TileConfig } from "../kernels/config.ts";
+import { PORTABLE_CAPS } from "../kernels/device.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 
 /** Runs `fn` with a fresh temporary directory, removed afterwards. */
@@ -77,16 +78,7 @@ export function filesUnder(dir: string, prefix = ""): string[] {
 }
 
 /** WebGPU's default limits, without subgroups. */
-export const CAPS: DeviceCaps = {
-  maxInvocations: 256,
-  maxWorkgroupSizeX: 256,
-  maxWorkgroupSizeY: 256,
-  maxWorkgroupStorage: 16384,
-  maxStorageBinding: 128 << 20,
-  maxWorkgroupsPerDimension: 65535,
-  subgroups: false,
-  subgroupMinSize: 0,
-};
+export const CAPS: DeviceCaps = { ...PORTABLE_CAPS };
 
 /**
  * Replaces every console method that prints with one that records its call, until `restore()`:
