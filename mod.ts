@@ -1,17 +1,26 @@
 /**
  * Fused projection GEMMs for WebGPU, tuned per GPU and per row count.
  *
- * ```ts ignore
- * import { createProjection, kimiLinearSpec } from "./mod.ts";
- * const spec = kimiLinearSpec({ tp: 4 });
- * const proj = await createProjection(device, spec, { weights: { fused, batched }, dtype: "f16" });
- * const out = await proj.run(x, m); // { q, k, v, b, f_a, g_a, f_b, g_b }
- * proj.destroy();
+ * ```ts
+ * import { createProjection, requestTunedDevice } from "./mod.ts";
+ * const adapter = await navigator.gpu.requestAdapter();
+ * if (adapter) {
+ *   const device = await requestTunedDevice(adapter); // what tuned kernels can use
+ *   const spec = { name: "demo", k: 8, segments: [{ name: "q", n: 4 }, { name: "v", n: 2 }] };
+ *   const fused = new Float32Array(6 * 8).fill(0.25); // [sum n, k]
+ *   const proj = await createProjection(device, spec, { weights: { fused }, dtype: "f16" });
+ *   const out = await proj.run(new Float32Array(8).fill(1), 1); // { q, v }
+ *   if (out.v[1] !== 2) throw new Error(`v = ${out.v}`);
+ *   proj.destroy();
+ *   device.destroy();
+ * }
  * ```
  *
  * `createProjection` picks the cache file for the device's adapter from `cache/` (by
- * fingerprint), compiles the kernels of every tuned bucket once, and each call uses the bucket
- * rule of {@linkcode bucketFor}. A GPU with no cache file gets default configs.
+ * fingerprint), picks per bucket the fastest tuned configs the device can run (the tuned
+ * winners, or the best of a weaker device tier: no subgroups, or WebGPU's default limits),
+ * compiles every kernel once, and each call uses the bucket rule of {@linkcode bucketFor}. A GPU
+ * with no cache file gets default configs. Nothing is printed: warnings go to `onWarning`.
  *
  * @module
  */
