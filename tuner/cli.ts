@@ -500,6 +500,13 @@ function report(
       seconds.toFixed(1)
     } s; trials ok ${o.ok}, invalid ${o.invalid}, compile ${o.compile}, verify ${o.verify}, runtime ${o.runtime}; resumed ${result.resumed}; log ${logPath}`,
   );
+  const p = result.phases;
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  console.log(
+    `${dtype}: time went to compile waits ${s(p.compileMs)}, checks ${s(p.verifyMs)}, timing ${
+      s(p.timeMs)
+    }, the rest (setup, logging, idle) ${s(p.totalMs - p.compileMs - p.verifyMs - p.timeMs)}`,
+  );
   const kept = result.failedBuckets.filter((m) => saved.buckets[String(m)]);
   if (kept.length > 0) {
     console.error(

@@ -43,6 +43,16 @@ import { formatSeconds, TrialTimeoutError } from "./watchdog.ts";
 /** Configs timed per submit: a kill loses at most this many trials. */
 export const TIMING_CHUNK = 8;
 
+/** Where a run's time went, milliseconds of wall time. */
+export interface PhaseTimes {
+  /** Waiting for pipelines (compiles run ahead, in parallel where the driver allows). */
+  compileMs: number;
+  /** Checking kernels against the float64 reference. */
+  verifyMs: number;
+  /** Timing kernels: GPU work and reading the timestamps back. */
+  timeMs: number;
+}
+
 const CHECK_ROWS = [3, 67]; // ragged row counts: tails of every row block size
 
 /** What a {@linkcode GpuRunner} works with. */
@@ -104,6 +114,7 @@ export class GpuRunner {
   #compiling = new Map<string, Promise<CompiledKernel>>();
   #targets: Target[] = [];
   #unfused: Target[] = [];
+  #phases: PhaseTimes = { compileMs: 0, verifyMs: 0, timeMs: 0 };
 
   /** Watches the device for its loss and makes the heater; nothing is submitted yet. */
   constructor(options: GpuRunnerOptions) {
@@ -127,6 +138,24 @@ export class GpuRunner {
     this.#targets = stageTargets({ gpu, dtype, maxM, keep, ...setup });
     this.#params = new Map(setup.buckets.map((m) => [m, keep(paramsBuffer(this.#device, m))]));
     this.#unfused = unfusedTargets(setup.spec, this.#targets);
+  }
+
+  /**
+   * Milliseconds spent so far waiting for compiles, checking kernels against the reference, and
+   * timing (on the GPU and reading the timestamps back).
+   */
+  get phases(): Readonly<PhaseTimes> {
+    return this.#phases;
+  }
+
+  /** Runs `work` and adds its wall time to a phase. */
+  async #in<T>(phase: keyof PhaseTimes, work: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.#phases[phase] += performance.now() - t0;
+    }
   }
 
   /** The stages' targets: fused, and batched where the problem has one. */
@@ -160,12 +189,14 @@ export class GpuRunner {
     if (invalid) return await this.#fail(target, name, "invalid", invalid);
     let kernel: CompiledKernel;
     try {
-      kernel = await (this.#compiling.get(`${target.name}:${name}`) ??
-        this.#compile(target, config));
+      kernel = await this.#in(
+        "compileMs",
+        () => this.#compiling.get(`${target.name}:${name}`) ?? this.#compile(target, config),
+      );
     } catch (e) {
       return await this.#failWith(target, name, "compile", e);
     }
-    if (!await this.#check(target, kernel, name)) return undefined;
+    if (!await this.#in("verifyMs", () => this.#check(target, kernel, name))) return undefined;
     target.kernels.set(name, kernel);
     if (!earlier) await this.#book.record(newTrial(target.name, null, name, "ok", {}));
     return kernel;
@@ -258,11 +289,12 @@ export class GpuRunner {
         `the timing of the whole projection at m=${m}`,
         failures(`timed out after ${formatSeconds(this.#options.limitMs / 1000)} s`),
         () =>
-          timeItems(
-            this.#device,
-            [this.#passOf(whole, m), this.#passOf(split, m)],
-            this.#options.timing,
-          ),
+          this.#in("timeMs", () =>
+            timeItems(
+              this.#device,
+              [this.#passOf(whole, m), this.#passOf(split, m)],
+              this.#options.timing,
+            )),
       );
     } catch (e) {
       const error = await this.#guard.lostOr(e);
@@ -451,7 +483,11 @@ export class GpuRunner {
       return await this.#guard.run(
         `the timing of ${logTarget} ${kernels.map((k) => k.name).join(", ")} at m=${m}`,
         kernels.map((k) => newTrial(logTarget, m, k.name, "runtime", { reason: reason(limitS) })),
-        () => timeItems(this.#device, kernels.map((k) => this.#itemOf(k, groups, m)), timing),
+        () =>
+          this.#in(
+            "timeMs",
+            () => timeItems(this.#device, kernels.map((k) => this.#itemOf(k, groups, m)), timing),
+          ),
       );
     } catch (e) {
       if (e instanceof TrialTimeoutError) return { reason: reason(e.seconds), logged: e.logged };

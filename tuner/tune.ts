@@ -31,6 +31,7 @@ import type { SearchSpace } from "../kernels/space.ts";
 import { suitsRows } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
 import { GpuRunner, TIMING_CHUNK } from "./gpu_runner.ts";
+import type { PhaseTimes } from "./gpu_runner.ts";
 import { planSpace } from "./plan.ts";
 import { seededRandom } from "./random.ts";
 import type { Evaluate, Strategy } from "./search.ts";
@@ -89,6 +90,8 @@ export interface TuneResult {
   /** Count of trials by outcome in this run (resumed trials not counted). */
   outcomes: Record<Outcome, number>;
   resumed: number;
+  /** Where the run's wall time went; `totalMs` also counts what none of the phases did. */
+  phases: PhaseTimes & { totalMs: number };
 }
 
 /** The unfused baseline tries this many of the stage's fastest configs on each of its GEMMs. */
@@ -100,6 +103,8 @@ interface Run {
   runner: GpuRunner;
   book: TrialBook;
   outOfTime: () => boolean;
+  /** When the run started (`performance.now()`). */
+  started: number;
   /** The winner of the bucket before, per stage: the strategy's hint at the next bucket. */
   hints: Map<string, KernelConfig>;
 }
@@ -134,7 +139,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   try {
     const valid = stagePlans.map((p) => p.valid);
     runner.start({ spec, valid, buckets, rotateBytes: options.rotateBytes, random });
-    const run: Run = { options, runner, book, outOfTime, hints: new Map() };
+    const run: Run = { options, runner, book, outOfTime, started, hints: new Map() };
     // Configs the validator rejects are logged once with the reason and never counted as trials.
     for (const [i, target] of runner.targets.entries()) {
       await logInvalid(book, target, stagePlans[i].invalid);
@@ -183,6 +188,7 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
     failedBuckets,
     outcomes: book.outcomes,
     resumed: book.resumed,
+    phases: { ...runner.phases, totalMs: performance.now() - run.started },
   };
 }
 
