@@ -14,7 +14,7 @@ import { dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { fusedWidth, segmentOffsets } from "../kernels/problem.ts";
 import { bucketFor } from "./bucket.ts";
-import type { ProjectionConfig, StageShapes } from "./bucket_plan.ts";
+import type { ProjectionConfig, ProjectionMode, StageShapes } from "./bucket_plan.ts";
 import type { CacheSource } from "./tuned_configs.ts";
 
 /** Options of `createProjection`. */
@@ -38,7 +38,7 @@ export interface ProjectionOptions {
    * projection where that won. "fused" and "unfused" force one way (for benchmarks); "unfused"
    * needs tuned unfused configs and falls back to fused where there are none.
    */
-  mode?: "auto" | "fused" | "unfused";
+  mode?: ProjectionMode;
   /**
    * Called with what the projection would warn about (tuned buckets this device cannot run,
    * and which tier or defaults run instead); `config(m)` tells the same per bucket. The

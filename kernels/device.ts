@@ -52,8 +52,7 @@ export const UNLIMITED_CAPS: Readonly<DeviceCaps> = Object.freeze({
  *
  * @example
  * ```ts
- * import { tierCaps } from "./device.ts";
- * import { PORTABLE_CAPS } from "./device.ts";
+ * import { PORTABLE_CAPS, tierCaps } from "./device.ts";
  * const h100 = { ...PORTABLE_CAPS, maxInvocations: 1024, subgroups: true, subgroupMinSize: 32 };
  * if (tierCaps("no-subgroups", h100).subgroups) throw new Error("no subgroups in that tier");
  * if (tierCaps("no-subgroups", h100).maxInvocations !== 1024) throw new Error("adapter limits");
