@@ -22,9 +22,8 @@ import { loadCacheFile } from "../cache/store.ts";
 import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
 import { createProjection } from "../dispatch/create.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import { bytesPerElement } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
-import { batchedInputWidth, fusedWidth, projectionFlops } from "../kernels/problem.ts";
+import { batchedInputWidth, fusedWidth, projectionFlops, weightBytes } from "../kernels/problem.ts";
 import { DEFAULT_BUCKETS, findProblem } from "../tuner/problems.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { GpuHeater } from "../tuner/heater.ts";
@@ -147,13 +146,6 @@ await report(rows, summaries);
 
 function ratio(a: number | null | undefined, b: number | null | undefined): string {
   return a && b ? `${(a / b).toFixed(2)}x` : "-";
-}
-
-/** Weight bytes of the whole projection (fused and batched weights). */
-function weightBytes(s: ProjectionSpec, dtype: WeightDtype): number {
-  const b = s.batched;
-  return (s.k * fusedWidth(s) + (b ? b.inputs.length * b.n * batchedInputWidth(s) : 0)) *
-    bytesPerElement(dtype);
 }
 
 /** Times a projection variant at every bucket; `copies` projections rotate the weights. */

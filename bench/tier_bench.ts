@@ -16,9 +16,7 @@ import { parseArgs } from "node:util";
 import { adapterFingerprint, cacheFileName } from "../cache/schema.ts";
 import { createProjection, requestTunedDevice } from "../mod.ts";
 import type { Projection, WeightDtype } from "../mod.ts";
-import { bytesPerElement } from "../kernels/dtype.ts";
-import { batchedInputWidth, fusedWidth } from "../kernels/problem.ts";
-import type { ProjectionSpec } from "../kernels/problem.ts";
+import { batchedInputWidth, fusedWidth, weightBytes } from "../kernels/problem.ts";
 import { GpuHeater } from "../tuner/heater.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { timeItems } from "../tuner/timing.ts";
@@ -178,9 +176,3 @@ await Deno.writeTextFile(
 );
 console.error(`wrote ${out.pathname}`);
 for (const [, device] of devices) device.destroy();
-
-function weightBytes(s: ProjectionSpec, d: WeightDtype): number {
-  const b = s.batched;
-  return (s.k * fusedWidth(s) + (b ? b.inputs.length * b.n * batchedInputWidth(s) : 0)) *
-    bytesPerElement(d);
-}

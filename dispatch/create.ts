@@ -8,7 +8,7 @@
 import { describeValue } from "../kernels/describe.ts";
 import { deviceCaps } from "../kernels/config.ts";
 import type { DeviceCaps } from "../kernels/config.ts";
-import { bytesPerElement, packWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import { packedBytes, packWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { compileKernel, KernelCompileError, storageBuffer } from "../kernels/gpu.ts";
 import type { CompiledKernel, WgslMutation } from "../kernels/gpu.ts";
@@ -285,7 +285,7 @@ function checkWeightSizes(
   const sizes: [string, number][] = [["weights.fused", weights.fused.length]];
   if (weights.batched) sizes.push(["weights.batched", weights.batched.length]);
   for (const [what, length] of sizes) {
-    const bytes = Math.ceil((length * bytesPerElement(dtype)) / 4) * 4;
+    const bytes = packedBytes(length, dtype);
     if (bytes > limit) {
       throw new RangeError(
         `Cannot create projection: ${what} takes ${bytes} bytes as ${dtype}, over this device's storage buffer limit of ${limit} bytes`,

@@ -23,6 +23,21 @@ const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
 /**
+ * Bytes of `elements` weights stored as `dtype` in a GPU buffer (16-bit pairs packed in u32s,
+ * so the size is padded to 4 bytes).
+ *
+ * @example
+ * ```ts
+ * import { packedBytes } from "./dtype.ts";
+ * if (packedBytes(3, "f16") !== 8) throw new Error("3 halves take two u32s");
+ * if (packedBytes(3, "f32") !== 12) throw new Error("3 floats");
+ * ```
+ */
+export function packedBytes(elements: number, dtype: WeightDtype): number {
+  return Math.ceil((elements * bytesPerElement(dtype)) / 4) * 4;
+}
+
+/**
  * Rounds a float32 to IEEE half precision bits, nearest-even; NaN stays NaN (quiet), values
  * past 65504 become infinity, tiny values become subnormals or signed zero.
  *

@@ -8,6 +8,7 @@
  * @module
  */
 import type { WeightDtype } from "./dtype.ts";
+import { bytesPerElement } from "./dtype.ts";
 
 /** One named column range of the fused output. */
 export interface Segment {
@@ -269,4 +270,12 @@ export function projectionFlops(spec: ProjectionSpec, m: number): number {
   const fused = 2 * m * spec.k * fusedWidth(spec);
   const b = spec.batched;
   return fused + (b ? 2 * m * batchedInputWidth(spec) * b.n * b.inputs.length : 0);
+}
+
+/** Bytes of a projection's weights (fused and batched) stored as `dtype`. */
+export function weightBytes(spec: ProjectionSpec, dtype: WeightDtype): number {
+  const b = spec.batched;
+  const elements = spec.k * fusedWidth(spec) +
+    (b ? b.inputs.length * b.n * batchedInputWidth(spec) : 0);
+  return elements * bytesPerElement(dtype);
 }

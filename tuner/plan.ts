@@ -16,7 +16,7 @@ import {
   fusedShape,
   fusedWidth,
 } from "../kernels/problem.ts";
-import { bytesPerElement } from "../kernels/dtype.ts";
+import { packedBytes } from "../kernels/dtype.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { enumerateSpace, suitsRows } from "../kernels/space.ts";
 
@@ -93,7 +93,7 @@ export function planSpace(
  * invalid bind group, and the kernels then read zeros (the checks fail with NaN, not a reason).
  */
 function checkSizes(spec: ProjectionSpec, dtype: WeightDtype, maxM: number, caps: DeviceCaps) {
-  const packed = (elements: number) => Math.ceil(elements * bytesPerElement(dtype) / 4) * 4;
+  const packed = (elements: number) => packedBytes(elements, dtype);
   const b = spec.batched;
   const sizes: [string, number][] = [
     ["the fused weights", packed(fusedWidth(spec) * spec.k)],
