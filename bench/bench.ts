@@ -6,6 +6,8 @@
  *
  * Every variant runs through `createProjection`, with weights rotated over copies whose total
  * is past the L2, inside one process and one heater-warmed session, so ratios come from one run.
+ * Each run waits for the one before (chain.ts), as the tuner's runs do, and timings taken while
+ * the GPU's clock moved are measured again (tuner/clock_probe.ts).
  *
  * @module
  */
@@ -26,11 +28,13 @@ import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, fusedWidth, projectionFlops, weightBytes } from "../kernels/problem.ts";
 import { DEFAULT_BUCKETS, findProblem } from "../tuner/problems.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
+import { ClockProbe } from "../tuner/clock_probe.ts";
 import { GpuHeater } from "../tuner/heater.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { formatTable } from "../tuner/report.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { ceilingsOf } from "./ceilings.ts";
+import { RunChain } from "./chain.ts";
 import type { Row } from "./row.ts";
 
 const { values: args } = parseArgs({
@@ -53,6 +57,9 @@ const heater = /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapter.info.descriptio
   ? undefined
   : new GpuHeater(device);
 heater?.start();
+// The tuner's clock watch: timings taken while the clock moved are measured again (timing.ts).
+const probe = heater && device.features.has("timestamp-query") ? new ClockProbe(device) : undefined;
+let worstDriftPct = 0;
 const spec = await findProblem(args.problem);
 const ceilings = ceilingsOf(gpu.adapter.info.description);
 const fingerprint = adapterFingerprint(gpu.adapter.info);
@@ -66,6 +73,13 @@ const x = device.createBuffer({
   usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
 });
 device.queue.writeBuffer(x, 0, randomNonZero(maxM * spec.k, random) as Float32Array<ArrayBuffer>);
+// Each run waits for the one before, as in a model; the links' own cost is taken off.
+const chain = new RunChain(device, x);
+const [link] = await timeItems(device, [chain.alone()], {
+  warmup: 3,
+  repeats: Number(args.repeats),
+  probe,
+});
 const torch = args.torch ? await runTorch(spec, buckets) : [];
 console.error(
   `GPU: ${fingerprint.description}; cache ${cache ? cachePath : "none (tuned = default)"}`,
@@ -142,6 +156,16 @@ for (const dtype of args.dtype.split(",") as WeightDtype[]) {
   );
 }
 await heater?.destroy();
+probe?.destroy();
+chain.destroy();
+console.log(`chain link: ${link.medianUs.toFixed(2)} us per run, taken off every time`);
+if (probe) {
+  console.log(
+    `clock probe: ${probe.referenceUs.toFixed(2)} us per run; settled ${probe.settles} times in ${
+      (probe.settleMs / 1000).toFixed(1)
+    } s; worst drift of a kept timing ${worstDriftPct.toFixed(1)}%`,
+  );
+}
 await report(rows, summaries);
 
 function ratio(a: number | null | undefined, b: number | null | undefined): string {
@@ -161,15 +185,17 @@ async function timeVariant(
     device,
     only.map((m) => ({
       encode: (pass: GPUComputePassEncoder, rep: number) => {
-        projections[rep % copies].dispatch(pass, x, m);
+        const out = projections[rep % copies].dispatch(pass, x, m);
+        chain.link(pass, out.batched ?? out.fused);
       },
     })),
-    { warmup: 3, repeats: Number(args.repeats) },
+    { warmup: 3, repeats: Number(args.repeats), probe },
   );
+  worstDriftPct = Math.max(worstDriftPct, ...timings.map((t) => t.driftPct ?? 0));
   return {
     projection: projections[0],
     projections,
-    times: new Map(only.map((m, i) => [m, timings[i].medianUs])),
+    times: new Map(only.map((m, i) => [m, timings[i].medianUs - link.medianUs])),
   };
 }
 
@@ -327,6 +353,11 @@ async function report(all: Row[], lines: string[]) {
     gpu: fingerprint,
     date: new Date().toISOString(),
     deno: Deno.version.deno,
+    /** Each timing is of chained runs, with this link cost per run taken off (chain.ts). */
+    linkUs: link.medianUs,
+    /** The clock probe's steady time per run, microseconds (tuner/clock_probe.ts). */
+    probeUs: probe?.referenceUs ?? null,
+    worstDriftPct,
   };
   await Deno.writeTextFile(
     `${base}.json`,

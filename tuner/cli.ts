@@ -500,13 +500,7 @@ function report(
       seconds.toFixed(1)
     } s; trials ok ${o.ok}, invalid ${o.invalid}, compile ${o.compile}, verify ${o.verify}, runtime ${o.runtime}; resumed ${result.resumed}; log ${logPath}`,
   );
-  const p = result.phases;
-  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-  console.log(
-    `${dtype}: time went to compile waits ${s(p.compileMs)}, checks ${s(p.verifyMs)}, timing ${
-      s(p.timeMs)
-    }, the rest (setup, logging, idle) ${s(p.totalMs - p.compileMs - p.verifyMs - p.timeMs)}`,
-  );
+  console.log(`${dtype}: ${formatPhases(result)}`);
   const kept = result.failedBuckets.filter((m) => saved.buckets[String(m)]);
   if (kept.length > 0) {
     console.error(
@@ -536,4 +530,20 @@ if (import.meta.main) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);
   }
+}
+
+/** Where a run's time went, and the clock the probe saw, in one line. */
+function formatPhases({ phases: p, clock }: TuneResult): string {
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const rest = p.totalMs - p.setupMs - p.compileMs - p.verifyMs - p.timeMs - p.searchMs - p.logMs;
+  const probe = clock
+    ? `; clock probe ${clock.probeUs.toFixed(2)} us per run, settled ${clock.settles} times in ${
+      s(clock.settleMs)
+    } (part of timing)`
+    : "";
+  return `time went to setup ${s(p.setupMs)}, compile waits ${s(p.compileMs)}, checks ${
+    s(p.verifyMs)
+  }, timing ${s(p.timeMs)}, search ${s(p.searchMs)}, logging ${s(p.logMs)}, the rest ${
+    s(rest)
+  }${probe}`;
 }

@@ -6,7 +6,8 @@
  * (time limit and device loss, device_guard.ts).
  *
  * Every candidate is compiled and checked at m = 3 and m = 67 against the reference with its
- * output poisoned with NaN first (verify.ts), before it is ever timed. Each trial goes to the
+ * output poisoned with NaN first (verify.ts), before it is ever timed; once per target, up to
+ * {@linkcode TIMING_CHUNK} configs in one submit. Each trial goes to the
  * {@linkcode TrialBook} as it finishes, and a trial the log already has is not run again.
  * Configs are timed up to {@linkcode TIMING_CHUNK} in one submit, so a kill loses at most the
  * trials of the submit in flight.
@@ -29,6 +30,7 @@ import type { TimeLimit } from "./device_guard.ts";
 import { DeviceGuard } from "./device_guard.ts";
 import type { Gpu } from "./gpu_device.ts";
 import { DeviceLostError } from "./gpu_device.ts";
+import { ClockProbe } from "./clock_probe.ts";
 import { GpuHeater } from "./heater.ts";
 import type { Target } from "./targets.ts";
 import { stageTargets, unfusedTargets } from "./targets.ts";
@@ -37,7 +39,7 @@ import { settleTiming, timeItems, tooNoisy } from "./timing.ts";
 import type { Ranked, TrialBook } from "./trial_book.ts";
 import { newTrial } from "./trial_book.ts";
 import type { Outcome } from "./trial_log.ts";
-import { checkKernel, destroyCheckData, makeCheckData } from "./verify.ts";
+import { checkKernels, destroyCheckData, makeCheckData } from "./verify.ts";
 import { formatSeconds, TrialTimeoutError } from "./watchdog.ts";
 
 /** Configs timed per submit: a kill loses at most this many trials. */
@@ -49,8 +51,18 @@ export interface PhaseTimes {
   compileMs: number;
   /** Checking kernels against the float64 reference. */
   verifyMs: number;
-  /** Timing kernels: GPU work and reading the timestamps back. */
+  /** Timing kernels: GPU work and reading the timestamps back, settling the clock included. */
   timeMs: number;
+}
+
+/** What the clock probe did in a run (clock_probe.ts). */
+export interface ClockReport {
+  /** The probe's fastest steady time per run, microseconds: the clock timings were taken at. */
+  probeUs: number;
+  /** Warm-ups until the probe was steady (the first, and one before each re-measured submit). */
+  settles: number;
+  /** Their wall time, milliseconds. */
+  settleMs: number;
 }
 
 const CHECK_ROWS = [3, 67]; // ragged row counts: tails of every row block size
@@ -65,7 +77,10 @@ export interface GpuRunnerOptions {
   seed: number;
   /** Warm-up runs and samples per timing. */
   timing: TimingOptions;
-  /** Keep the GPU busy between timings so its clocks stay up (see heater.ts). */
+  /**
+   * Keep the GPU busy between timings so its clocks stay up (see heater.ts), and watch its
+   * clock with a probe kernel, measuring again what was timed while it moved (timing.ts).
+   */
   heat: boolean;
   /** Time limit of one check or timing submit, milliseconds, as named in failed trials. */
   limitMs: number;
@@ -98,6 +113,8 @@ interface Failed {
   reason: string;
   /** Whether the watchdog already wrote the failed trials to the log. */
   logged: boolean;
+  /** Whether it ran past the time limit. */
+  timedOut?: boolean;
 }
 
 /** Compiles, checks and times configs on the GPU (see the module documentation). */
@@ -107,6 +124,8 @@ export class GpuRunner {
   #book: TrialBook;
   #guard: DeviceGuard;
   #heater?: GpuHeater;
+  #probe?: ClockProbe;
+  #timing: TimingOptions;
   #buffers: GPUBuffer[] = [];
   #params = new Map<number, GPUBuffer>();
   #checkData = new Map<string, ReturnType<typeof makeCheckData>>();
@@ -123,6 +142,16 @@ export class GpuRunner {
     this.#book = options.book;
     this.#guard = new DeviceGuard(this.#device, options.book.path, options.timeLimit);
     this.#heater = options.heat ? new GpuHeater(this.#device) : undefined;
+    this.#probe = options.heat && this.#device.features.has("timestamp-query")
+      ? new ClockProbe(this.#device)
+      : undefined;
+    this.#timing = { ...options.timing, probe: this.#probe };
+  }
+
+  /** What the clock probe did so far; undefined without one. */
+  get clock(): ClockReport | undefined {
+    const p = this.#probe;
+    return p && { probeUs: p.referenceUs, settles: p.settles, settleMs: p.settleMs };
   }
 
   /**
@@ -175,9 +204,54 @@ export class GpuRunner {
 
   /** Compiles and checks a config for a target once; failures are logged with their reason. */
   async prepare(target: Target, config: KernelConfig): Promise<CompiledKernel | undefined> {
+    return (await this.prepareAll(target, [config]))[0];
+  }
+
+  /**
+   * Compiles configs for a target (awaiting the compiles started ahead) and checks those not
+   * checked before, all in one submit per check size; each config once per target. Failures
+   * are logged with their reason.
+   *
+   * @returns Per config, its checked kernel, or undefined where it failed.
+   */
+  async prepareAll(
+    target: Target,
+    configs: KernelConfig[],
+  ): Promise<(CompiledKernel | undefined)[]> {
+    const out: (CompiledKernel | undefined)[] = [];
+    const unchecked: { at: number; kernel: CompiledKernel; logged: boolean }[] = [];
+    for (const config of configs) {
+      const got = await this.#compiled(target, config);
+      if (got && !got.checked) unchecked.push({ at: out.length, ...got });
+      out.push(got?.checked ? got.kernel : undefined);
+    }
+    if (unchecked.length === 0) return out;
+    const passed = await this.#in(
+      "verifyMs",
+      () => this.#check(target, unchecked.map((u) => u.kernel)),
+    );
+    for (const [i, u] of unchecked.entries()) {
+      if (!passed[i]) continue;
+      target.kernels.set(u.kernel.name, u.kernel);
+      if (!u.logged) await this.#book.record(newTrial(target.name, null, u.kernel.name, "ok", {}));
+      out[u.at] = u.kernel;
+    }
+    return out;
+  }
+
+  /**
+   * A config's kernel for a target: checked already, or compiled and still to check (`logged`
+   * when the log already has its passed check); undefined if it failed (logged).
+   */
+  async #compiled(
+    target: Target,
+    config: KernelConfig,
+  ): Promise<{ kernel: CompiledKernel; checked: boolean; logged: boolean } | undefined> {
     const name = configName(config);
     const known = target.kernels.get(name);
-    if (known) return "pipeline" in known ? known : undefined;
+    if (known) {
+      return "pipeline" in known ? { kernel: known, checked: true, logged: true } : undefined;
+    }
     const earlier = this.#book.earlier(target.name, null, name);
     if (earlier && earlier.outcome !== "ok") {
       target.kernels.set(name, { outcome: earlier.outcome, reason: earlier.reason ?? "" });
@@ -187,19 +261,15 @@ export class GpuRunner {
     const { dtype, gpu } = this.#options;
     const invalid = configProblem(config, target.shape, dtype, gpu.caps);
     if (invalid) return await this.#fail(target, name, "invalid", invalid);
-    let kernel: CompiledKernel;
     try {
-      kernel = await this.#in(
+      const kernel = await this.#in(
         "compileMs",
         () => this.#compiling.get(`${target.name}:${name}`) ?? this.#compile(target, config),
       );
+      return { kernel, checked: false, logged: earlier !== undefined };
     } catch (e) {
       return await this.#failWith(target, name, "compile", e);
     }
-    if (!await this.#in("verifyMs", () => this.#check(target, kernel, name))) return undefined;
-    target.kernels.set(name, kernel);
-    if (!earlier) await this.#book.record(newTrial(target.name, null, name, "ok", {}));
-    return kernel;
   }
 
   /**
@@ -220,34 +290,36 @@ export class GpuRunner {
     // Compile and check every candidate first, then time them back to back: the GPU lowers
     // its clocks while the CPU compiles, and a timing taken right after that reads 2-3x slow.
     const ready: CompiledKernel[] = [];
-    // Start every compile at once (the driver may compile in parallel); prepare() awaits each.
-    for (const config of candidates) {
-      if (!this.#book.earlier(logTarget, m, configName(config))) {
-        this.#compileAhead(target, config);
-      }
-    }
+    const fresh: KernelConfig[] = [];
     for (const config of candidates) {
       const name = configName(config);
       const earlier = this.#book.earlier(logTarget, m, name);
-      if (earlier) {
-        this.#book.resumed++;
-        this.#book.report(m, logTarget, name, earlier.outcome);
-        if (earlier.outcome === "ok") {
-          timed.push({ config: name, medianUs: earlier.medianUs!, noisy: earlier.noisy });
-        }
+      if (!earlier) {
+        // Start every compile at once (the driver may compile in parallel); awaited in turn.
+        // What runs at once (Deno's wgpu compiles on this thread) counts as compile time too.
+        const t0 = performance.now();
+        this.#compileAhead(target, config);
+        this.#phases.compileMs += performance.now() - t0;
+        fresh.push(config);
         continue;
       }
-      if (this.#options.outOfTime()) break;
-      const kernel = await this.prepare(target, config);
-      if (kernel) ready.push(kernel);
-      else {
-        const failed = target.kernels.get(name) as { outcome: Outcome };
-        this.#book.report(m, logTarget, name, failed.outcome);
+      this.#book.resumed++;
+      this.#book.report(m, logTarget, name, earlier.outcome);
+      if (earlier.outcome === "ok") {
+        timed.push({ config: name, medianUs: earlier.medianUs!, noisy: earlier.noisy });
       }
     }
-    for (let start = 0; start < ready.length; start += TIMING_CHUNK) {
-      const chunk = ready.slice(start, start + TIMING_CHUNK);
-      timed.push(...await this.#timeChunk(logTarget, chunk, groups, m));
+    if (this.#options.outOfTime()) return timed.sort((a, b) => a.medianUs - b.medianUs);
+    const kernels = await this.prepareAll(target, fresh);
+    for (const [i, kernel] of kernels.entries()) {
+      if (kernel) ready.push(kernel);
+      else {
+        const failed = target.kernels.get(configName(fresh[i])) as { outcome: Outcome };
+        this.#book.report(m, logTarget, configName(fresh[i]), failed.outcome);
+      }
+    }
+    for (const chunk of this.#chunks(ready, (k) => this.#book.alone(logTarget, m, k.name))) {
+      timed.push(...await this.#timeChunk(logTarget, chunk.map((i) => ready[i]), groups, m));
     }
     return timed.sort((a, b) => a.medianUs - b.medianUs);
   }
@@ -293,7 +365,7 @@ export class GpuRunner {
             timeItems(
               this.#device,
               [this.#passOf(whole, m), this.#passOf(split, m)],
-              this.#options.timing,
+              this.#timing,
             )),
       );
     } catch (e) {
@@ -313,6 +385,7 @@ export class GpuRunner {
   async destroy(): Promise<void> {
     this.#guard.close();
     await this.#heater?.destroy().catch(() => {});
+    this.#probe?.destroy();
     for (const data of this.#checkData.values()) destroyCheckData(data);
     for (const b of this.#buffers) b.destroy();
   }
@@ -344,41 +417,87 @@ export class GpuRunner {
   }
 
   /**
-   * Checks a compiled kernel at each of `CHECK_ROWS` rows; a failure is logged.
+   * Checks compiled kernels at each of `CHECK_ROWS` rows, up to {@linkcode TIMING_CHUNK} in
+   * one submit; failures are logged.
    *
-   * @returns Whether it passed.
+   * @returns Per kernel, whether it passed.
    */
-  async #check(target: Target, kernel: CompiledKernel, name: string): Promise<boolean> {
-    for (const m of CHECK_ROWS) {
-      const data = this.#checkDataOf(target, m);
-      let mismatch: string | undefined;
-      const timedOut = (seconds: string) =>
-        newTrial(target.name, null, name, "runtime", {
-          reason: `timed out after ${seconds} s (check at m=${m})`,
-        });
-      try {
-        mismatch = await this.#guard.run(
-          `the check of ${target.name} ${name} at m=${m}`,
-          [timedOut(formatSeconds(this.#options.limitMs / 1000))],
-          () => checkKernel(this.#device, kernel, data),
-        );
-      } catch (e) {
-        if (e instanceof TrialTimeoutError) {
-          const reason = timedOut(formatSeconds(e.seconds)).reason!;
-          await this.#fail(target, name, "runtime", reason, e.logged);
-        } else {
-          await this.#failWith(target, name, "runtime", e);
-        }
-        return false;
-      }
-      // A lost device reads back garbage rather than failing, at times.
-      if (mismatch && (await this.#guard.isLost())) throw this.#guard.lostError();
-      if (mismatch) {
-        await this.#fail(target, name, "verify", `at m=${m}: ${mismatch}`);
-        return false;
+  async #check(target: Target, kernels: CompiledKernel[]): Promise<boolean[]> {
+    const passed = kernels.map(() => true);
+    const chunks = this.#chunks(kernels, (k) => this.#book.alone(target.name, null, k.name));
+    for (const chunk of chunks) {
+      for (const m of CHECK_ROWS) {
+        const live = chunk.filter((i) => passed[i]);
+        if (live.length === 0) break;
+        const results = await this.#checkAt(target, live.map((i) => kernels[i]), m);
+        live.forEach((i, j) => passed[i] = results[j]);
       }
     }
-    return true;
+    return passed;
+  }
+
+  /**
+   * Indices of kernels in submits of up to {@linkcode TIMING_CHUNK}; those `alone` says timed
+   * out in a shared submit before each get one of their own.
+   */
+  #chunks(kernels: CompiledKernel[], alone: (k: CompiledKernel) => boolean): number[][] {
+    const single = [...kernels.keys()].filter((i) => alone(kernels[i]));
+    const shared = [...kernels.keys()].filter((i) => !alone(kernels[i]));
+    const chunks = single.map((i) => [i]);
+    for (let at = 0; at < shared.length; at += TIMING_CHUNK) {
+      chunks.push(shared.slice(at, at + TIMING_CHUNK));
+    }
+    return chunks;
+  }
+
+  /** Checks kernels at m rows in one submit; failures are logged. Per kernel, whether it passed. */
+  async #checkAt(target: Target, kernels: CompiledKernel[], m: number): Promise<boolean[]> {
+    const data = this.#checkDataOf(target, m);
+    const others = kernels.length > 1
+      ? `, in one submit with ${kernels.length - 1} other configs`
+      : "";
+    const timedOut = (name: string, seconds: number) =>
+      newTrial(target.name, null, name, "runtime", {
+        reason: `timed out after ${formatSeconds(seconds)} s (check at m=${m}${others})`,
+      });
+    let mismatches: (string | undefined)[];
+    try {
+      mismatches = await this.#guard.run(
+        `the check of ${target.name} ${kernels.map((k) => k.name).join(", ")} at m=${m}`,
+        kernels.map((k) => timedOut(k.name, this.#options.limitMs / 1000)),
+        () => checkKernels(this.#device, kernels, data),
+      );
+    } catch (e) {
+      if (kernels.length > 1 && e instanceof TrialTimeoutError) {
+        // Any of them may have been the slow one: each is checked again alone.
+        if (e.logged) { for (const k of kernels) this.#book.remember(timedOut(k.name, e.seconds)); }
+        const alone: boolean[] = [];
+        for (const k of kernels) alone.push((await this.#checkAt(target, [k], m))[0]);
+        return alone;
+      }
+      for (const k of kernels) {
+        if (e instanceof TrialTimeoutError) {
+          await this.#fail(
+            target,
+            k.name,
+            "runtime",
+            timedOut(k.name, e.seconds).reason!,
+            e.logged,
+          );
+        } else {
+          await this.#failWith(target, k.name, "runtime", e);
+        }
+      }
+      return kernels.map(() => false);
+    }
+    // A lost device reads back garbage rather than failing, at times.
+    if (mismatches.some((x) => x) && (await this.#guard.isLost())) throw this.#guard.lostError();
+    const passed: boolean[] = [];
+    for (const [i, k] of kernels.entries()) {
+      if (mismatches[i]) await this.#fail(target, k.name, "verify", `at m=${m}: ${mismatches[i]}`);
+      passed.push(!mismatches[i]);
+    }
+    return passed;
   }
 
   /** Logs a failed check of a config (`logged` when the watchdog already did). */
@@ -428,11 +547,23 @@ export class GpuRunner {
   ): Promise<Ranked[]> {
     const timed: Ranked[] = [];
     const timings = await this.#timeOrFail(logTarget, chunk, groups, m);
+    if (!Array.isArray(timings) && timings.timedOut && chunk.length > 1) {
+      // Any of them may have been the slow one: each is timed again alone.
+      if (timings.logged) {
+        for (const k of chunk) {
+          this.#book.remember(
+            newTrial(logTarget, m, k.name, "runtime", { reason: timings.reason }),
+          );
+        }
+      }
+      for (const k of chunk) timed.push(...await this.#timeChunk(logTarget, [k], groups, m));
+      return timed;
+    }
     if (!Array.isArray(timings)) {
       for (const k of chunk) await this.#timingFailed(logTarget, m, k.name, timings);
       return timed;
     }
-    const timing = this.#options.timing;
+    const timing = this.#timing;
     for (const [i, kernel] of chunk.entries()) {
       const first = timings[i];
       let again: Timing | undefined;
@@ -472,7 +603,7 @@ export class GpuRunner {
     kernels: CompiledKernel[],
     groups: GPUBindGroup[],
     m: number,
-    timing = this.#options.timing,
+    timing = this.#timing,
   ): Promise<Timing[] | Failed> {
     const reason = (seconds: number) =>
       `timed out after ${formatSeconds(seconds)} s (timing at m=${m}${
@@ -490,7 +621,9 @@ export class GpuRunner {
           ),
       );
     } catch (e) {
-      if (e instanceof TrialTimeoutError) return { reason: reason(e.seconds), logged: e.logged };
+      if (e instanceof TrialTimeoutError) {
+        return { reason: reason(e.seconds), logged: e.logged, timedOut: true };
+      }
       const error = await this.#guard.lostOr(e);
       if (error instanceof DeviceLostError) throw error;
       return { reason: (error as Error).message, logged: false };

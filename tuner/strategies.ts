@@ -5,8 +5,10 @@
  * - `local`: the hints (neighbouring buckets' winners) and a few random configs first, then
  *   always the untried one-knob neighbours of the best config so far (next best when those are
  *   used up), and a random restart when no evaluated config has an untried neighbour;
- * - `guided` (the default): like `local`, but within two knob steps of the best, ordered by a
- *   nearest-neighbour prediction of their time.
+ * - `guided` (the default): the hints, a random config of each kernel family and a few more
+ *   first, then the untried config within two knob steps of the best that a least-squares model
+ *   of log time (additive over the knobs' values) predicts fastest; every fourth pick, the one
+ *   it predicts fastest anywhere.
  *
  * @module
  */
@@ -68,7 +70,8 @@ function distance(a: KernelConfig, b: KernelConfig, steps: Map<string, number[]>
 
 /** What a local search's `pick` sees. */
 interface Around {
-  /** An evaluated config, best first, and the untried configs within reach of it. */
+  /** An evaluated config, best first, and the untried configs within reach of it (or, on an
+   * exploring pick, every untried config). */
   best: Evaluation;
   near: KernelConfig[];
   /** Every successful evaluation so far. */
@@ -76,16 +79,27 @@ interface Around {
   steps: Map<string, number[]>;
 }
 
+/** How a search around the best walks. */
+interface Walk {
+  /** Knob steps from an evaluated config that count as near it. */
+  reach: number;
+  /** The configs asked first after the hints, taken from the candidates in random order. */
+  opening: (order: readonly KernelConfig[]) => KernelConfig[];
+  /** Chooses the next config among `near`. */
+  pick: (around: Around) => KernelConfig;
+  /** Every how many picks after the opening `pick` chooses among all untried configs. */
+  explore?: number;
+}
+
 /**
- * A search that asks the hints and a few random configs first, then, for the best config so
- * far (the next best when it has nothing left within `reach` knob steps), the config `pick`
- * chooses among the untried ones in reach; a random untried config when no evaluated config
- * has any left.
+ * A search that asks the hints and its opening first, then, for the best config so far (the
+ * next best when it has nothing left within `reach` knob steps), the config `pick` chooses
+ * among the untried ones in reach; a random untried config when no evaluated config has any
+ * left. Every `explore`-th pick chooses among all untried configs instead.
  */
 function aroundTheBest(
   { candidates, hints, random }: SearchContext,
-  reach: number,
-  pick: (around: Around) => KernelConfig,
+  { reach, opening, pick, explore = 0 }: Walk,
 ): Search {
   const steps = knobSteps(candidates);
   const order = shuffled(candidates, random); // restarts, and ties
@@ -94,13 +108,19 @@ function aroundTheBest(
   const timed: Evaluation[] = [];
   const start = [
     ...hints.filter((h) => byName.has(configName(h))).map((h) => byName.get(configName(h))!),
-    ...order.slice(0, START),
+    ...opening(order),
   ];
   const untried = (c: KernelConfig) => !asked.has(configName(c));
+  let picks = 0;
   const next = (): KernelConfig | undefined => {
     const first = start.find(untried);
     if (first) return first;
-    for (const best of [...timed].sort((a, b) => a.medianUs! - b.medianUs!)) {
+    const sorted = [...timed].sort((a, b) => a.medianUs! - b.medianUs!);
+    if (explore > 0 && ++picks % explore === 0 && sorted.length > 0) {
+      const near = order.filter(untried);
+      if (near.length > 0) return pick({ best: sorted[0], near, timed, steps });
+    }
+    for (const best of sorted) {
       const near = order.filter((c) => untried(c) && distance(best.config, c, steps) <= reach);
       if (near.length > 0) return pick({ best, near, timed, steps });
     }
@@ -124,34 +144,101 @@ function aroundTheBest(
 }
 
 /** Local search over one-knob neighbours of the best configs so far, in random order. */
-export const local: Strategy = (context) => aroundTheBest(context, 1, ({ near }) => near[0]);
+export const local: Strategy = (context) =>
+  aroundTheBest(context, {
+    reach: 1,
+    opening: (order) => order.slice(0, START),
+    pick: ({ near }) => near[0],
+  });
 
-/** Evaluated configs nearest to a candidate that its predicted time averages over. */
-const NEAREST = 2;
-/** How much each knob step away from an evaluated config raises the prediction. */
-const STEP_PENALTY = 0.25;
+/** Random configs `guided` starts from, besides the hints (at least one of each family). */
+const GUIDED_START = 8;
+/** Every how many picks `guided` takes the predicted fastest config anywhere. */
+const GUIDED_EXPLORE = 4;
+/** Ridge weight of the model's least squares: pulls knob values seen rarely toward none. */
+const RIDGE = 1;
 
-/**
- * A config's time predicted from its nearest evaluated configs: their mean time, each raised
- * by `STEP_PENALTY` per knob step away.
- */
-function predict(c: KernelConfig, timed: readonly Evaluation[], steps: Map<string, number[]>) {
-  const near = timed.map((t) => ({ d: distance(c, t.config, steps), us: t.medianUs! }))
-    .sort((x, y) => x.d - y.d || x.us - y.us).slice(0, NEAREST);
-  return near.reduce((s, n) => s + n.us * (1 + n.d * STEP_PENALTY), 0) / near.length;
+/** The first config of each family in `order`, then the next ones up to `count` in all. */
+function everyFamily(order: readonly KernelConfig[], count: number): KernelConfig[] {
+  const families = [...new Set(order.map((c) => c.family))];
+  const out = families.map((f) => order.find((c) => c.family === f)!);
+  return [...out, ...order.filter((c) => !out.includes(c)).slice(0, count - out.length)];
+}
+
+/** What the model sees of a config: its family, and each knob's value in that family. */
+function features(c: KernelConfig): string[] {
+  return [
+    c.family,
+    ...Object.entries(c).filter(([k]) => k !== "family").map(([k, v]) => `${c.family}.${k}=${v}`),
+  ];
+}
+
+/** Solves `a x = b` in place by Gaussian elimination with partial pivoting. */
+function solve(a: number[][], b: number[]): number[] {
+  const n = b.length;
+  for (let col = 0; col < n; col++) {
+    let p = col;
+    for (let r = col + 1; r < n; r++) if (Math.abs(a[r][col]) > Math.abs(a[p][col])) p = r;
+    [a[col], a[p], b[col], b[p]] = [a[p], a[col], b[p], b[col]];
+    for (let r = col + 1; r < n; r++) {
+      const f = a[r][col] / a[col][col];
+      for (let k = col; k < n; k++) a[r][k] -= f * a[col][k];
+      b[r] -= f * b[col];
+    }
+  }
+  const x = new Array<number>(n).fill(0);
+  for (let r = n - 1; r >= 0; r--) {
+    let s = b[r];
+    for (let k = r + 1; k < n; k++) s -= a[r][k] * x[k];
+    x[r] = s / a[r][r];
+  }
+  return x;
 }
 
 /**
- * Guided local search: within two knob steps of the best config so far, the untried config
- * predicted fastest. Chosen by replay of the H100's exhaustive logs (README).
+ * Fits log time as the mean plus one term per feature (family, and each knob's value) by ridge
+ * least squares, and returns the predicted log time of any config; unseen features add nothing.
  */
-export const guided: Strategy = (context) =>
-  aroundTheBest(
-    context,
-    2,
-    ({ near, timed, steps }) =>
-      near.map((c) => ({ c, p: predict(c, timed, steps) })).sort((x, y) => x.p - y.p)[0].c,
-  );
+export function fitLogTime(timed: readonly Evaluation[]): (c: KernelConfig) => number {
+  const index = new Map<string, number>();
+  for (const t of timed) {
+    for (const f of features(t.config)) if (!index.has(f)) index.set(f, index.size);
+  }
+  const n = index.size;
+  const a = Array.from({ length: n }, (_, i) => new Array<number>(n).fill(0).fill(RIDGE, i, i + 1));
+  const b = new Array<number>(n).fill(0);
+  const mean = timed.reduce((s, t) => s + Math.log(t.medianUs!), 0) / Math.max(1, timed.length);
+  for (const t of timed) {
+    const idx = features(t.config).map((f) => index.get(f)!);
+    for (const i of idx) {
+      for (const j of idx) a[i][j] += 1;
+      b[i] += Math.log(t.medianUs!) - mean;
+    }
+  }
+  const w = solve(a, b);
+  return (c) => features(c).reduce((s, f) => s + (index.has(f) ? w[index.get(f)!] : 0), mean);
+}
+
+/**
+ * Guided search: the hints, a random config of each family and more up to `GUIDED_START`
+ * first; then, within two knob steps of the best config so far (the next best when none is
+ * left), the untried config that a model fitted to every time so far (`fitLogTime`) predicts
+ * fastest; every `GUIDED_EXPLORE`-th pick, the one predicted fastest anywhere. Chosen by
+ * replay of the H100's exhaustive logs (README).
+ */
+export const guided: Strategy = (context) => {
+  let model: ((c: KernelConfig) => number) | undefined;
+  let fittedOn = -1;
+  return aroundTheBest(context, {
+    reach: 2,
+    opening: (order) => everyFamily(order, GUIDED_START),
+    explore: GUIDED_EXPLORE,
+    pick: ({ near, timed }) => {
+      if (fittedOn !== timed.length) [model, fittedOn] = [fitLogTime(timed), timed.length];
+      return near.map((c) => ({ c, p: model!(c) })).sort((x, y) => x.p - y.p)[0].c;
+    },
+  });
+};
 
 /** Strategies by their `--strategy` name. */
 export const STRATEGIES: Record<string, Strategy> = { exhaustive, random, local, guided };

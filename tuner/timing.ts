@@ -8,8 +8,13 @@
  * steady-state cost of the item inside a longer stream of work, which is what a model sees. A
  * first, calibration submit times one run of each item (after the warm-up) to pick the count.
  *
- * Each measuring submit starts with ~20 ms of its first item, untimed. (Clocks are a separate
- * matter: see heater.ts.)
+ * Each measuring submit starts with ~20 ms of its first item, untimed, then runs its items'
+ * passes interleaved, round after round, so that a drift of the clock hits them all alike. The
+ * runs of one pass write the same output, so each waits for the one before (a barrier between
+ * dispatches), as a model's layers do: no overlap of one run with the next. With a
+ * {@linkcode ClockProbe} (clock_probe.ts), the probe is timed before and after the rounds, and
+ * a submit whose probe drifted more than {@linkcode DRIFT_PCT} from its fastest is measured
+ * again after the clock settles. (Keeping the clock up between timings: heater.ts.)
  *
  * @module
  */
@@ -19,14 +24,21 @@ export interface TimedItem {
   encode(pass: GPUComputePassEncoder, rep: number): void;
 }
 
+import type { ClockProbe } from "./clock_probe.ts";
+import { DRIFT_PCT } from "./clock_probe.ts";
+
 /** Timing statistics of one item, in microseconds. */
 export interface Timing {
   medianUs: number;
   /** (90th percentile - 10th percentile) / median, percent: how noisy the samples were. */
   spreadPct: number;
   samples: number;
-  /** "gpu" from timestamp queries, "wall" when the device has none (whole batch / repeats). */
+  /** "gpu" from timestamp queries, "wall" when the device has none (submits timed on the CPU). */
   clock: "gpu" | "wall";
+  /** The clock probe's time per run during the measurement, microseconds (with a probe). */
+  probeUs?: number;
+  /** How far the probe was from its fastest then, percent (with a probe). */
+  driftPct?: number;
 }
 
 /** How many warm-up runs and timed samples per item. */
@@ -36,7 +48,15 @@ export interface TimingOptions {
   repeats: number;
   /** GPU time one timed pass should last (default 200 us). */
   passUs?: number;
+  /** Watches the clock: a submit taken while it moved is measured again (see the module docs). */
+  probe?: ClockWatch;
 }
+
+/** What the timing loop uses of a {@linkcode ClockProbe}. */
+export type ClockWatch = Pick<ClockProbe, "runs" | "referenceUs" | "encode" | "drift" | "settle">;
+
+/** Most measurements of one submit when its probe keeps drifting. */
+const ATTEMPTS = 3;
 
 /** Most runs of an item in one timed pass. */
 const MAX_RUNS_PER_PASS = 64;
@@ -66,11 +86,11 @@ export const NOISY_SPREAD_PCT = 25;
 export type SettledTiming = Timing & { noisy?: boolean };
 
 /**
- * Whether a timing is too noisy to trust as it is, so that it should be measured again. Wall
- * clock timings have no spread (one sample), so they never are.
+ * Whether a timing is too noisy to trust as it is, so that it should be measured again: its
+ * spread is over {@linkcode NOISY_SPREAD_PCT}, on either clock.
  */
 export function tooNoisy(t: Timing): boolean {
-  return t.clock === "gpu" && t.spreadPct > NOISY_SPREAD_PCT;
+  return t.spreadPct > NOISY_SPREAD_PCT;
 }
 
 /**
@@ -98,12 +118,12 @@ export async function timeItems(
     return await timeItemsByWallClock(device, items, options);
   }
   const passUs = options.passUs ?? 200;
-  const perBatch = Math.max(1, Math.floor(MAX_QUERIES / (2 * options.repeats)));
+  const perBatch = Math.max(1, Math.floor((MAX_QUERIES - 4) / (2 * options.repeats)));
   const out: Timing[] = [];
   for (let start = 0; start < items.length; start += perBatch) {
     const batch = items.slice(start, start + perBatch);
     // Calibration: warm up, then one timed run of each item, to size the timed passes.
-    const once = await timedPasses(
+    const { samples: once } = await timedPasses(
       device,
       batch.map((item) => ({ item, passes: 1, runs: 1, warmup: options.warmup })),
     );
@@ -111,26 +131,75 @@ export async function timeItems(
       Math.max(1, Math.min(MAX_RUNS_PER_PASS, Math.ceil(passUs / Math.max(us[0], 0.1))))
     );
     const heat = Math.min(20000, Math.ceil(20000 / Math.max(once[0][0], 0.1)));
-    const samples = await timedPasses(
-      device,
-      batch.map((item, i) => ({
-        item,
-        passes: options.repeats,
-        runs: runs[i],
-        warmup: i === 0 ? heat : 0,
-      })),
-    );
-    samples.forEach((s, i) => out.push(summarize(s.map((us) => us / runs[i]), "gpu")));
+    const plans = batch.map((item, i) => ({
+      item,
+      passes: options.repeats,
+      runs: runs[i],
+      warmup: i === 0 ? heat : 0,
+    }));
+    const { samples, probeUs, driftPct } = await measureSteady(device, plans, options.probe);
+    samples.forEach((s, i) => {
+      const timing = summarize(s.map((us) => us / runs[i]), "gpu");
+      out.push(options.probe ? { ...timing, probeUs, driftPct } : timing);
+    });
   }
   return out;
 }
 
-/** Records, per item, untimed warm-up runs and then `passes` timed passes of `runs` runs each. */
+/** One measuring submit's samples, and the probe's reading around them. */
+interface Measured {
+  samples: number[][];
+  /** The probe's mean time per run before and after, and its drift (0 without a probe). */
+  probeUs: number;
+  driftPct: number;
+}
+
+/**
+ * Measures the plans in one submit; with a probe (settled first if it never was), again, after
+ * the clock settles, while the probe drifted more than {@linkcode DRIFT_PCT}, up to {@linkcode ATTEMPTS} times, keeping the
+ * measurement of least drift.
+ */
+async function measureSteady(
+  device: GPUDevice,
+  plans: PassPlan[],
+  probe?: ClockWatch,
+): Promise<Measured> {
+  let best: Measured | undefined;
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    // Settle before the first measurement of a run, and before each measuring again.
+    if (probe && (attempt > 0 || !Number.isFinite(probe.referenceUs))) await probe.settle();
+    const got = await timedPasses(device, plans, probe);
+    if (!probe) return { samples: got.samples, probeUs: 0, driftPct: 0 };
+    const [before, after] = got.probe!;
+    const driftPct = Math.max(probe.drift(before), probe.drift(after));
+    const measured = { samples: got.samples, probeUs: (before + after) / 2, driftPct };
+    if (!best || driftPct < best.driftPct) best = measured;
+    if (driftPct <= DRIFT_PCT) break;
+  }
+  return best!;
+}
+
+/** Per item: untimed warm-up runs, then `passes` timed passes of `runs` runs each. */
+interface PassPlan {
+  item: TimedItem;
+  passes: number;
+  runs: number;
+  warmup: number;
+}
+
+/**
+ * Records the plans' warm-ups, then their timed passes interleaved round by round (each
+ * item's `rep` counting on), with a timed probe pass before and after the rounds if given.
+ *
+ * @returns Per plan, each pass's time in microseconds; the probe's two times per run.
+ */
 async function timedPasses(
   device: GPUDevice,
-  plans: { item: TimedItem; passes: number; runs: number; warmup: number }[],
-): Promise<number[][]> {
-  const count = plans.reduce((sum, p) => sum + 2 * p.passes, 0);
+  plans: PassPlan[],
+  probe?: ClockWatch,
+): Promise<{ samples: number[][]; probe?: [number, number] }> {
+  const probes = probe ? 2 : 0;
+  const count = 2 * (plans.reduce((sum, p) => sum + p.passes, 0) + probes);
   const querySet = device.createQuerySet({ type: "timestamp", count });
   const resolve = device.createBuffer({
     size: count * 8,
@@ -142,26 +211,40 @@ async function timedPasses(
   });
   const encoder = device.createCommandEncoder();
   let query = 0;
-  for (const { item, passes, runs, warmup } of plans) {
-    let rep = 0;
-    if (warmup > 0) {
-      const pass = encoder.beginComputePass();
-      for (let w = 0; w < warmup; w++) item.encode(pass, rep++);
+  const timedPass = () => {
+    const pass = encoder.beginComputePass({
+      timestampWrites: {
+        querySet,
+        beginningOfPassWriteIndex: query,
+        endOfPassWriteIndex: query + 1,
+      },
+    });
+    query += 2;
+    return pass;
+  };
+  const reps = plans.map(() => 0);
+  plans.forEach(({ item, warmup }, i) => {
+    if (warmup === 0) return;
+    const pass = encoder.beginComputePass();
+    for (let w = 0; w < warmup; w++) item.encode(pass, reps[i]++);
+    pass.end();
+  });
+  const probeAt = query;
+  if (probe) ((pass) => (probe.encode(pass), pass.end()))(timedPass());
+  // Round by round: query 2 * (round * plans + plan) after the probe's.
+  const rounds = Math.max(...plans.map((p) => p.passes));
+  const at: number[][] = plans.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    plans.forEach(({ item, passes, runs }, i) => {
+      if (round >= passes) return;
+      at[i].push(query);
+      const pass = timedPass();
+      for (let r = 0; r < runs; r++) item.encode(pass, reps[i]++);
       pass.end();
-    }
-    for (let p = 0; p < passes; p++) {
-      const pass = encoder.beginComputePass({
-        timestampWrites: {
-          querySet,
-          beginningOfPassWriteIndex: query,
-          endOfPassWriteIndex: query + 1,
-        },
-      });
-      for (let r = 0; r < runs; r++) item.encode(pass, rep++);
-      pass.end();
-      query += 2;
-    }
+    });
   }
+  const probeEnd = query;
+  if (probe) ((pass) => (probe.encode(pass), pass.end()))(timedPass());
   encoder.resolveQuerySet(querySet, 0, count, resolve, 0);
   encoder.copyBufferToBuffer(resolve, 0, readback, 0, count * 8);
   device.queue.submit([encoder.finish()]);
@@ -170,39 +253,44 @@ async function timedPasses(
   readback.unmap();
   for (const b of [resolve, readback]) b.destroy();
   querySet.destroy();
-  let at = 0;
-  return plans.map(({ passes }) =>
-    Array.from({ length: passes }, () => {
-      const us = Number(stamps[at + 1] - stamps[at]) / 1000;
-      at += 2;
-      return us;
-    })
-  );
+  const us = (q: number) => Number(stamps[q + 1] - stamps[q]) / 1000;
+  return {
+    samples: at.map((queries) => queries.map(us)),
+    probe: probe ? [us(probeAt) / probe.runs, us(probeEnd) / probe.runs] : undefined,
+  };
 }
 
-/** Fallback without timestamp queries: one submit per item, wall-clock time / repeats. */
+/** Wall-clock samples per item when the device has no timestamps. */
+const WALL_SAMPLES = 5;
+
+/**
+ * Fallback without timestamp queries: per item, {@linkcode WALL_SAMPLES} submits of a share of
+ * the repeats each, timed on the CPU from submit to done; their median and spread per run. Each
+ * sample includes the wait for the GPU (about 10 ms in Deno), so the times are upper bounds.
+ */
 async function timeItemsByWallClock(
   device: GPUDevice,
   items: TimedItem[],
   options: TimingOptions,
 ): Promise<Timing[]> {
   const out: Timing[] = [];
+  const perSample = Math.max(1, Math.ceil(options.repeats / WALL_SAMPLES));
   for (const item of items) {
-    const run = async (reps: number, first: number) => {
+    let rep = 0;
+    const run = async (reps: number) => {
       const encoder = device.createCommandEncoder();
-      for (let rep = 0; rep < reps; rep++) {
-        const pass = encoder.beginComputePass();
-        item.encode(pass, first + rep);
-        pass.end();
-      }
+      const pass = encoder.beginComputePass();
+      for (let r = 0; r < reps; r++) item.encode(pass, rep++);
+      pass.end();
+      const t0 = performance.now();
       device.queue.submit([encoder.finish()]);
       await device.queue.onSubmittedWorkDone();
+      return ((performance.now() - t0) * 1000) / reps;
     };
-    await run(options.warmup, 0);
-    const t0 = performance.now();
-    await run(options.repeats, options.warmup);
-    const us = ((performance.now() - t0) * 1000) / options.repeats;
-    out.push({ medianUs: us, spreadPct: 0, samples: 1, clock: "wall" });
+    if (options.warmup > 0) await run(options.warmup);
+    const samples: number[] = [];
+    for (let s = 0; s < WALL_SAMPLES; s++) samples.push(await run(perSample));
+    out.push(summarize(samples, "wall"));
   }
   return out;
 }

@@ -9,7 +9,7 @@
 import { GENERATOR_VERSION } from "../cache/schema.ts";
 import type { SettledTiming } from "./timing.ts";
 import type { Outcome, Trial } from "./trial_log.ts";
-import { timedOutAfter } from "./trial_log.ts";
+import { sharedTimeout, timedOutAfter } from "./trial_log.ts";
 
 /** What the book needs of a trial log (see `TrialLog` in trial_log.ts). */
 export interface TrialStore {
@@ -92,6 +92,9 @@ export class TrialBook {
    * smaller one is run again.
    * @param onProgress Called after each trial.
    */
+  /** Wall time spent writing trials to the log, milliseconds. */
+  logMs = 0;
+
   constructor(log: TrialStore, limitMs: number, onProgress?: (event: ProgressEvent) => void) {
     this.#log = log;
     this.#limitMs = limitMs;
@@ -106,8 +109,15 @@ export class TrialBook {
   /** Logs a trial and counts it; `logged` when the watchdog already wrote it to the file. */
   async record(t: Trial, logged = false): Promise<void> {
     if (t.bucket !== null || t.outcome !== "ok") this.outcomes[t.outcome]++; // a passed check is not a trial
+    const t0 = performance.now();
     if (logged) this.#log.remember(t);
     else await this.#log.append(t);
+    this.logMs += performance.now() - t0;
+  }
+
+  /** Adds a trial the watchdog already wrote to the file, without counting it as an outcome. */
+  remember(t: Trial): void {
+    this.#log.remember(t);
   }
 
   /** Reports one more trial done (run or resumed) to the progress observer. */
@@ -123,12 +133,20 @@ export class TrialBook {
 
   /**
    * The logged trial of a config, if it is final: one that timed out under a smaller limit
-   * than this run's is tried again.
+   * than this run's, or in a submit shared with other configs, is tried again (alone, for the
+   * latter: see {@linkcode alone}).
    */
   earlier(target: string, bucket: number | null, name: string): Trial | undefined {
     const t = this.find(target, bucket, name);
+    if (t && sharedTimeout(t)) return undefined;
     const limit = t && timedOutAfter(t);
     return limit !== undefined && limit * 1000 < this.#limitMs ? undefined : t;
+  }
+
+  /** Whether a config's latest trial timed out in a shared submit: it is to be tried alone. */
+  alone(target: string, bucket: number | null, name: string): boolean {
+    const t = this.find(target, bucket, name);
+    return t !== undefined && sharedTimeout(t);
   }
 
   /**

@@ -31,7 +31,7 @@ import type { SearchSpace } from "../kernels/space.ts";
 import { suitsRows } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
 import { GpuRunner, TIMING_CHUNK } from "./gpu_runner.ts";
-import type { PhaseTimes } from "./gpu_runner.ts";
+import type { ClockReport, PhaseTimes } from "./gpu_runner.ts";
 import { planSpace } from "./plan.ts";
 import { seededRandom } from "./random.ts";
 import type { Evaluate, Strategy } from "./search.ts";
@@ -91,7 +91,21 @@ export interface TuneResult {
   outcomes: Record<Outcome, number>;
   resumed: number;
   /** Where the run's wall time went; `totalMs` also counts what none of the phases did. */
-  phases: PhaseTimes & { totalMs: number };
+  phases: RunPhases;
+  /** What the clock probe did; undefined without one (no heat, or no timestamps). */
+  clock?: ClockReport;
+}
+
+/** Where a run's wall time went, milliseconds (the runner's phases and the loop's own). */
+export interface RunPhases extends PhaseTimes {
+  /** Making the targets' buffers and logging the configs the validator rejects. */
+  setupMs: number;
+  /** The strategies' own work (asking and being told). */
+  searchMs: number;
+  /** Writing trials to the log. */
+  logMs: number;
+  /** The whole run. */
+  totalMs: number;
 }
 
 /** The unfused baseline tries this many of the stage's fastest configs on each of its GEMMs. */
@@ -107,6 +121,9 @@ interface Run {
   started: number;
   /** The winner of the bucket before, per stage: the strategy's hint at the next bucket. */
   hints: Map<string, KernelConfig>;
+  /** Wall time of setup and of the strategies' own work, milliseconds. */
+  setupMs: number;
+  searchMs: number;
 }
 
 /**
@@ -139,11 +156,21 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   try {
     const valid = stagePlans.map((p) => p.valid);
     runner.start({ spec, valid, buckets, rotateBytes: options.rotateBytes, random });
-    const run: Run = { options, runner, book, outOfTime, started, hints: new Map() };
+    const run: Run = {
+      options,
+      runner,
+      book,
+      outOfTime,
+      started,
+      hints: new Map(),
+      setupMs: 0,
+      searchMs: 0,
+    };
     // Configs the validator rejects are logged once with the reason and never counted as trials.
     for (const [i, target] of runner.targets.entries()) {
       await logInvalid(book, target, stagePlans[i].invalid);
     }
+    run.setupMs = performance.now() - started;
     return await tuneBuckets(run, buckets);
   } finally {
     await runner.destroy();
@@ -188,7 +215,14 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
     failedBuckets,
     outcomes: book.outcomes,
     resumed: book.resumed,
-    phases: { ...runner.phases, totalMs: performance.now() - run.started },
+    phases: {
+      ...runner.phases,
+      setupMs: run.setupMs,
+      searchMs: run.searchMs,
+      logMs: book.logMs,
+      totalMs: performance.now() - run.started,
+    },
+    clock: runner.clock,
   };
 }
 
@@ -267,16 +301,21 @@ async function searchStage(
     random: seededRandom(streamSeed(options.seed, m, ti)),
   };
   const timed: Ranked[] = [];
+  let evaluating = 0;
   const evaluate: Evaluate = async (configs) => {
     if (run.outOfTime()) return [];
+    const t0 = performance.now();
     const got = await runner.time(target, m, configs);
+    evaluating += performance.now() - t0;
     timed.push(...got);
     return configs.map((config) => {
       const name = configName(config);
       return { config, name, medianUs: got.find((r) => r.config === name)?.medianUs ?? null };
     });
   };
+  const t0 = performance.now();
   const done = await runSearch(options.strategy, context, evaluate, budget, TIMING_CHUNK);
+  run.searchMs += performance.now() - t0 - evaluating;
   const tried = done.map((e) => e.config);
   const { dtype, gpu } = options;
   const extra = withTierCandidates(

@@ -1,20 +1,15 @@
 /**
  * Checks a compiled kernel against the float64 reference: random non-zero inputs, the output
  * poisoned with NaN first, every computed element compared, and every element the kernel must
- * not write checked to still hold the poison.
+ * not write checked to still hold the poison. Many kernels are checked in one submit and one
+ * read-back ({@linkcode checkKernels}): each await on the GPU costs about 10 ms in Deno.
  *
  * @module
  */
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights, roundWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
-import {
-  dispatchKernel,
-  kernelBindGroup,
-  paramsBuffer,
-  readBuffer,
-  storageBuffer,
-} from "../kernels/gpu.ts";
+import { dispatchKernel, kernelBindGroup, paramsBuffer, storageBuffer } from "../kernels/gpu.ts";
 import type { GemmShape } from "../kernels/problem.ts";
 import { errorBound, referenceRows } from "../kernels/reference.ts";
 import { randomNonZero, seededRandom } from "./random.ts";
@@ -29,6 +24,8 @@ export interface CheckData {
   xBuffer: GPUBuffer;
   wBuffer: GPUBuffer;
   yBuffer: GPUBuffer;
+  /** Y's size of NaN, copied over Y before each kernel. */
+  poison: GPUBuffer;
   params: GPUBuffer;
   /** Rows compared against the reference. */
   rows: number[];
@@ -68,6 +65,7 @@ export function makeCheckData(
   const w = randomNonZero(extent.w + (extent.w % 2), random);
   const wRounded = roundWeights(w, dtype);
   const rows = rowsToCheck(m, random);
+  const ySize = Math.max(16, extent.y * 4);
   return {
     shape,
     dtype,
@@ -77,10 +75,11 @@ export function makeCheckData(
     xBuffer: storageBuffer(device, x, "check x"),
     wBuffer: storageBuffer(device, packWeights(w, dtype), "check w"),
     yBuffer: device.createBuffer({
-      size: Math.max(16, extent.y * 4),
+      size: ySize,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       label: "check y",
     }),
+    poison: storageBuffer(device, new Float32Array(ySize / 4).fill(NaN), "check poison"),
     params: paramsBuffer(device, m),
     rows,
     reference: referenceRows(shape, x, wRounded, rows),
@@ -89,7 +88,9 @@ export function makeCheckData(
 
 /** Frees the check buffers. */
 export function destroyCheckData(data: CheckData): void {
-  for (const b of [data.xBuffer, data.wBuffer, data.yBuffer, data.params]) b.destroy();
+  for (const b of [data.xBuffer, data.wBuffer, data.yBuffer, data.poison, data.params]) {
+    b.destroy();
+  }
 }
 
 /**
@@ -102,22 +103,57 @@ export async function checkKernel(
   kernel: CompiledKernel,
   data: CheckData,
 ): Promise<string | undefined> {
+  return (await checkKernels(device, [kernel], data))[0];
+}
+
+/**
+ * Runs kernels once each on the check data, in one submit (Y poisoned before each, and copied
+ * out after it), and compares each.
+ *
+ * @returns Per kernel, `undefined` if it matches, else the first mismatch in words.
+ */
+export async function checkKernels(
+  device: GPUDevice,
+  kernels: CompiledKernel[],
+  data: CheckData,
+): Promise<(string | undefined)[]> {
   const { shape, m } = data;
-  const poison = new Float32Array(data.yBuffer.size / 4).fill(NaN);
-  device.queue.writeBuffer(data.yBuffer, 0, poison);
-  const encoder = device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
+  const size = data.yBuffer.size;
+  const readback = device.createBuffer({
+    size: size * kernels.length,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    label: "check read-back",
+  });
   const bindGroup = kernelBindGroup(device, {
     params: data.params,
     x: data.xBuffer,
     w: data.wBuffer,
     y: data.yBuffer,
   });
-  dispatchKernel(pass, kernel, bindGroup, m);
-  pass.end();
+  const encoder = device.createCommandEncoder();
+  kernels.forEach((kernel, i) => {
+    encoder.copyBufferToBuffer(data.poison, 0, data.yBuffer, 0, size);
+    const pass = encoder.beginComputePass();
+    dispatchKernel(pass, kernel, bindGroup, m);
+    pass.end();
+    encoder.copyBufferToBuffer(data.yBuffer, 0, readback, i * size, size);
+  });
   device.queue.submit([encoder.finish()]);
-  const y = await readBuffer(device, data.yBuffer);
-  return compareOutput(shape, m, y, data.rows, data.reference);
+  try {
+    await readback.mapAsync(GPUMapMode.READ);
+    const all = new Float32Array(readback.getMappedRange().slice(0));
+    return kernels.map((_, i) =>
+      compareOutput(
+        shape,
+        m,
+        all.subarray(i * size / 4, (i + 1) * size / 4),
+        data.rows,
+        data.reference,
+      )
+    );
+  } finally {
+    readback.destroy();
+  }
 }
 
 /** Compares Y with the reference on `rows`, and checks that no other element was written. */
