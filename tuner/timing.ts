@@ -230,7 +230,12 @@ async function timedPasses(
     pass.end();
   });
   const probeAt = query;
-  if (probe) ((pass) => (probe.encode(pass), pass.end()))(timedPass());
+  const probePass = () => {
+    const pass = timedPass();
+    probe!.encode(pass);
+    pass.end();
+  };
+  if (probe) probePass();
   // Round by round: query 2 * (round * plans + plan) after the probe's.
   const rounds = Math.max(...plans.map((p) => p.passes));
   const at: number[][] = plans.map(() => []);
@@ -244,7 +249,7 @@ async function timedPasses(
     });
   }
   const probeEnd = query;
-  if (probe) ((pass) => (probe.encode(pass), pass.end()))(timedPass());
+  if (probe) probePass();
   encoder.resolveQuerySet(querySet, 0, count, resolve, 0);
   encoder.copyBufferToBuffer(resolve, 0, readback, 0, count * 8);
   device.queue.submit([encoder.finish()]);
