@@ -6,11 +6,14 @@ set -uo pipefail
 source .gpu/setup.sh
 problems=$1 dtypes=$2
 shift 2
-for p in ${problems//,/ }; do
-  # --cached-only: the machine has no network; .gpu carries every package of deno.lock.
-  deno run --cached-only -A tuner/cli.ts --problem "$p" --dtype "$dtypes" --quiet "$@" 2>&1 | tee -a "$OUT/tune.log"
-done
-cp cache/*.json "$OUT/" 2>/dev/null
 mkdir -p "$OUT/logs"
-for p in ${problems//,/ }; do cp cache/logs/*/"$p"-*.jsonl "$OUT/logs/" 2>/dev/null; done
+# Copied after each weight type, so that a run cut off by the time limit keeps what finished.
+for p in ${problems//,/ }; do
+  for d in ${dtypes//,/ }; do
+    # --cached-only: the machine has no network; .gpu carries every package of deno.lock.
+    deno run --cached-only -A tuner/cli.ts --problem "$p" --dtype "$d" --quiet "$@" 2>&1 | tee -a "$OUT/tune.log"
+    cp cache/*.json "$OUT/" 2>/dev/null
+    cp cache/logs/*/"$p"-*.jsonl "$OUT/logs/" 2>/dev/null
+  done
+done
 ls -la "$OUT" "$OUT/logs"

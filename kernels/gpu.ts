@@ -75,11 +75,33 @@ export function kernelLayout(
 }
 
 /**
+ * The exact WGSL {@linkcode compileKernel} compiles for a config on a device: the generated
+ * kernel (rewritten by `mutate`, if given), with {@linkcode SUBGROUPS_DIRECTIVE} in front where
+ * the device's compiler wants it (see {@linkcode wantsSubgroupsDirective}).
+ */
+export async function kernelSource(
+  device: GPUDevice,
+  config: KernelConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+  mutate?: WgslMutation,
+): Promise<string> {
+  const generated = kernelWgsl(config, shape, dtype);
+  const mutated = mutate ? mutate(configName(config), generated) : generated;
+  return usesSubgroups(config) && await wantsSubgroupsDirective(device)
+    ? SUBGROUPS_DIRECTIVE + mutated
+    : mutated;
+}
+
+/**
  * Compiles a config. Validate it first (`configProblem`): this only reports what the
- * compiler says. Subgroup kernels get {@linkcode SUBGROUPS_DIRECTIVE} in front where the
- * device's compiler wants it (see {@linkcode wantsSubgroupsDirective}); the generated WGSL
- * itself is the same on every target.
+ * compiler says. The source is {@linkcode kernelSource}'s: the generated WGSL itself is the
+ * same on every target.
  *
+ * @param warm Awaited before the pipeline is built, with the exact WGSL and the config's name:
+ * for example a compile of the same source on another thread's device, which fills the
+ * driver's shader cache so that this thread's compile only reads it (see
+ * tuner/compile_pool.ts). It may fail: the compile here is the one that counts.
  * @throws {KernelCompileError} With the compiler's messages.
  */
 export async function compileKernel(
@@ -88,19 +110,18 @@ export async function compileKernel(
   shape: GemmShape,
   dtype: WeightDtype,
   mutate?: WgslMutation,
+  warm?: (code: string, name: string) => Promise<unknown>,
 ): Promise<CompiledKernel> {
   const name = configName(config);
-  const generated = kernelWgsl(config, shape, dtype);
-  const mutated = mutate ? mutate(name, generated) : generated;
-  const code = usesSubgroups(config) && await wantsSubgroupsDirective(device)
-    ? SUBGROUPS_DIRECTIVE + mutated
-    : mutated;
+  const code = await kernelSource(device, config, shape, dtype, mutate);
   // Pipelines are cached by source per device: projections of one problem share them.
   let cache = pipelineCache.get(device);
   if (!cache) pipelineCache.set(device, cache = new Map());
   let pipeline = cache.get(code);
   if (!pipeline) {
-    pipeline = buildPipeline(device, name, code);
+    pipeline = warm
+      ? warm(code, name).catch(() => {}).then(() => buildPipeline(device, name, code))
+      : buildPipeline(device, name, code);
     cache.set(code, pipeline);
     pipeline.catch(() => cache.delete(code)); // a failure is reported, not remembered
   }
@@ -155,7 +176,15 @@ export type WgslMutation = (config: string, code: string) => string;
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 
-async function buildPipeline(
+/**
+ * Compiles WGSL into a pipeline with the kernels' shared layout ({@linkcode kernelLayout}),
+ * uncached: {@linkcode compileKernel} is what callers want, this is for a compile of the same
+ * source on another device (tuner/compile_worker.ts).
+ *
+ * @param name The config's name, for labels and errors.
+ * @throws {KernelCompileError} With the compiler's messages.
+ */
+export async function buildPipeline(
   device: GPUDevice,
   name: string,
   code: string,

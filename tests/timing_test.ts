@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { ClockProbe, DRIFT_PCT } from "../tuner/clock_probe.ts";
 import type { ClockWatch, TimedItem } from "../tuner/timing.ts";
-import { timeItems } from "../tuner/timing.ts";
+import { MIN_PASSES, timeItems } from "../tuner/timing.ts";
 
 const adapter = await navigator.gpu.requestAdapter();
 if (!adapter) throw new Error("No WebGPU adapter");
@@ -33,6 +33,22 @@ function recordingItems(count: number, order: string[]): TimedItem[] {
 /** A tiny probe for the software adapter. */
 const tinyProbe = (device: GPUDevice) =>
   new ClockProbe(device, { workgroups: 1, chain: 8, runs: 2, burstRuns: 2, minMs: 0, maxMs: 50 });
+
+Deno.test("an item whose run outlasts a pass gets fewer samples, never under the minimum", async () => {
+  await withDevice(true, async (device) => {
+    const order: string[] = [];
+    const options = { warmup: 1, repeats: 12 };
+    // A pass meant to last 1 ns: every run outlasts it, so 12 passes' time is under one run.
+    const [short] = await timeItems(device, recordingItems(1, order), {
+      ...options,
+      passUs: 0.001,
+    });
+    assert.equal(short.samples, MIN_PASSES);
+    // Passes meant to last a minute: every run fits 64 times, and all 12 samples are taken.
+    const [long] = await timeItems(device, recordingItems(1, order), { ...options, passUs: 6e7 });
+    assert.equal(long.samples, 12);
+  });
+});
 
 Deno.test("timed passes run the items round by round, each counting its own runs on", async () => {
   await withDevice(true, async (device) => {

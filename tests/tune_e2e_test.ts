@@ -14,7 +14,7 @@ import { loadProblem } from "../tuner/yaml_file.ts";
 import { loadCacheFile } from "../cache/store.ts";
 import { readTrials } from "../tuner/trial_log.ts";
 import { problemKey } from "../cache/schema.ts";
-import { withTempDir } from "./helpers.ts";
+import { filesUnder, withTempDir } from "./helpers.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const options = { sanitizeResources: false, sanitizeOps: false };
@@ -40,6 +40,9 @@ async function tune(cacheDir: string) {
       "--cache-dir",
       cacheDir,
       "--quiet",
+      // The compile pool is off by default on a software adapter: run it here all the same.
+      "--compile-workers",
+      "1",
     ],
     cwd: root,
     env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
@@ -50,13 +53,6 @@ async function tune(cacheDir: string) {
   const text = decode(out.stdout) + decode(out.stderr);
   assert.equal(out.code, 0, text);
   return text;
-}
-
-/** Every file under a folder, by path relative to it. */
-function filesUnder(dir: string, prefix = ""): string[] {
-  return [...Deno.readDirSync(dir)].flatMap((e) =>
-    e.isDirectory ? filesUnder(`${dir}/${e.name}`, `${prefix}${e.name}/`) : [`${prefix}${e.name}`]
-  );
 }
 
 Deno.test({

@@ -22,9 +22,16 @@
  */
 import type { KernelConfig } from "../kernels/config.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
+import { suitsRows } from "../kernels/space.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { CompiledKernel, WgslMutation } from "../kernels/gpu.ts";
-import { compileKernel, dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts";
+import {
+  compileKernel,
+  dispatchKernel,
+  kernelBindGroup,
+  kernelSource,
+  paramsBuffer,
+} from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import type { TimeLimit } from "./device_guard.ts";
 import { DeviceGuard } from "./device_guard.ts";
@@ -92,6 +99,16 @@ export interface GpuRunnerOptions {
   outOfTime: () => boolean;
   /** Test-only: rewrites a config's WGSL before it is compiled (see kernels/gpu.ts). */
   mutateWgsl?: WgslMutation;
+  /** Compiles on other threads ahead of this one's (compile_pool.ts's `CompilePool`). */
+  ahead?: CompileAhead;
+}
+
+/** What the runner uses of a compile pool (compile_pool.ts). */
+export interface CompileAhead {
+  /** Compiles a source elsewhere first; awaited before each compile here. */
+  warm(code: string, name: string): Promise<unknown>;
+  /** Queues a source that will probably be compiled here later. */
+  prefetch(code: string, name: string): void;
 }
 
 /** What the runner's targets are made from (see {@linkcode GpuRunner.start}). */
@@ -167,6 +184,29 @@ export class GpuRunner {
     this.#targets = stageTargets({ gpu, dtype, maxM, keep, ...setup });
     this.#params = new Map(setup.buckets.map((m) => [m, keep(paramsBuffer(this.#device, m))]));
     this.#unfused = unfusedTargets(setup.spec, this.#targets);
+    this.#prefetch(setup.buckets).catch(() => {}); // only ever a head start
+  }
+
+  /**
+   * Queues every valid config of every stage on the compile pool that the log has not checked,
+   * in the order the run is likely to want them: bucket by bucket, smallest first.
+   */
+  async #prefetch(buckets: number[]): Promise<void> {
+    const { ahead, dtype, mutateWgsl } = this.#options;
+    if (!ahead) return;
+    const queued = new Set<string>();
+    for (const m of buckets) {
+      for (const target of this.#targets) {
+        for (const config of target.valid) {
+          const name = configName(config), key = `${target.name}:${name}`;
+          if (!suitsRows(config, m) || queued.has(key)) continue;
+          if (this.#book.find(target.name, null, name)) continue;
+          queued.add(key);
+          const code = await kernelSource(this.#device, config, target.shape, dtype, mutateWgsl);
+          ahead.prefetch(code, name);
+        }
+      }
+    }
   }
 
   /**
@@ -391,8 +431,8 @@ export class GpuRunner {
   }
 
   #compile(target: Target, config: KernelConfig): Promise<CompiledKernel> {
-    const { dtype, mutateWgsl } = this.#options;
-    return compileKernel(this.#device, config, target.shape, dtype, mutateWgsl);
+    const { dtype, mutateWgsl, ahead } = this.#options;
+    return compileKernel(this.#device, config, target.shape, dtype, mutateWgsl, ahead?.warm);
   }
 
   #compileAhead(target: Target, config: KernelConfig): void {

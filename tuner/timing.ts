@@ -44,7 +44,12 @@ export interface Timing {
 /** How many warm-up runs and timed samples per item. */
 export interface TimingOptions {
   warmup: number;
-  /** Samples (timed passes) per item; the median is kept. */
+  /**
+   * Samples (timed passes) per item; the median is kept. An item of which one run outlasts a
+   * pass gets fewer: as many as fit in `repeats` passes' time, at least {@linkcode MIN_PASSES}
+   * (at m = 16384 one run takes 6-25 ms on an H100, and 20 of them per candidate were a tenth
+   * of a tuning run).
+   */
   repeats: number;
   /** GPU time one timed pass should last (default 200 us). */
   passUs?: number;
@@ -57,6 +62,9 @@ export type ClockWatch = Pick<ClockProbe, "runs" | "referenceUs" | "encode" | "d
 
 /** Most measurements of one submit when its probe keeps drifting. */
 const ATTEMPTS = 3;
+
+/** Fewest timed passes of an item, however long it runs (see {@linkcode TimingOptions}). */
+export const MIN_PASSES = 5;
 
 /** Most runs of an item in one timed pass. */
 const MAX_RUNS_PER_PASS = 64;
@@ -133,7 +141,7 @@ export async function timeItems(
     const heat = Math.min(20000, Math.ceil(20000 / Math.max(once[0][0], 0.1)));
     const plans = batch.map((item, i) => ({
       item,
-      passes: options.repeats,
+      passes: passesFor(options.repeats, passUs, runs[i] * once[i][0]),
       runs: runs[i],
       warmup: i === 0 ? heat : 0,
     }));
@@ -144,6 +152,12 @@ export async function timeItems(
     });
   }
   return out;
+}
+
+/** Timed passes for an item whose pass lasts `passLastsUs`: see {@linkcode TimingOptions}. */
+function passesFor(repeats: number, passUs: number, passLastsUs: number): number {
+  const fit = Math.ceil((repeats * passUs) / Math.max(passLastsUs, 0.1));
+  return Math.min(repeats, Math.max(MIN_PASSES, fit));
 }
 
 /** One measuring submit's samples, and the probe's reading around them. */

@@ -30,6 +30,7 @@ import type { ProjectionSpec } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { suitsRows } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
+import type { CompileAhead } from "./gpu_runner.ts";
 import { GpuRunner, TIMING_CHUNK } from "./gpu_runner.ts";
 import type { ClockReport, PhaseTimes } from "./gpu_runner.ts";
 import { planSpace } from "./plan.ts";
@@ -74,6 +75,11 @@ export interface TuneOptions {
   trialTimeoutMs?: number;
   /** Test-only: rewrites a config's WGSL before it is compiled (see kernels/gpu.ts). */
   mutateWgsl?: WgslMutation;
+  /**
+   * Compiles each kernel elsewhere ahead of the tuner's own compile, filling the driver's
+   * shader cache: a `CompilePool` (compile_pool.ts), which the caller makes and closes.
+   */
+  ahead?: CompileAhead;
   onProgress?: (event: ProgressEvent) => void;
 }
 
@@ -152,6 +158,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     book,
     outOfTime,
     mutateWgsl: options.mutateWgsl,
+    ahead: options.ahead,
   });
   try {
     const valid = stagePlans.map((p) => p.valid);
