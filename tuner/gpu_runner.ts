@@ -46,7 +46,8 @@ import { settleTiming, timeItems, tooNoisy } from "./timing.ts";
 import type { Ranked, TrialBook } from "./trial_book.ts";
 import { newTrial } from "./trial_book.ts";
 import type { Outcome } from "./trial_log.ts";
-import { checkKernels, destroyCheckData, makeCheckData } from "./verify.ts";
+import type { CheckFailure } from "./verify.ts";
+import { checkKernelsAt, destroyCheckData, makeCheckData } from "./verify.ts";
 import { formatSeconds, TrialTimeoutError } from "./watchdog.ts";
 
 /** Configs timed per submit: a kill loses at most this many trials. */
@@ -458,7 +459,7 @@ export class GpuRunner {
 
   /**
    * Checks compiled kernels at each of `CHECK_ROWS` rows, up to {@linkcode TIMING_CHUNK} in
-   * one submit; failures are logged.
+   * one submit (every row count in it); failures are logged.
    *
    * @returns Per kernel, whether it passed.
    */
@@ -466,12 +467,8 @@ export class GpuRunner {
     const passed = kernels.map(() => true);
     const chunks = this.#chunks(kernels, (k) => this.#book.alone(target.name, null, k.name));
     for (const chunk of chunks) {
-      for (const m of CHECK_ROWS) {
-        const live = chunk.filter((i) => passed[i]);
-        if (live.length === 0) break;
-        const results = await this.#checkAt(target, live.map((i) => kernels[i]), m);
-        live.forEach((i, j) => passed[i] = results[j]);
-      }
+      const results = await this.#checkAt(target, chunk.map((i) => kernels[i]));
+      chunk.forEach((i, j) => passed[i] = results[j]);
     }
     return passed;
   }
@@ -490,29 +487,43 @@ export class GpuRunner {
     return chunks;
   }
 
-  /** Checks kernels at m rows in one submit; failures are logged. Per kernel, whether it passed. */
-  async #checkAt(target: Target, kernels: CompiledKernel[], m: number): Promise<boolean[]> {
-    const data = this.#checkDataOf(target, m);
+  /**
+   * Checks kernels at each of `rows` (default `CHECK_ROWS`) in one submit; failures are logged.
+   *
+   * @returns Per kernel, whether it passed.
+   */
+  async #checkAt(
+    target: Target,
+    kernels: CompiledKernel[],
+    rowCounts = CHECK_ROWS,
+  ): Promise<boolean[]> {
+    const sets = rowCounts.map((m) => this.#checkDataOf(target, m));
+    const rows = rowCounts.join(", ");
     const others = kernels.length > 1
       ? `, in one submit with ${kernels.length - 1} other configs`
       : "";
     const timedOut = (name: string, seconds: number) =>
       newTrial(target.name, null, name, "runtime", {
-        reason: `timed out after ${formatSeconds(seconds)} s (check at m=${m}${others})`,
+        reason: `timed out after ${formatSeconds(seconds)} s (check at m=${rows}${others})`,
       });
-    let mismatches: (string | undefined)[];
+    let failures: (CheckFailure | undefined)[];
     try {
-      mismatches = await this.#guard.run(
-        `the check of ${target.name} ${kernels.map((k) => k.name).join(", ")} at m=${m}`,
+      failures = await this.#guard.run(
+        `the check of ${target.name} ${kernels.map((k) => k.name).join(", ")} at m=${rows}`,
         kernels.map((k) => timedOut(k.name, this.#options.limitMs / 1000)),
-        () => checkKernels(this.#device, kernels, data),
+        () => checkKernelsAt(this.#device, kernels, sets),
       );
     } catch (e) {
       if (kernels.length > 1 && e instanceof TrialTimeoutError) {
-        // Any of them may have been the slow one: each is checked again alone.
+        // Any of them may have been the slow one: each is checked again alone, a row count at
+        // a time, so that a slow kernel runs past the limit once more, not once per count.
         if (e.logged) { for (const k of kernels) this.#book.remember(timedOut(k.name, e.seconds)); }
         const alone: boolean[] = [];
-        for (const k of kernels) alone.push((await this.#checkAt(target, [k], m))[0]);
+        for (const k of kernels) {
+          let ok = true;
+          for (const m of rowCounts) if (ok) ok = (await this.#checkAt(target, [k], [m]))[0];
+          alone.push(ok);
+        }
         return alone;
       }
       for (const k of kernels) {
@@ -531,11 +542,14 @@ export class GpuRunner {
       return kernels.map(() => false);
     }
     // A lost device reads back garbage rather than failing, at times.
-    if (mismatches.some((x) => x) && (await this.#guard.isLost())) throw this.#guard.lostError();
+    if (failures.some((x) => x) && (await this.#guard.isLost())) throw this.#guard.lostError();
     const passed: boolean[] = [];
     for (const [i, k] of kernels.entries()) {
-      if (mismatches[i]) await this.#fail(target, k.name, "verify", `at m=${m}: ${mismatches[i]}`);
-      passed.push(!mismatches[i]);
+      const failed = failures[i];
+      if (failed) {
+        await this.#fail(target, k.name, "verify", `at m=${failed.m}: ${failed.mismatch}`);
+      }
+      passed.push(!failed);
     }
     return passed;
   }
