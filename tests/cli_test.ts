@@ -67,6 +67,16 @@ Deno.test("parseCli() reads lists and numbers", () => {
   assert.equal(o.stage, "batched");
 });
 
+Deno.test("parseCli() takes --max-trials as a count or a share of the valid configs", () => {
+  assert.deepEqual(parseCli(["--problem", "tiny", "--max-trials", "15%"]).maxTrials, {
+    percent: 15,
+  });
+  assert.deepEqual(parseCli(["--problem", "tiny", "--max-trials", "2.5%"]).maxTrials, {
+    percent: 2.5,
+  });
+  assert.equal(parseCli(["--problem", "tiny", "--max-trials", "12"]).maxTrials, 12);
+});
+
 Deno.test("parseCli() treats -h and --help as help, without needing --problem", () => {
   assert.equal(parseCli(["--help"]).help, true);
   assert.equal(parseCli(["-h"]).help, true);
@@ -85,6 +95,9 @@ Deno.test("parseCli() rejects bad flags and values with a UsageError naming them
     [["--problem", "tiny", "--buckets", "1.5"], /--buckets/],
     [["--problem", "tiny", "--buckets", "-4"], /--buckets/],
     [["--problem", "tiny", "--max-trials", "0"], /--max-trials/],
+    [["--problem", "tiny", "--max-trials", "0%"], /--max-trials .*percentage.*"0%"/],
+    [["--problem", "tiny", "--max-trials", "150%"], /--max-trials .*"150%"/],
+    [["--problem", "tiny", "--max-trials", "%"], /--max-trials/],
     [["--problem", "tiny", "--max-seconds", "1e3"], /--max-seconds/],
     [["--problem", "tiny", "--repeats", "x"], /--repeats/],
     [["--problem", "tiny", "--strategy", "genetic"], /genetic/],
@@ -127,6 +140,9 @@ Deno.test("the CLI exits 2 naming the problem for each command-line mistake", as
     [["--problem", "tiny", "--buckets", "0"], /--buckets/],
     [["--problem", "tiny", "--buckets", "abc"], /abc/],
     [["--problem", "tiny", "--max-trials", "0"], /--max-trials/],
+    [["--problem", "tiny", "--max-trials", "0%"], /--max-trials .*percentage.*"0%"/],
+    [["--problem", "tiny", "--max-trials", "150%"], /--max-trials .*"150%"/],
+    [["--problem", "tiny", "--max-trials", "%"], /--max-trials/],
     [["--problem", "nosuch"], /nosuch/],
     [[], /--problem/],
   ];

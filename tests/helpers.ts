@@ -7,6 +7,12 @@ import { fileURLToPath } from "node:url";
 import type { DeviceCaps, GemvConfig, TileConfig } from "../kernels/config.ts";
 import { PORTABLE_CAPS } from "../kernels/device.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
+import type { SearchSpace } from "../kernels/space.ts";
+import type { ProjectionSpec } from "../kernels/problem.ts";
+import type { Gpu } from "../tuner/gpu_device.ts";
+import { exhaustive } from "../tuner/strategies.ts";
+import type { TrialLog } from "../tuner/trial_log.ts";
+import type { TuneOptions } from "../tuner/tune.ts";
 
 /** Runs `fn` with a fresh temporary directory, removed afterwards. */
 export async function withTempDir(prefix: string, fn: (dir: string) => Promise<void>) {
@@ -92,4 +98,32 @@ export function quietConsole(): { calls: string[]; restore(): void } {
     console[m] = (...args: unknown[]) => calls.push(`${m}: ${args.join(" ")}`);
   }
   return { calls, restore: () => methods.forEach((m, i) => (console[m] = saved[i])) };
+}
+
+/**
+ * `tune()` options for a small problem on the software GPU: bucket 16, the exhaustive strategy
+ * over `space`, up to 8 trials, short timings, no heater and no unfused baseline.
+ */
+export function tinyTuneOptions(
+  gpu: Gpu,
+  log: TrialLog,
+  space: SearchSpace,
+  spec: ProjectionSpec,
+): TuneOptions {
+  return {
+    gpu,
+    spec,
+    dtype: "f32",
+    buckets: [16],
+    space,
+    strategy: exhaustive,
+    maxTrials: 8,
+    maxSeconds: 600,
+    seed: 5,
+    log,
+    timing: { warmup: 1, repeats: 3 },
+    rotateBytes: 0,
+    heat: false,
+    unfused: false,
+  };
 }

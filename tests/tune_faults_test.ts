@@ -17,10 +17,9 @@ import type { Timing } from "../tuner/timing.ts";
 import { NOISY_SPREAD_PCT, settleTiming, tooNoisy } from "../tuner/timing.ts";
 import type { Trial } from "../tuner/trial_log.ts";
 import { readTrials, TrialLog } from "../tuner/trial_log.ts";
-import type { TuneOptions } from "../tuner/tune.ts";
 import { tune } from "../tuner/tune.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { ROOT, withTempDir } from "./helpers.ts";
+import { ROOT, tinyTuneOptions, withTempDir } from "./helpers.ts";
 
 const options = { sanitizeResources: false, sanitizeOps: false };
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
@@ -60,24 +59,8 @@ const BREAK = {
     ),
 };
 
-function baseOptions(gpu: Gpu, log: TrialLog, space: SearchSpace): TuneOptions {
-  return {
-    gpu,
-    spec,
-    dtype: "f32",
-    buckets: [16],
-    space,
-    strategy: exhaustive,
-    maxTrials: 8,
-    maxSeconds: 600,
-    seed: 5,
-    log,
-    timing: { warmup: 1, repeats: 3 },
-    rotateBytes: 0,
-    heat: false,
-    unfused: false,
-  };
-}
+const baseOptions = (gpu: Gpu, log: TrialLog, space: SearchSpace) =>
+  tinyTuneOptions(gpu, log, space, spec);
 
 /** The latest check trial (bucket null) of a config per target, from the log file. */
 async function checks(path: string): Promise<Map<string, Trial>> {

@@ -32,7 +32,7 @@ import { STRATEGIES } from "./strategies.ts";
 import { logFileName, TrialLog } from "./trial_log.ts";
 import { DEFAULT_BUCKETS, findProblem } from "./problems.ts";
 import { planSpace } from "./plan.ts";
-import type { TuneResult } from "./tune.ts";
+import type { TrialBudget, TuneResult } from "./tune.ts";
 import { DEFAULT_TRIAL_TIMEOUT_MS, tune } from "./tune.ts";
 import { loadSpace } from "./yaml_file.ts";
 
@@ -47,7 +47,8 @@ Options:
   --dtype <list>       weight storage types, comma-separated: f32, f16, bf16 (default f32)
   --buckets <list>     m buckets, comma-separated (default 1,2,4,...,16384)
   --strategy <s>       guided (default) | local | random | exhaustive (see tuner/strategies.ts)
-  --max-trials <n>     most configs timed per stage and bucket (default 40)
+  --max-trials <n|p%>  most configs timed per stage and bucket: a count, or a share of the
+                       bucket's valid configs such as 15% (default 40)
   --max-seconds <s>    stop starting trials after this long (default 900)
   --seed <n>           seed for data and random search (default: the log's last, else random)
   --space <file>       search space YAML (default: the built-in space)
@@ -89,7 +90,7 @@ export interface CliOptions {
   dtypes: WeightDtype[];
   buckets: number[];
   strategy: string;
-  maxTrials: number;
+  maxTrials: TrialBudget;
   maxSeconds: number;
   seed: number;
   /** Whether --seed was given (else a rerun takes the seed of the log's last run). */
@@ -120,6 +121,19 @@ function positiveInt(flag: string, value: string): number {
     throw new UsageError(`--${flag} must be a positive integer, got "${value}"`);
   }
   return n;
+}
+
+/** `--max-trials`: a positive count, or a percentage over 0 and at most 100 such as "15%". */
+function trialBudgetOption(value: string): TrialBudget {
+  const percent = /^\s*(\d+(?:\.\d+)?)%\s*$/.exec(value);
+  if (!percent) return positiveInt("max-trials", value);
+  const p = Number(percent[1]);
+  if (!(p > 0 && p <= 100)) {
+    throw new UsageError(
+      `--max-trials must be a percentage over 0 and at most 100, got "${value}"`,
+    );
+  }
+  return { percent: p };
 }
 
 function nonNegativeInt(flag: string, value: string, max = Number.MAX_SAFE_INTEGER): number {
@@ -201,7 +215,7 @@ export function parseCli(args: string[]): CliOptions {
     dtypes: dtypes as WeightDtype[],
     buckets,
     strategy: values.strategy,
-    maxTrials: positiveInt("max-trials", values["max-trials"]),
+    maxTrials: trialBudgetOption(values["max-trials"]),
     maxSeconds: positiveInt("max-seconds", values["max-seconds"]),
     seed: values.seed === undefined
       ? Math.floor(Math.random() * 2 ** 31)
@@ -488,7 +502,9 @@ async function openLog(
       problem: key,
       generator: GENERATOR_VERSION,
       strategy: options.strategy,
-      maxTrials: options.maxTrials,
+      maxTrials: typeof options.maxTrials === "number"
+        ? options.maxTrials
+        : `${options.maxTrials.percent}%`,
       buckets: options.buckets,
       at: new Date().toISOString(),
     },

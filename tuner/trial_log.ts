@@ -78,7 +78,8 @@ export interface RunRecord {
     problem: string;
     generator: number;
     strategy: string;
-    maxTrials: number;
+    /** A count, or a share of the valid configs such as "15%". */
+    maxTrials: number | string;
     buckets: number[];
     at: string;
   };
