@@ -12,7 +12,6 @@ import type { CacheEntry } from "../cache/schema.ts";
 import type { Gpu } from "../tuner/gpu_device.ts";
 import { DeviceLostError, openGpu } from "../tuner/gpu_device.ts";
 import { formatResults } from "../tuner/report.ts";
-import { exhaustive } from "../tuner/strategies.ts";
 import type { Timing } from "../tuner/timing.ts";
 import { NOISY_SPREAD_PCT, settleTiming, tooNoisy } from "../tuner/timing.ts";
 import type { Trial } from "../tuner/trial_log.ts";
