@@ -27,7 +27,7 @@ Deno.test("parseCli() applies the documented defaults", () => {
   assert.equal(DEFAULT_BUCKETS[0], 1);
   assert.equal(DEFAULT_BUCKETS[DEFAULT_BUCKETS.length - 1], 16384);
   assert.equal(o.strategy, "guided");
-  assert.equal(o.maxTrials, 40);
+  assert.deepEqual(o.maxTrials, { percent: 15 });
   assert.equal(o.maxSeconds, 900);
   assert.equal(o.cacheDir, "cache");
   assert.equal(o.warmup, 3);

@@ -48,7 +48,7 @@ Options:
   --buckets <list>     m buckets, comma-separated (default 1,2,4,...,16384)
   --strategy <s>       guided (default) | local | random | exhaustive (see tuner/strategies.ts)
   --max-trials <n|p%>  most configs timed per stage and bucket: a count, or a share of the
-                       bucket's valid configs such as 15% (default 40)
+                       bucket's valid configs (default 15%: 22-81 of the default space)
   --max-seconds <s>    stop starting trials after this long (default 900)
   --seed <n>           seed for data and random search (default: the log's last, else random)
   --space <file>       search space YAML (default: the built-in space)
@@ -169,7 +169,7 @@ export function parseCli(args: string[]): CliOptions {
         dtype: { type: "string", default: "f32" },
         buckets: { type: "string" },
         strategy: { type: "string", default: "guided" },
-        "max-trials": { type: "string", default: "40" },
+        "max-trials": { type: "string", default: "15%" },
         "max-seconds": { type: "string", default: "900" },
         seed: { type: "string" },
         space: { type: "string" },
