@@ -152,6 +152,31 @@ function positiveNumber(flag: string, value: string): number {
   return n;
 }
 
+/** The flags `parseArgs` reads (each is described in {@linkcode HELP}). */
+const FLAGS = {
+  problem: { type: "string" },
+  dtype: { type: "string", default: "f32" },
+  buckets: { type: "string" },
+  strategy: { type: "string", default: "guided" },
+  "max-trials": { type: "string", default: "15%" },
+  "max-seconds": { type: "string", default: "900" },
+  seed: { type: "string" },
+  space: { type: "string" },
+  "cache-dir": { type: "string", default: "cache" },
+  "log-dir": { type: "string" },
+  warmup: { type: "string", default: "3" },
+  repeats: { type: "string", default: "20" },
+  "rotate-mb": { type: "string", default: "160" },
+  "trial-timeout": { type: "string", default: String(DEFAULT_TRIAL_TIMEOUT_MS / 1000) },
+  "no-heat": { type: "boolean", default: false },
+  "no-unfused": { type: "boolean", default: false },
+  "compile-workers": { type: "string" },
+  "print-wgsl": { type: "string" },
+  stage: { type: "string", default: "fused" },
+  quiet: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 /**
  * Parses the command line.
  *
@@ -164,29 +189,7 @@ export function parseCli(args: string[]): CliOptions {
       args,
       strict: true,
       allowPositionals: false,
-      options: {
-        problem: { type: "string" },
-        dtype: { type: "string", default: "f32" },
-        buckets: { type: "string" },
-        strategy: { type: "string", default: "guided" },
-        "max-trials": { type: "string", default: "15%" },
-        "max-seconds": { type: "string", default: "900" },
-        seed: { type: "string" },
-        space: { type: "string" },
-        "cache-dir": { type: "string", default: "cache" },
-        "log-dir": { type: "string" },
-        warmup: { type: "string", default: "3" },
-        repeats: { type: "string", default: "20" },
-        "rotate-mb": { type: "string", default: "160" },
-        "trial-timeout": { type: "string", default: String(DEFAULT_TRIAL_TIMEOUT_MS / 1000) },
-        "no-heat": { type: "boolean", default: false },
-        "no-unfused": { type: "boolean", default: false },
-        "compile-workers": { type: "string" },
-        "print-wgsl": { type: "string" },
-        stage: { type: "string", default: "fused" },
-        quiet: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
+      options: FLAGS,
     }));
   } catch (e) {
     throw new UsageError((e as Error).message);

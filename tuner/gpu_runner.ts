@@ -488,7 +488,8 @@ export class GpuRunner {
   }
 
   /**
-   * Checks kernels at each of `rows` (default `CHECK_ROWS`) in one submit; failures are logged.
+   * Checks kernels at each of `rowCounts` (default `CHECK_ROWS`) in one submit; failures are
+   * logged.
    *
    * @returns Per kernel, whether it passed.
    */
