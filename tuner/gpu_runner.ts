@@ -189,6 +189,19 @@ export class GpuRunner {
   }
 
   /**
+   * Starts compiling configs of a target that the log has not timed at m, all at once, so that
+   * a compile pool works on them together; {@linkcode time} then waits for them. The unfused
+   * baseline times two configs per GEMM, so its compiles alone would keep two workers busy.
+   */
+  compileAhead(target: Target, m: number, configs: KernelConfig[]): void {
+    for (const config of configs) {
+      if (!this.#book.earlier(target.name, m, configName(config))) {
+        this.#compileAhead(target, config);
+      }
+    }
+  }
+
+  /**
    * Queues every valid config of every stage on the compile pool that the log has not checked,
    * in the order the run is likely to want them: bucket by bucket, smallest first.
    */

@@ -233,6 +233,7 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const rankings: Ranked[][][] = [];
   for (const [bi, m] of buckets.entries()) rankings.push(await searchBucket(run, m, plan[bi]));
   await crossCheck(run, buckets, rankings);
+  if (options.unfused) compileUnfusedAhead(run, buckets, rankings);
   const bucketResults: Record<string, BucketResult> = {};
   const skippedBuckets: number[] = [];
   const failedBuckets: number[] = [];
@@ -305,6 +306,18 @@ async function crossCheck(run: Run, buckets: number[], rankings: Ranked[][][]): 
       book.total += fresh.length;
       ranking.push(...await runner.time(target, m, fresh));
       ranking.sort((a, b) => a.medianUs - b.medianUs);
+    }
+  }
+}
+
+/** Starts the compiles of every bucket's unfused baseline ({@linkcode unfusedBaseline}) at once. */
+function compileUnfusedAhead(run: Run, buckets: number[], rankings: Ranked[][][]): void {
+  const { runner } = run;
+  for (const [bi, m] of buckets.entries()) {
+    for (const own of runner.unfused) {
+      const ranking = rankings[bi][runner.targets.findIndex((t) => t.stage === own.stage)] ?? [];
+      const top = ranking.slice(0, UNFUSED_CANDIDATES).map((r) => parseConfigName(r.config));
+      runner.compileAhead(own, m, top);
     }
   }
 }
