@@ -22,7 +22,7 @@
  *
  * Two queues: sources the tuner waits for ({@linkcode CompilePool.warm}) go before sources it
  * will probably want later ({@linkcode CompilePool.prefetch}). The tuner itself sees only the
- * `CompileAhead` interface (gpu_runner.ts): the processes are the CLI's.
+ * `CompileAhead` interface (gpu_runner.ts): the pool is made, drained and closed by its caller.
  *
  * @module
  */

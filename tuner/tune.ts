@@ -283,31 +283,56 @@ async function searchBucket(run: Run, m: number, budgets: number[]): Promise<Ran
 
 /**
  * Times, at each bucket and stage, the winners of the buckets either side that its search did
- * not try, and ranks them in. The search runs smallest bucket first and starts from the
- * winner below; the winner above is only known afterwards. Measured on the H100 (tp4 f16): the
- * batched stage at m = 4096 settled on a tile config 16% slower than the outer config that won
- * at m = 8192, never tried at 4096.
+ * not try, and ranks them in; again while that changes a winner, so that a rerun from the log
+ * finds nothing left to time. The search runs smallest bucket first and starts from the winner
+ * below; the winner above is only known afterwards. Measured on the H100 (tp4 f16): the batched
+ * stage at m = 4096 settled on a tile config 16% slower than the outer config that won at
+ * m = 8192, never tried at 4096.
  */
 async function crossCheck(run: Run, buckets: number[], rankings: Ranked[][][]): Promise<void> {
-  const { runner, book } = run;
-  for (const [bi, m] of buckets.entries()) {
-    for (const [ti, target] of runner.targets.entries()) {
-      const ranking = rankings[bi][ti];
-      if (!ranking?.length || run.outOfTime()) continue;
-      const tried = new Set(ranking.map((r) => r.config));
-      const valid = new Map(
-        target.valid.filter((c) => suitsRows(c, m)).map((c) => [configName(c), c]),
-      );
-      const names = [rankings[bi - 1]?.[ti]?.[0], rankings[bi + 1]?.[ti]?.[0]]
-        .map((r) => r?.config)
-        .filter((name): name is string => !!name && valid.has(name) && !tried.has(name));
-      const fresh = [...new Set(names)].map((name) => valid.get(name)!);
-      if (fresh.length === 0) continue;
-      book.total += fresh.length;
-      ranking.push(...await runner.time(target, m, fresh));
-      ranking.sort((a, b) => a.medianUs - b.medianUs);
+  // What each bucket and stage asked for, timed or failed: a failed config is not asked again.
+  const asked = rankings.map((stages) => stages.map((r) => new Set(r.map((x) => x.config))));
+  for (let pass = 0; pass < CROSS_CHECK_PASSES; pass++) {
+    let timed = 0;
+    for (const bi of buckets.keys()) {
+      timed += await crossCheckBucket(run, buckets[bi], rankings, asked, bi);
     }
+    if (timed === 0) return;
   }
+}
+
+/** Most passes of {@linkcode crossCheck}; each times only winners new to a bucket. */
+const CROSS_CHECK_PASSES = 4;
+
+/** One bucket's part of a {@linkcode crossCheck} pass; how many configs it timed. */
+async function crossCheckBucket(
+  run: Run,
+  m: number,
+  rankings: Ranked[][][],
+  asked: Set<string>[][],
+  bi: number,
+): Promise<number> {
+  const { runner, book } = run;
+  let timed = 0;
+  for (const [ti, target] of runner.targets.entries()) {
+    const ranking = rankings[bi][ti];
+    if (!ranking?.length || run.outOfTime()) continue;
+    const tried = asked[bi][ti];
+    const valid = new Map(
+      target.valid.filter((c) => suitsRows(c, m)).map((c) => [configName(c), c]),
+    );
+    const names = [rankings[bi - 1]?.[ti]?.[0], rankings[bi + 1]?.[ti]?.[0]]
+      .map((r) => r?.config)
+      .filter((name): name is string => !!name && valid.has(name) && !tried.has(name));
+    const fresh = [...new Set(names)].map((name) => valid.get(name)!);
+    if (fresh.length === 0) continue;
+    book.total += fresh.length;
+    timed += fresh.length;
+    for (const c of fresh) tried.add(configName(c));
+    ranking.push(...await runner.time(target, m, fresh));
+    ranking.sort((a, b) => a.medianUs - b.medianUs);
+  }
+  return timed;
 }
 
 /** Starts the compiles of every bucket's unfused baseline ({@linkcode unfusedBaseline}) at once. */
@@ -419,9 +444,11 @@ async function searchStage(
     .slice(tried.length);
   book.total += extra.length + tried.length - budget;
   if (extra.length > 0) timed.push(...await runner.time(target, m, extra));
-  const ranking = book.withLogged(timed, target.name, new Set(valid.map(configName)), m);
-  if (ranking[0]) run.hints.set(target.name, parseConfigName(ranking[0].config));
-  return ranking;
+  // The next bucket's hint is the best this search asked for, not what else the log holds at m
+  // (a cross-check's trials): so that a rerun from the log asks for the same configs.
+  const asked = [...timed].sort((a, b) => a.medianUs - b.medianUs)[0];
+  if (asked) run.hints.set(target.name, parseConfigName(asked.config));
+  return book.withLogged(timed, target.name, new Set(valid.map(configName)), m);
 }
 
 /**
