@@ -40,8 +40,6 @@ const SHAPES: [string, GemmShape][] = [
 
 const gpu = await openGpu();
 
-const options = { sanitizeResources: false, sanitizeOps: false };
-
 /** The seeded sample for one dtype and shape: up to PER_FAMILY valid configs of each family. */
 function sample(dtype: WeightDtype, shape: GemmShape): KernelConfig[] {
   const order = shuffled(enumerateSpace(DEFAULT_SPACE), seededRandom(SEED));
@@ -61,7 +59,6 @@ const FAMILIES = new Set(enumerateSpace(DEFAULT_SPACE).map((c) => c.family));
 for (const dtype of WEIGHT_DTYPES) {
   Deno.test({
     name: `sampled kernels with ${dtype} weights match the float64 reference on every shape`,
-    ...options,
     fn: async () => {
       console.log(`KERNEL_TEST_SEED=${SEED}`);
       const failures: string[] = [];
@@ -152,7 +149,6 @@ Deno.test("compareOutput() catches a write outside the output region", () => {
 
 Deno.test({
   name: "checkKernel() catches kernels compiled for the wrong shape",
-  ...options,
   fn: async () => {
     const shape = fusedShape(tiny);
     const config: KernelConfig = { family: "tile", bm: 16, bn: 32, bk: 8, rm: 2, rn: 2, vec: 4 };

@@ -15,8 +15,6 @@ const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 
 Deno.test({
   name: "each bucket times its neighbours' winners after the search and keeps the fastest",
-  sanitizeResources: false,
-  sanitizeOps: false,
   fn: async () => {
     const gpu = await openGpu();
     try {

@@ -17,7 +17,6 @@ import { problemKey } from "../cache/schema.ts";
 import { filesUnder, withTempDir } from "./helpers.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const options = { sanitizeResources: false, sanitizeOps: false };
 
 async function tune(cacheDir: string) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -57,7 +56,6 @@ async function tune(cacheDir: string) {
 
 Deno.test({
   name: "a tuned cache for tiny.yaml drives the dispatcher, and a rerun resumes without new trials",
-  ...options,
   fn: async () => {
     await withTempDir("tune_e2e_", async (dir) => {
       const first = await tune(dir);

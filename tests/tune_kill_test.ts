@@ -13,7 +13,6 @@ import { openGpu } from "../tuner/gpu_device.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import { filesUnder, ROOT, withTempDir } from "./helpers.ts";
 
-const options = { sanitizeResources: false, sanitizeOps: false };
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 const gpu = await openGpu();
 const CACHE_NAME = cacheFileName(adapterFingerprint(gpu.adapter.info));
@@ -110,7 +109,6 @@ async function checkLeftovers(cacheDir: string, what: string): Promise<Trial[]> 
 Deno.test({
   name:
     "the tuner SIGKILLed at several moments resumes each time from its log and ends with a valid cache",
-  ...options,
   fn: async () => {
     await withTempDir("tune_kill_", async (dir) => {
       const moments: Moment[] = [
@@ -163,7 +161,6 @@ Deno.test({
 Deno.test({
   name:
     "Ctrl-C (SIGINT) stops the tuner with exit 130, says where the log is, writes no cache; a rerun resumes",
-  ...options,
   fn: async () => {
     await withTempDir("tune_kill_", async (dir) => {
       const child = start(dir);
@@ -188,7 +185,6 @@ Deno.test({
 Deno.test({
   name:
     "two tuners of different weight types writing one cache folder at once both keep their results",
-  ...options,
   fn: async () => {
     await withTempDir("tune_kill_", async (dir) => {
       const [f32, f16] = await Promise.all([
