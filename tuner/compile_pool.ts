@@ -62,7 +62,19 @@ interface Slot {
   closed: Promise<void>;
 }
 
-/** Worker threads that compile WGSL ahead of the tuner (see the module documentation). */
+/**
+ * Worker threads that compile WGSL ahead of the tuner (see the module documentation).
+ *
+ * @example
+ * ```ts
+ * import { CompilePool } from "./compile_pool.ts";
+ *
+ * const pool = new CompilePool(1);
+ * const compiled = await pool.warm("@compute @workgroup_size(1)\nfn main() {}\n", "empty");
+ * if (compiled !== true) throw new Error("a worker compiled it");
+ * await pool.close();
+ * ```
+ */
 export class CompilePool {
   #slots: Slot[] = [];
   #jobs = new Map<string, Job>();

@@ -97,9 +97,10 @@ export type TrialBudget = number | { percent: number };
  * @example
  * ```ts
  * import { trialBudget } from "./tune.ts";
- * console.assert(trialBudget(40, 537) === 40);
- * console.assert(trialBudget({ percent: 15 }, 537) === 81);
- * console.assert(trialBudget({ percent: 15 }, 3) === 1);
+ * if (trialBudget(40, 537) !== 40) throw new Error("a count");
+ * if (trialBudget({ percent: 15 }, 537) !== 81) throw new Error("15% of 537, rounded up");
+ * if (trialBudget({ percent: 15 }, 3) !== 1) throw new Error("at least one");
+ * if (trialBudget(40, 12) !== 12) throw new Error("never more than there are");
  * ```
  */
 export function trialBudget(budget: TrialBudget, valid: number): number {
