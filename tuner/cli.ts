@@ -48,7 +48,7 @@ Options:
   --buckets <list>     m buckets, comma-separated (default 1,2,4,...,16384)
   --strategy <s>       guided (default) | local | random | exhaustive (see tuner/strategies.ts)
   --max-trials <n|p%>  most configs timed per stage and bucket: a count, or a share of the
-                       bucket's valid configs (default 15%: 22-81 of the default space)
+                       bucket's valid configs (default 15%)
   --max-seconds <s>    stop starting trials after this long (default 900)
   --seed <n>           seed for data and random search (default: the log's last, else random)
   --space <file>       search space YAML (default: the built-in space)
