@@ -1,8 +1,9 @@
 /**
- * The tuner killed, interrupted, or run twice at once (issue 4), as processes: `deno task tune`
- * on problems/tiny.yaml into a temporary cache folder, SIGKILLed at several moments (startup,
- * the burst of invalid configs, mid-search) and then rerun, SIGINTed, and two tuners of
- * different weight types writing one cache file together. After each, the log parses, a rerun
+ * The tuner killed, interrupted, run twice at once (issue 4), or losing its device, as
+ * processes: `deno task tune` on problems/tiny.yaml into a temporary cache folder, SIGKILLed at
+ * several moments (startup, the burst of invalid configs, mid-search) and then rerun, SIGINTed,
+ * its device destroyed mid-run (exit 3), and two tuners of different weight types writing one
+ * cache file together. After each, the log parses, a rerun
  * resumes from it without running a trial twice, and the cache file is valid.
  */
 import assert from "node:assert/strict";
@@ -34,11 +35,11 @@ const TUNE_ARGS = [
   "--quiet",
 ];
 
-function start(cacheDir: string, extra: string[] = []) {
+function start(cacheDir: string, extra: string[] = [], env: Record<string, string> = {}) {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "tuner/cli.ts", ...TUNE_ARGS, "--cache-dir", cacheDir, ...extra],
     cwd: ROOT,
-    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -105,6 +106,30 @@ async function checkLeftovers(cacheDir: string, what: string): Promise<Trial[]> 
   assert.deepEqual(stray, [], `${what}: no temporary or lock files`);
   return trials;
 }
+
+Deno.test("a device lost mid-run exits 3, says where the trials are, and a rerun resumes", async () => {
+  await withTempDir("tune_lost_", async (dir) => {
+    // The CLI's test-only fault: the device is destroyed after the fifth trial.
+    const lost = await finish(start(dir, [], { TUNE_TEST_LOSE_DEVICE_AFTER: "5" }));
+    assert.equal(lost.code, 3, lost.text);
+    assert.match(
+      lost.text,
+      /The GPU device was lost \(.*\); trials so far are in .*tiny-f32-[0-9a-f]{8}\.jsonl: rerun to resume/,
+    );
+    const trials = await checkLeftovers(dir, "after the loss");
+    const timed = trials.filter((t) => t.bucket !== null);
+    assert.ok(timed.length >= 4, `trials before the loss are kept: ${timed.length}`);
+    assert.deepEqual(
+      trials.filter((t) => t.outcome !== "ok" && t.outcome !== "invalid"),
+      [],
+      "nothing was logged as failed because of the loss",
+    );
+    const again = await finish(start(dir));
+    assert.equal(again.code, 0, again.text);
+    assert.match(again.text, /resumed [1-9]\d*/);
+    await checkLeftovers(dir, "after the rerun");
+  });
+});
 
 Deno.test({
   name:

@@ -32,7 +32,7 @@ import { STRATEGIES } from "./strategies.ts";
 import { logFileName, TrialLog } from "./trial_log.ts";
 import { DEFAULT_BUCKETS, findProblem } from "./problems.ts";
 import { planSpace } from "./plan.ts";
-import type { TrialBudget, TuneResult } from "./tune.ts";
+import type { ProgressEvent, TrialBudget, TuneResult } from "./tune.ts";
 import { DEFAULT_TRIAL_TIMEOUT_MS, tune } from "./tune.ts";
 import { loadSpace } from "./yaml_file.ts";
 
@@ -263,6 +263,27 @@ export function defaultCompileWorkers(adapter: GPUAdapter): number {
   return Math.max(0, Math.min(8, (navigator.hardwareConcurrency ?? 1) - 1));
 }
 
+/**
+ * Test-only fault injection for the exit-3 path, which no real fault triggers on demand: with
+ * `TUNE_TEST_LOSE_DEVICE_AFTER=N` in the environment (and --allow-env), the device is
+ * destroyed after the N-th trial, as a driver reset would lose it (tests/tune_kill_test.ts).
+ */
+function withDeviceLoss(
+  onProgress: ((event: ProgressEvent) => void) | undefined,
+  device: GPUDevice,
+): ((event: ProgressEvent) => void) | undefined {
+  const access = Deno.permissions.querySync({ name: "env", variable: LOSE_DEVICE_ENV });
+  const after = access.state === "granted" ? Number(Deno.env.get(LOSE_DEVICE_ENV)) : NaN;
+  if (!(after > 0)) return onProgress;
+  let trials = 0;
+  return (event) => {
+    onProgress?.(event);
+    if (++trials === after) device.destroy();
+  };
+}
+
+const LOSE_DEVICE_ENV = "TUNE_TEST_LOSE_DEVICE_AFTER";
+
 /** The compile pool of a run: `--compile-workers` threads, or the default number; none for 0. */
 function compilePool(options: CliOptions, adapter: GPUAdapter): CompilePool | undefined {
   const workers = options.compileWorkers ?? defaultCompileWorkers(adapter);
@@ -468,7 +489,7 @@ async function tuneDtype(
       unfused: options.unfused,
       trialTimeoutMs: options.trialTimeout * 1000,
       ahead: session.pool,
-      onProgress: bar?.onProgress,
+      onProgress: withDeviceLoss(bar?.onProgress, gpu.device),
     });
   } finally {
     bar?.stop();
