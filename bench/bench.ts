@@ -27,9 +27,8 @@ import type { WeightDtype } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, fusedWidth, projectionFlops, weightBytes } from "../kernels/problem.ts";
 import { DEFAULT_BUCKETS, findProblem } from "../tuner/problems.ts";
-import { openGpu } from "../tuner/gpu_device.ts";
-import { ClockProbe } from "../tuner/clock_probe.ts";
-import { GpuHeater } from "../tuner/heater.ts";
+import { isSoftwareAdapter, openGpu } from "../tuner/gpu_device.ts";
+import { clockKeepers } from "../tuner/heater.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { formatTable } from "../tuner/report.ts";
 import { timeItems } from "../tuner/timing.ts";
@@ -37,9 +36,27 @@ import { ceilingsOf } from "./ceilings.ts";
 import { RunChain } from "./chain.ts";
 import type { Row } from "./row.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
+const USAGE = `Usage: deno task bench [options]
+
+Times the tuned projection (and the baselines: the default configs, unfused, the best single
+config, the fused GEMM alone; --torch adds PyTorch) per m bucket on this GPU, with the tuner's
+timing, and writes a JSON report and a chart under --out.
+
+Options:
+  --problem <p>     problem name or YAML file (default kimi-linear-tp4)
+  --dtype <list>    weight types, comma-separated (default f32,f16,bf16)
+  --buckets <list>  m buckets, comma-separated (default the tuner's 15)
+  --torch           also run bench/torch_bench.py (needs python3 with torch and CUDA)
+  --out <dir>       where the report goes (default bench/results)
+  --cache-dir <d>   the tuned cache folder (default cache)
+  --rotate-mb <n>   weight megabytes to rotate through, beyond the L2 (default 160)
+  --repeats <n>     timed samples per item (default 15)
+  -h, --help        show this help
+`;
+
+/** The command line's values; a bad flag prints the usage and exits 2, --help prints it. */
+function parseBenchArgs(argv: string[]) {
+  const options = {
     problem: { type: "string", default: "kimi-linear-tp4" },
     dtype: { type: "string", default: "f32,f16,bf16" },
     buckets: { type: "string" },
@@ -48,17 +65,28 @@ const { values: args } = parseArgs({
     "cache-dir": { type: "string", default: "cache" },
     "rotate-mb": { type: "string", default: "160" },
     repeats: { type: "string", default: "15" },
-  },
-});
+    help: { type: "boolean", short: "h", default: false },
+  } as const;
+  try {
+    const { values } = parseArgs({ args: argv, options });
+    if (values.help) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    return values;
+  } catch (e) {
+    console.error(`${(e as Error).message}\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+}
+
+const args = parseBenchArgs(Deno.args);
 
 const gpu = await openGpu();
 const device = gpu.device;
-const heater = /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapter.info.description)
-  ? undefined
-  : new GpuHeater(device);
+// The tuner's heater and clock watch: timings taken while the clock moved are measured again.
+const { heater, probe } = clockKeepers(device, !isSoftwareAdapter(gpu.adapter));
 heater?.start();
-// The tuner's clock watch: timings taken while the clock moved are measured again (timing.ts).
-const probe = heater && device.features.has("timestamp-query") ? new ClockProbe(device) : undefined;
 let worstDriftPct = 0;
 const spec = await findProblem(args.problem);
 const ceilings = ceilingsOf(gpu.adapter.info.description);

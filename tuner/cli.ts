@@ -23,7 +23,7 @@ import { batchedShape, dtypeProblem, fusedShape } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
-import { DeviceLostError, openGpu } from "./gpu_device.ts";
+import { DeviceLostError, isSoftwareAdapter, openGpu } from "./gpu_device.ts";
 import type { ProgressBar } from "./progress_bar.ts";
 import { startProgressBar } from "./progress_bar.ts";
 import { formatResults } from "./report.ts";
@@ -288,12 +288,6 @@ const LOSE_DEVICE_ENV = "TUNE_TEST_LOSE_DEVICE_AFTER";
 function compilePool(options: CliOptions, adapter: GPUAdapter): CompilePool | undefined {
   const workers = options.compileWorkers ?? defaultCompileWorkers(adapter);
   return workers > 0 ? new CompilePool(workers) : undefined;
-}
-
-/** Whether an adapter is a CPU rasterizer, where a heater would only steal the tuner's CPU. */
-function isSoftwareAdapter(adapter: GPUAdapter): boolean {
-  return (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
-    /llvmpipe|lavapipe|swiftshader|warp/i.test(adapter.info.description);
 }
 
 /** Exit codes besides 0 (done) and 1 (an error, named on stderr). */

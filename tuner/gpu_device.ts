@@ -52,6 +52,15 @@ export async function openGpu(): Promise<Gpu> {
 }
 
 /**
+ * Whether an adapter is a CPU rasterizer (llvmpipe, SwiftShader, WARP), where a heater or a
+ * compile pool would only steal the CPU the adapter itself runs on.
+ */
+export function isSoftwareAdapter(adapter: GPUAdapter): boolean {
+  return (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    /llvmpipe|lavapipe|swiftshader|warp/i.test(adapter.info.description);
+}
+
+/**
  * The GPU device was lost (driver reset, hung kernel killed, device destroyed) in the middle of
  * a run. Trials finished before are in the log; rerunning the same command resumes from it.
  */

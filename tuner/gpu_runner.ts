@@ -37,8 +37,9 @@ import type { TimeLimit } from "./device_guard.ts";
 import { DeviceGuard } from "./device_guard.ts";
 import type { Gpu } from "./gpu_device.ts";
 import { DeviceLostError } from "./gpu_device.ts";
-import { ClockProbe } from "./clock_probe.ts";
-import { GpuHeater } from "./heater.ts";
+import type { ClockProbe } from "./clock_probe.ts";
+import type { GpuHeater } from "./heater.ts";
+import { clockKeepers } from "./heater.ts";
 import type { Target } from "./targets.ts";
 import { stageTargets, unfusedTargets } from "./targets.ts";
 import type { TimedItem, Timing, TimingOptions } from "./timing.ts";
@@ -159,10 +160,7 @@ export class GpuRunner {
     this.#device = options.gpu.device;
     this.#book = options.book;
     this.#guard = new DeviceGuard(this.#device, options.book.path, options.timeLimit);
-    this.#heater = options.heat ? new GpuHeater(this.#device) : undefined;
-    this.#probe = options.heat && this.#device.features.has("timestamp-query")
-      ? new ClockProbe(this.#device)
-      : undefined;
+    ({ heater: this.#heater, probe: this.#probe } = clockKeepers(this.#device, options.heat));
     this.#timing = { ...options.timing, probe: this.#probe };
   }
 

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { ClockProbe } from "./clock_probe.ts";
+
 const HEATER_WGSL = `
 // Heater: streams a large buffer, so the GPU stays at full load; its result is never used.
 @group(0) @binding(0) var<storage, read_write> data: array<vec4<f32>>;
@@ -95,4 +97,20 @@ export class GpuHeater {
       }, () => {});
     }
   }
+}
+
+/**
+ * What keeps timings honest while the clock moves: a heater, and a clock probe where the device
+ * has timestamps (clock_probe.ts); neither when `on` is false (a software adapter, or the user
+ * said so). The tuner's runner and the bench make theirs here, so that they time alike.
+ */
+export function clockKeepers(
+  device: GPUDevice,
+  on: boolean,
+): { heater?: GpuHeater; probe?: ClockProbe } {
+  if (!on) return {};
+  return {
+    heater: new GpuHeater(device),
+    probe: device.features.has("timestamp-query") ? new ClockProbe(device) : undefined,
+  };
 }
