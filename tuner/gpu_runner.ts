@@ -2,12 +2,12 @@
  * The GPU runner: compiles, checks and times a batch of candidate configs of a target in one
  * call ({@linkcode GpuRunner.time}), and times the whole projection fused and unfused in one
  * batch ({@linkcode GpuRunner.timeProjection}). It owns what that takes on the device: the
- * targets' buffers, the check data, the compiles started ahead, the heater and the guard
+ * targets' buffers, the checks (gpu_checks.ts), the compiles started ahead, the heater and the guard
  * (time limit and device loss, device_guard.ts).
  *
  * Every candidate is compiled and checked at m = 3 and m = 67 against the reference with its
- * output poisoned with NaN first (verify.ts), before it is ever timed; once per target, up to
- * {@linkcode TIMING_CHUNK} configs in one submit. Each trial goes to the
+ * output poisoned with NaN first (gpu_checks.ts), before it is ever timed; once per target, up
+ * to {@linkcode TIMING_CHUNK} configs in one submit. Each trial goes to the
  * {@linkcode TrialBook} as it finishes, and a trial the log already has is not run again.
  * Configs are timed up to {@linkcode TIMING_CHUNK} in one submit, so a kill loses at most the
  * trials of the submit in flight.
@@ -47,12 +47,10 @@ import { settleTiming, timeItems, tooNoisy } from "./timing.ts";
 import type { Ranked, TrialBook } from "./trial_book.ts";
 import { newTrial } from "./trial_book.ts";
 import type { Outcome } from "./trial_log.ts";
-import type { CheckFailure } from "./verify.ts";
-import { checkKernelsAt, destroyCheckData, makeCheckData } from "./verify.ts";
+import { Failures, GpuChecks, submitChunks } from "./gpu_checks.ts";
 import { formatSeconds, TrialTimeoutError } from "./watchdog.ts";
 
-/** Configs timed per submit: a kill loses at most this many trials. */
-export const TIMING_CHUNK = 8;
+export { TIMING_CHUNK } from "./gpu_checks.ts";
 
 /** Where a run's time went, milliseconds of wall time. */
 export interface PhaseTimes {
@@ -73,8 +71,6 @@ export interface ClockReport {
   /** Their wall time, milliseconds. */
   settleMs: number;
 }
-
-const CHECK_ROWS = [3, 67]; // ragged row counts: tails of every row block size
 
 /** What a {@linkcode GpuRunner} works with. */
 export interface GpuRunnerOptions {
@@ -147,7 +143,8 @@ export class GpuRunner {
   #timing: TimingOptions;
   #buffers: GPUBuffer[] = [];
   #params = new Map<number, GPUBuffer>();
-  #checkData = new Map<string, ReturnType<typeof makeCheckData>>();
+  #checks: GpuChecks;
+  #failures: Failures;
   /** Compiles started ahead of prepare(), by target and config name. */
   #compiling = new Map<string, Promise<CompiledKernel>>();
   #targets: Target[] = [];
@@ -160,6 +157,15 @@ export class GpuRunner {
     this.#device = options.gpu.device;
     this.#book = options.book;
     this.#guard = new DeviceGuard(this.#device, options.book.path, options.timeLimit);
+    this.#failures = new Failures(options.book, this.#guard);
+    this.#checks = new GpuChecks(this.#device, {
+      dtype: options.dtype,
+      seed: options.seed,
+      limitMs: options.limitMs,
+      guard: this.#guard,
+      book: options.book,
+      failures: this.#failures,
+    });
     ({ heater: this.#heater, probe: this.#probe } = clockKeepers(this.#device, options.heat));
     this.#timing = { ...options.timing, probe: this.#probe };
   }
@@ -280,7 +286,7 @@ export class GpuRunner {
     if (unchecked.length === 0) return out;
     const passed = await this.#in(
       "verifyMs",
-      () => this.#check(target, unchecked.map((u) => u.kernel)),
+      () => this.#checks.check(target, unchecked.map((u) => u.kernel)),
     );
     for (const [i, u] of unchecked.entries()) {
       if (!passed[i]) continue;
@@ -312,7 +318,7 @@ export class GpuRunner {
     }
     const { dtype, gpu } = this.#options;
     const invalid = configProblem(config, target.shape, dtype, gpu.caps);
-    if (invalid) return await this.#fail(target, name, "invalid", invalid);
+    if (invalid) return await this.#failures.fail(target, name, "invalid", invalid);
     try {
       const kernel = await this.#in(
         "compileMs",
@@ -320,7 +326,7 @@ export class GpuRunner {
       );
       return { kernel, checked: false, logged: earlier !== undefined };
     } catch (e) {
-      return await this.#failWith(target, name, "compile", e);
+      return await this.#failures.failWith(target, name, "compile", e);
     }
   }
 
@@ -370,7 +376,7 @@ export class GpuRunner {
         this.#book.report(m, logTarget, configName(fresh[i]), failed.outcome);
       }
     }
-    for (const chunk of this.#chunks(ready, (k) => this.#book.alone(logTarget, m, k.name))) {
+    for (const chunk of submitChunks(ready, (k) => this.#book.alone(logTarget, m, k.name))) {
       timed.push(...await this.#timeChunk(logTarget, chunk.map((i) => ready[i]), groups, m));
     }
     return timed.sort((a, b) => a.medianUs - b.medianUs);
@@ -438,7 +444,7 @@ export class GpuRunner {
     this.#guard.close();
     await this.#heater?.destroy().catch(() => {});
     this.#probe?.destroy();
-    for (const data of this.#checkData.values()) destroyCheckData(data);
+    this.#checks.destroy();
     for (const b of this.#buffers) b.destroy();
   }
 
@@ -455,136 +461,6 @@ export class GpuRunner {
     const promise = this.#compile(target, config);
     promise.catch(() => {}); // awaited (and its failure recorded) in prepare()
     this.#compiling.set(key, promise);
-  }
-
-  #checkDataOf(target: Target, m: number): ReturnType<typeof makeCheckData> {
-    const key = `${target.name}:${m}`;
-    let data = this.#checkData.get(key);
-    if (!data) {
-      const { dtype, seed } = this.#options;
-      data = makeCheckData(this.#device, target.shape, dtype, m, seed + m);
-      this.#checkData.set(key, data);
-    }
-    return data;
-  }
-
-  /**
-   * Checks compiled kernels at each of `CHECK_ROWS` rows, up to {@linkcode TIMING_CHUNK} in
-   * one submit (every row count in it); failures are logged.
-   *
-   * @returns Per kernel, whether it passed.
-   */
-  async #check(target: Target, kernels: CompiledKernel[]): Promise<boolean[]> {
-    const passed = kernels.map(() => true);
-    const chunks = this.#chunks(kernels, (k) => this.#book.alone(target.name, null, k.name));
-    for (const chunk of chunks) {
-      const results = await this.#checkAt(target, chunk.map((i) => kernels[i]));
-      chunk.forEach((i, j) => passed[i] = results[j]);
-    }
-    return passed;
-  }
-
-  /**
-   * Indices of kernels in submits of up to {@linkcode TIMING_CHUNK}; those `alone` says timed
-   * out in a shared submit before each get one of their own.
-   */
-  #chunks(kernels: CompiledKernel[], alone: (k: CompiledKernel) => boolean): number[][] {
-    const single = [...kernels.keys()].filter((i) => alone(kernels[i]));
-    const shared = [...kernels.keys()].filter((i) => !alone(kernels[i]));
-    const chunks = single.map((i) => [i]);
-    for (let at = 0; at < shared.length; at += TIMING_CHUNK) {
-      chunks.push(shared.slice(at, at + TIMING_CHUNK));
-    }
-    return chunks;
-  }
-
-  /**
-   * Checks kernels at each of `rowCounts` (default `CHECK_ROWS`) in one submit; failures are
-   * logged.
-   *
-   * @returns Per kernel, whether it passed.
-   */
-  async #checkAt(
-    target: Target,
-    kernels: CompiledKernel[],
-    rowCounts = CHECK_ROWS,
-  ): Promise<boolean[]> {
-    const sets = rowCounts.map((m) => this.#checkDataOf(target, m));
-    const rows = rowCounts.join(", ");
-    const others = kernels.length > 1
-      ? `, in one submit with ${kernels.length - 1} other configs`
-      : "";
-    const timedOut = (name: string, seconds: number) =>
-      newTrial(target.name, null, name, "runtime", {
-        reason: `timed out after ${formatSeconds(seconds)} s (check at m=${rows}${others})`,
-      });
-    let failures: (CheckFailure | undefined)[];
-    try {
-      failures = await this.#guard.run(
-        `the check of ${target.name} ${kernels.map((k) => k.name).join(", ")} at m=${rows}`,
-        kernels.map((k) => timedOut(k.name, this.#options.limitMs / 1000)),
-        () => checkKernelsAt(this.#device, kernels, sets),
-      );
-    } catch (e) {
-      if (kernels.length > 1 && e instanceof TrialTimeoutError) {
-        // Any of them may have been the slow one: each is checked again alone, a row count at
-        // a time, so that a slow kernel runs past the limit once more, not once per count.
-        if (e.logged) { for (const k of kernels) this.#book.remember(timedOut(k.name, e.seconds)); }
-        const alone: boolean[] = [];
-        for (const k of kernels) {
-          let ok = true;
-          for (const m of rowCounts) if (ok) ok = (await this.#checkAt(target, [k], [m]))[0];
-          alone.push(ok);
-        }
-        return alone;
-      }
-      for (const k of kernels) {
-        if (e instanceof TrialTimeoutError) {
-          await this.#fail(
-            target,
-            k.name,
-            "runtime",
-            timedOut(k.name, e.seconds).reason!,
-            e.logged,
-          );
-        } else {
-          await this.#failWith(target, k.name, "runtime", e);
-        }
-      }
-      return kernels.map(() => false);
-    }
-    // A lost device reads back garbage rather than failing, at times.
-    if (failures.some((x) => x) && (await this.#guard.isLost())) throw this.#guard.lostError();
-    const passed: boolean[] = [];
-    for (const [i, k] of kernels.entries()) {
-      const failed = failures[i];
-      if (failed) {
-        await this.#fail(target, k.name, "verify", `at m=${failed.m}: ${failed.mismatch}`);
-      }
-      passed.push(!failed);
-    }
-    return passed;
-  }
-
-  /** Logs a failed check of a config (`logged` when the watchdog already did). */
-  async #fail(
-    target: Target,
-    name: string,
-    outcome: Outcome,
-    reason: string,
-    logged = false,
-  ): Promise<undefined> {
-    target.kernels.set(name, { outcome, reason });
-    await this.#book.record(newTrial(target.name, null, name, outcome, { reason }), logged);
-    return undefined;
-  }
-
-  /** Logs a thrown failure as `outcome`, unless it is the device's loss. */
-  async #failWith(target: Target, name: string, outcome: Outcome, e: unknown): Promise<undefined> {
-    const error = await this.#guard.lostOr(e);
-    if (error instanceof DeviceLostError) throw error;
-    const logged = error instanceof TrialTimeoutError && error.logged;
-    return await this.#fail(target, name, outcome, (error as Error).message, logged);
   }
 
   /** A bind group per weight copy of the target, at m. */
