@@ -8,6 +8,7 @@ import { CompilePool } from "../tuner/compile_pool.ts";
 import { configProblem, type KernelConfig } from "../kernels/config.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 import { fusedShape, kimiLinearSpec } from "../kernels/problem.ts";
+import { seededRandom, shuffled } from "../tuner/random.ts";
 
 const perSet = Number(Deno.args[0] ?? 40);
 const workers = Number(Deno.args[1] ?? 8);
@@ -18,9 +19,7 @@ const valid = enumerateSpace(DEFAULT_SPACE).filter((c) =>
   !configProblem(c, shape, dtype, gpu.caps)
 );
 // A fixed shuffle, so that every set mixes the families.
-let s = 12345;
-const rand = () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
-const order = valid.map((c) => ({ c, r: rand() })).sort((a, b) => a.r - b.r).map((x) => x.c);
+const order = shuffled(valid, seededRandom(12345));
 const sets = [0, 1, 2, 3].map((i) => order.slice(i * perSet, (i + 1) * perSet));
 console.log(`${gpu.adapter.info.description || gpu.adapter.info.device}: ${valid.length} valid`);
 

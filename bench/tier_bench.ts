@@ -17,6 +17,7 @@ import { adapterFingerprint, cacheFileName } from "../cache/schema.ts";
 import { createProjection, requestTunedDevice } from "../mod.ts";
 import type { Projection, WeightDtype } from "../mod.ts";
 import { batchedInputWidth, fusedWidth, weightBytes } from "../kernels/problem.ts";
+import { isSoftwareAdapter } from "../tuner/gpu_device.ts";
 import { GpuHeater } from "../tuner/heater.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { timeItems } from "../tuner/timing.ts";
@@ -40,7 +41,7 @@ const dtype = args.dtype as WeightDtype;
 const buckets = args.buckets.split(",").map(Number);
 const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
 if (!adapter) throw new Error("Cannot time tiers: no WebGPU adapter");
-const software = /llvmpipe|lavapipe|swiftshader/i.test(adapter.info.description);
+const software = isSoftwareAdapter(adapter);
 const timestamps: GPUFeatureName[] = adapter.features.has("timestamp-query")
   ? ["timestamp-query"]
   : [];

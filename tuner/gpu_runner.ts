@@ -267,8 +267,8 @@ export class GpuRunner {
 
   /**
    * Compiles configs for a target (awaiting the compiles started ahead) and checks those not
-   * checked before, all in one submit per check size; each config once per target. Failures
-   * are logged with their reason.
+   * checked before, up to {@linkcode TIMING_CHUNK} and both check sizes in one submit
+   * (gpu_checks.ts); each config once per target. Failures are logged with their reason.
    *
    * @returns Per config, its checked kernel, or undefined where it failed.
    */

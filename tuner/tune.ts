@@ -336,14 +336,18 @@ async function crossCheckBucket(
   return timed;
 }
 
+/** The configs an unfused GEMM tries at a bucket: its stage's fastest, from that bucket's rankings. */
+function unfusedCandidates(runner: GpuRunner, own: Target, rankings: Ranked[][]): KernelConfig[] {
+  const ranking = rankings[runner.targets.findIndex((t) => t.stage === own.stage)] ?? [];
+  return ranking.slice(0, UNFUSED_CANDIDATES).map((r) => parseConfigName(r.config));
+}
+
 /** Starts the compiles of every bucket's unfused baseline ({@linkcode unfusedBaseline}) at once. */
 function compileUnfusedAhead(run: Run, buckets: number[], rankings: Ranked[][][]): void {
   const { runner } = run;
   for (const [bi, m] of buckets.entries()) {
     for (const own of runner.unfused) {
-      const ranking = rankings[bi][runner.targets.findIndex((t) => t.stage === own.stage)] ?? [];
-      const top = ranking.slice(0, UNFUSED_CANDIDATES).map((r) => parseConfigName(r.config));
-      runner.compileAhead(own, m, top);
+      runner.compileAhead(own, m, unfusedCandidates(runner, own, rankings[bi]));
     }
   }
 }
@@ -468,9 +472,7 @@ async function unfusedBaseline(
   book.total += runner.unfused.length * UNFUSED_CANDIDATES;
   const apart: string[] = [];
   for (const own of runner.unfused) {
-    const stageRanking = rankings[runner.targets.findIndex((t) => t.stage === own.stage)];
-    const top = stageRanking.slice(0, UNFUSED_CANDIDATES).map((r) => parseConfigName(r.config));
-    const ranking = await runner.time(own, m, top);
+    const ranking = await runner.time(own, m, unfusedCandidates(runner, own, rankings));
     if (ranking.length === 0) return undefined;
     apart.push(ranking[0].config);
   }

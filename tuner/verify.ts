@@ -2,7 +2,7 @@
  * Checks a compiled kernel against the float64 reference: random non-zero inputs, the output
  * poisoned with NaN first, every computed element compared, and every element the kernel must
  * not write checked to still hold the poison. Many kernels are checked in one submit and one
- * read-back ({@linkcode checkKernels}): each await on the GPU costs about 10 ms in Deno.
+ * read-back ({@linkcode checkKernelsAt}): each await on the GPU costs about 10 ms in Deno.
  *
  * @module
  */
@@ -103,21 +103,7 @@ export async function checkKernel(
   kernel: CompiledKernel,
   data: CheckData,
 ): Promise<string | undefined> {
-  return (await checkKernels(device, [kernel], data))[0];
-}
-
-/**
- * Runs kernels once each on the check data, in one submit (Y poisoned before each, and copied
- * out after it), and compares each.
- *
- * @returns Per kernel, `undefined` if it matches, else the first mismatch in words.
- */
-export async function checkKernels(
-  device: GPUDevice,
-  kernels: CompiledKernel[],
-  data: CheckData,
-): Promise<(string | undefined)[]> {
-  return (await checkKernelsAt(device, kernels, [data])).map((r) => r?.mismatch);
+  return (await checkKernelsAt(device, [kernel], [data]))[0]?.mismatch;
 }
 
 /** Where a kernel first failed its check: the check's m and the mismatch in words. */
