@@ -10,6 +10,7 @@ import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import type { Gpu } from "../tuner/gpu_device.ts";
+import { openGpu } from "../tuner/gpu_device.ts";
 import { exhaustive } from "../tuner/strategies.ts";
 import type { TrialLog } from "../tuner/trial_log.ts";
 import type { TuneOptions } from "../tuner/tune.ts";
@@ -98,6 +99,19 @@ export function quietConsole(): { calls: string[]; restore(): void } {
     console[m] = (...args: unknown[]) => calls.push(`${m}: ${args.join(" ")}`);
   }
   return { calls, restore: () => methods.forEach((m, i) => (console[m] = saved[i])) };
+}
+
+/** A tuner GPU (`openGpu`) and a temporary folder for the body; both are gone after it. */
+export async function withGpuAndTempDir(
+  prefix: string,
+  fn: (gpu: Gpu, dir: string) => Promise<void>,
+) {
+  const gpu = await openGpu();
+  try {
+    await withTempDir(prefix, (dir) => fn(gpu, dir));
+  } finally {
+    gpu.device.destroy();
+  }
 }
 
 /**

@@ -4,51 +4,45 @@
  */
 import assert from "node:assert/strict";
 import type { SearchSpace } from "../kernels/space.ts";
-import { openGpu } from "../tuner/gpu_device.ts";
 import { random } from "../tuner/strategies.ts";
 import { readTrials, TrialLog } from "../tuner/trial_log.ts";
 import { tune } from "../tuner/tune.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { ROOT, tinyTuneOptions, withTempDir } from "./helpers.ts";
+import { ROOT, tinyTuneOptions, withGpuAndTempDir } from "./helpers.ts";
 
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 
 Deno.test({
   name: "each bucket times its neighbours' winners after the search and keeps the fastest",
   fn: async () => {
-    const gpu = await openGpu();
-    try {
-      await withTempDir("tune_cross_", async (dir) => {
-        // Four tile configs that suit m = 8 and 16; one random trial per bucket and stage.
-        const space: SearchSpace = {
-          tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2, 4], rn: [2], vec: [4] },
-        };
-        const log = await TrialLog.open(`${dir}/log.jsonl`);
-        const result = await tune({
-          ...tinyTuneOptions(gpu, log, space, spec),
-          buckets: [8, 16],
-          strategy: random,
-          maxTrials: 1,
-          seed: 1,
-        });
-        const trials = (await readTrials(log.path)).filter((t) =>
-          t.target === "fused" && t.outcome === "ok" && t.bucket !== null
-        );
-        const timedAt = (m: number) => trials.filter((t) => t.bucket === m);
-        const winner = (m: number) => result.entry.buckets[String(m)].fused.config;
-        assert.equal(timedAt(8).length, 2, "m=8 timed its own pick and m=16's winner");
-        for (const [m, other] of [[8, 16], [16, 8]]) {
-          const got = timedAt(m);
-          assert.ok(
-            got.some((t) => t.config === winner(other)),
-            `m=${m} timed the winner at m=${other}: ${JSON.stringify(got.map((t) => t.config))}`,
-          );
-          const fastest = got.reduce((a, b) => (b.medianUs! < a.medianUs! ? b : a));
-          assert.equal(winner(m), fastest.config, `m=${m} kept the fastest it timed`);
-        }
+    await withGpuAndTempDir("tune_cross_", async (gpu, dir) => {
+      // Four tile configs that suit m = 8 and 16; one random trial per bucket and stage.
+      const space: SearchSpace = {
+        tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2, 4], rn: [2], vec: [4] },
+      };
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const result = await tune({
+        ...tinyTuneOptions(gpu, log, space, spec),
+        buckets: [8, 16],
+        strategy: random,
+        maxTrials: 1,
+        seed: 1,
       });
-    } finally {
-      gpu.device.destroy();
-    }
+      const trials = (await readTrials(log.path)).filter((t) =>
+        t.target === "fused" && t.outcome === "ok" && t.bucket !== null
+      );
+      const timedAt = (m: number) => trials.filter((t) => t.bucket === m);
+      const winner = (m: number) => result.entry.buckets[String(m)].fused.config;
+      assert.equal(timedAt(8).length, 2, "m=8 timed its own pick and m=16's winner");
+      for (const [m, other] of [[8, 16], [16, 8]]) {
+        const got = timedAt(m);
+        assert.ok(
+          got.some((t) => t.config === winner(other)),
+          `m=${m} timed the winner at m=${other}: ${JSON.stringify(got.map((t) => t.config))}`,
+        );
+        const fastest = got.reduce((a, b) => (b.medianUs! < a.medianUs! ? b : a));
+        assert.equal(winner(m), fastest.config, `m=${m} kept the fastest it timed`);
+      }
+    });
   },
 });

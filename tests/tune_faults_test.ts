@@ -18,7 +18,7 @@ import type { Trial } from "../tuner/trial_log.ts";
 import { readTrials, TrialLog } from "../tuner/trial_log.ts";
 import { tune } from "../tuner/tune.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { ROOT, tinyTuneOptions, withTempDir } from "./helpers.ts";
+import { ROOT, tinyTuneOptions, withGpuAndTempDir, withTempDir } from "./helpers.ts";
 
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 
@@ -76,86 +76,76 @@ Deno.test({
   name:
     "variants that do not compile or compute wrong results are logged as failed and the search goes on",
   fn: async () => {
-    const gpu = await openGpu();
-    try {
-      await withTempDir("tune_faults_", async (dir) => {
-        const space: SearchSpace = {
-          tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2, 4], rn: [2], vec: [4] },
-        };
-        const broken: Record<string, (code: string) => string> = {
-          "tile-bm16-bn16-bk8-rm2-rn2-v4": BREAK.compile,
-          "tile-bm16-bn16-bk8-rm4-rn2-v4": BREAK.unwritten,
-          "tile-bm16-bn32-bk8-rm2-rn2-v4": BREAK.scaled,
-        };
-        const good = "tile-bm16-bn32-bk8-rm4-rn2-v4";
-        const log = await TrialLog.open(`${dir}/log.jsonl`);
-        const result = await tune({
-          ...baseOptions(gpu, log, space),
-          unfused: true,
-          mutateWgsl: (name, code) => broken[name]?.(code) ?? code,
-        });
-        const found = await checks(log.path);
-        for (const target of ["fused", "batched"]) {
-          const compile = found.get(`${target} tile-bm16-bn16-bk8-rm2-rn2-v4`)!;
-          assert.equal(compile?.outcome, "compile", `${target}: ${JSON.stringify(compile)}`);
-          assert.match(
-            compile.reason!,
-            /Cannot compile kernel "tile-bm16-bn16-bk8-rm2-rn2-v4": .*\S/,
-          );
-          const unwritten = found.get(`${target} tile-bm16-bn16-bk8-rm4-rn2-v4`)!;
-          assert.equal(unwritten?.outcome, "verify", JSON.stringify(unwritten));
-          assert.match(unwritten.reason!, /^at m=3: row 0 batch 0 column 0: got NaN/);
-          const scaled = found.get(`${target} tile-bm16-bn32-bk8-rm2-rn2-v4`)!;
-          assert.equal(scaled?.outcome, "verify", JSON.stringify(scaled));
-          assert.match(scaled.reason!, /^at m=3: row 0 .*error .* > bound/);
-          // Compiled together with the broken ones, the good config kept its own (no) errors.
-          assert.equal(found.get(`${target} ${good}`)?.outcome, "ok", target);
-        }
-        const bucket = result.entry.buckets["16"];
-        assert.equal(bucket.fused.config, good, "the one good config won");
-        assert.equal(bucket.batched!.config, good);
-        assert.ok(bucket.unfused, "the unfused baseline was timed too");
-        assert.deepEqual(result.failedBuckets, []);
-        assert.ok(
-          result.outcomes.compile >= 2 && result.outcomes.verify >= 4,
-          JSON.stringify(result.outcomes),
-        );
-
-        // Rerun: the failures are resumed from the log, not tried again.
-        const again = await tune({
-          ...baseOptions(gpu, await TrialLog.open(log.path), space),
-          unfused: true,
-          mutateWgsl: (name, code) => broken[name]?.(code) ?? code,
-        });
-        assert.deepEqual(again.outcomes, { ok: 0, invalid: 0, compile: 0, verify: 0, runtime: 0 });
-        assert.equal(again.entry.buckets["16"].fused.config, good);
+    await withGpuAndTempDir("tune_faults_", async (gpu, dir) => {
+      const space: SearchSpace = {
+        tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2, 4], rn: [2], vec: [4] },
+      };
+      const broken: Record<string, (code: string) => string> = {
+        "tile-bm16-bn16-bk8-rm2-rn2-v4": BREAK.compile,
+        "tile-bm16-bn16-bk8-rm4-rn2-v4": BREAK.unwritten,
+        "tile-bm16-bn32-bk8-rm2-rn2-v4": BREAK.scaled,
+      };
+      const good = "tile-bm16-bn32-bk8-rm4-rn2-v4";
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const result = await tune({
+        ...baseOptions(gpu, log, space),
+        unfused: true,
+        mutateWgsl: (name, code) => broken[name]?.(code) ?? code,
       });
-    } finally {
-      gpu.device.destroy();
-    }
+      const found = await checks(log.path);
+      for (const target of ["fused", "batched"]) {
+        const compile = found.get(`${target} tile-bm16-bn16-bk8-rm2-rn2-v4`)!;
+        assert.equal(compile?.outcome, "compile", `${target}: ${JSON.stringify(compile)}`);
+        assert.match(
+          compile.reason!,
+          /Cannot compile kernel "tile-bm16-bn16-bk8-rm2-rn2-v4": .*\S/,
+        );
+        const unwritten = found.get(`${target} tile-bm16-bn16-bk8-rm4-rn2-v4`)!;
+        assert.equal(unwritten?.outcome, "verify", JSON.stringify(unwritten));
+        assert.match(unwritten.reason!, /^at m=3: row 0 batch 0 column 0: got NaN/);
+        const scaled = found.get(`${target} tile-bm16-bn32-bk8-rm2-rn2-v4`)!;
+        assert.equal(scaled?.outcome, "verify", JSON.stringify(scaled));
+        assert.match(scaled.reason!, /^at m=3: row 0 .*error .* > bound/);
+        // Compiled together with the broken ones, the good config kept its own (no) errors.
+        assert.equal(found.get(`${target} ${good}`)?.outcome, "ok", target);
+      }
+      const bucket = result.entry.buckets["16"];
+      assert.equal(bucket.fused.config, good, "the one good config won");
+      assert.equal(bucket.batched!.config, good);
+      assert.ok(bucket.unfused, "the unfused baseline was timed too");
+      assert.deepEqual(result.failedBuckets, []);
+      assert.ok(
+        result.outcomes.compile >= 2 && result.outcomes.verify >= 4,
+        JSON.stringify(result.outcomes),
+      );
+
+      // Rerun: the failures are resumed from the log, not tried again.
+      const again = await tune({
+        ...baseOptions(gpu, await TrialLog.open(log.path), space),
+        unfused: true,
+        mutateWgsl: (name, code) => broken[name]?.(code) ?? code,
+      });
+      assert.deepEqual(again.outcomes, { ok: 0, invalid: 0, compile: 0, verify: 0, runtime: 0 });
+      assert.equal(again.entry.buckets["16"].fused.config, good);
+    });
   },
 });
 
 Deno.test({
   name: "every candidate of a stage failing leaves the bucket untuned and says so",
   fn: async () => {
-    const gpu = await openGpu();
-    try {
-      await withTempDir("tune_faults_", async (dir) => {
-        const space: SearchSpace = {
-          tile: { bm: [16], bn: [32], bk: [8], rm: [2], rn: [2], vec: [4] },
-        };
-        const result = await tune({
-          ...baseOptions(gpu, await TrialLog.open(`${dir}/log.jsonl`), space),
-          mutateWgsl: (_, code) => BREAK.unwritten(code),
-        });
-        assert.deepEqual(result.failedBuckets, [16]);
-        assert.deepEqual(result.skippedBuckets, []);
-        assert.deepEqual(result.entry.buckets, {});
+    await withGpuAndTempDir("tune_faults_", async (gpu, dir) => {
+      const space: SearchSpace = {
+        tile: { bm: [16], bn: [32], bk: [8], rm: [2], rn: [2], vec: [4] },
+      };
+      const result = await tune({
+        ...baseOptions(gpu, await TrialLog.open(`${dir}/log.jsonl`), space),
+        mutateWgsl: (_, code) => BREAK.unwritten(code),
       });
-    } finally {
-      gpu.device.destroy();
-    }
+      assert.deepEqual(result.failedBuckets, [16]);
+      assert.deepEqual(result.skippedBuckets, []);
+      assert.deepEqual(result.entry.buckets, {});
+    });
   },
 });
 
@@ -163,46 +153,41 @@ Deno.test({
   name:
     "a variant that runs past the time limit is logged once as timed out and the search goes on",
   fn: async () => {
-    const gpu = await openGpu();
-    try {
-      await withTempDir("tune_faults_", async (dir) => {
-        const slow = "tile-bm16-bn128-bk8-rm2-rn8-v4";
-        const space: SearchSpace = {
-          tile: { bm: [16], bn: [32, 128], bk: [8], rm: [2], rn: [2, 8], vec: [4] },
-        };
-        const log = await TrialLog.open(`${dir}/log.jsonl`);
-        const started = performance.now();
-        const result = await tune({
-          ...baseOptions(gpu, log, space),
-          trialTimeoutMs: 1000,
-          mutateWgsl: (name, code) => name === slow ? BREAK.slow(code) : code,
-        });
-        const seconds = (performance.now() - started) / 1000;
-        const trials = await readTrials(log.path);
-        const checks = (config: string) =>
-          trials.filter((t) => t.target === "fused" && t.bucket === null && t.config === config);
-        // Checked in one submit with the others first, it timed out; each was checked again
-        // alone, and only the slow one timed out then.
-        const alone = checks(slow).filter((t) => t.reason === "timed out after 1 s (check at m=3)");
-        assert.equal(alone.length, 1, `logged once alone: ${JSON.stringify(checks(slow))}`);
-        assert.equal(alone[0].outcome, "runtime");
-        assert.equal(alone[0].generator, GENERATOR_VERSION);
-        assert.deepEqual(checks(slow).at(-1), alone[0], "the last word on it");
-        const others = new Set(trials.filter((t) => t.target === "fused").map((t) => t.config));
-        others.delete(slow);
-        for (const config of others) {
-          assert.equal(checks(config).at(-1)?.outcome, "ok", `${config} passed its check alone`);
-        }
-        assert.equal(log.find("fused", null, slow, GENERATOR_VERSION)?.outcome, "runtime");
-        assert.ok(result.outcomes.runtime >= 1, JSON.stringify(result.outcomes));
-        const fused = result.entry.buckets["16"]?.fused;
-        assert.ok(fused && fused.config !== slow, `another config won: ${JSON.stringify(fused)}`);
-        assert.ok(fused.trials >= 1);
-        assert.ok(seconds < 60, `took ${seconds} s`);
+    await withGpuAndTempDir("tune_faults_", async (gpu, dir) => {
+      const slow = "tile-bm16-bn128-bk8-rm2-rn8-v4";
+      const space: SearchSpace = {
+        tile: { bm: [16], bn: [32, 128], bk: [8], rm: [2], rn: [2, 8], vec: [4] },
+      };
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const started = performance.now();
+      const result = await tune({
+        ...baseOptions(gpu, log, space),
+        trialTimeoutMs: 1000,
+        mutateWgsl: (name, code) => name === slow ? BREAK.slow(code) : code,
       });
-    } finally {
-      gpu.device.destroy();
-    }
+      const seconds = (performance.now() - started) / 1000;
+      const trials = await readTrials(log.path);
+      const checks = (config: string) =>
+        trials.filter((t) => t.target === "fused" && t.bucket === null && t.config === config);
+      // Checked in one submit with the others first, it timed out; each was checked again
+      // alone, and only the slow one timed out then.
+      const alone = checks(slow).filter((t) => t.reason === "timed out after 1 s (check at m=3)");
+      assert.equal(alone.length, 1, `logged once alone: ${JSON.stringify(checks(slow))}`);
+      assert.equal(alone[0].outcome, "runtime");
+      assert.equal(alone[0].generator, GENERATOR_VERSION);
+      assert.deepEqual(checks(slow).at(-1), alone[0], "the last word on it");
+      const others = new Set(trials.filter((t) => t.target === "fused").map((t) => t.config));
+      others.delete(slow);
+      for (const config of others) {
+        assert.equal(checks(config).at(-1)?.outcome, "ok", `${config} passed its check alone`);
+      }
+      assert.equal(log.find("fused", null, slow, GENERATOR_VERSION)?.outcome, "runtime");
+      assert.ok(result.outcomes.runtime >= 1, JSON.stringify(result.outcomes));
+      const fused = result.entry.buckets["16"]?.fused;
+      assert.ok(fused && fused.config !== slow, `another config won: ${JSON.stringify(fused)}`);
+      assert.ok(fused.trials >= 1);
+      assert.ok(seconds < 60, `took ${seconds} s`);
+    });
   },
 });
 
