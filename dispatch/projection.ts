@@ -8,8 +8,9 @@
  */
 import { describeValue } from "../kernels/describe.ts";
 import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
+import { scratchBytes } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import type { CompiledKernel } from "../kernels/gpu.ts";
+import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
 import { dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { fusedWidth, segmentOffsets } from "../kernels/problem.ts";
@@ -197,6 +198,8 @@ export class ProjectionRuntime implements Projection {
   #buckets: number[] = [];
   #outputs: { fused: GPUBuffer; batched: GPUBuffer | null; rows: number } | null = null;
   #input: { buffer: GPUBuffer; rows: number } | null = null;
+  /** Split-K kernels' partial outputs, shared by the stages (they run one after the other). */
+  #scratch: GPUBuffer | null = null;
   #params = new Map<number, GPUBuffer>();
   #retired: GPUBuffer[] = [];
   #destroyed = false;
@@ -221,11 +224,16 @@ export class ProjectionRuntime implements Projection {
     );
     let rows = Math.floor(limit / (4 * widest));
     // Rows past the last bucket run its kernels: their grid must stay within the dispatch limit.
+    // Split-K kernels' scratch and reduction grid must fit too.
     for (const step of this.#plans.get(this.#buckets[this.#buckets.length - 1])?.steps ?? []) {
       rows = Math.min(
         rows,
         rowsPerWorkgroup(step.kernel.config) * this.#caps.maxWorkgroupsPerDimension,
       );
+      const perRow = scratchBytes(step.kernel.config, step.kernel.shape, 1);
+      if (perRow > 0) {
+        rows = Math.min(rows, Math.floor(limit / perRow), this.#caps.maxWorkgroupsPerDimension);
+      }
     }
     return rows;
   }
@@ -293,6 +301,7 @@ export class ProjectionRuntime implements Projection {
       );
     }
     const out = this.#outputsFor(m);
+    this.#scratchFor(m);
     const groups = this.#bindGroupsFor(x, m, out);
     for (const step of this.#planFor(m).steps) {
       dispatchKernel(pass, step.kernel, groups[step.stage]!, m);
@@ -303,7 +312,7 @@ export class ProjectionRuntime implements Projection {
   /** Bind groups by input buffer and m, for the current output buffers. */
   #bindGroups = new WeakMap<
     GPUBuffer,
-    Map<number, { fused: GPUBindGroup; batched: GPUBindGroup | null }>
+    Map<number, { fused: KernelBindGroup; batched: KernelBindGroup | null }>
   >();
 
   #bindGroupsFor(x: GPUBuffer, m: number, out: { fused: GPUBuffer; batched: GPUBuffer | null }) {
@@ -312,14 +321,22 @@ export class ProjectionRuntime implements Projection {
     let groups = byRows.get(m);
     if (!groups) {
       const params = this.#paramsFor(m);
+      const scratch = this.#scratch ?? undefined;
       groups = {
-        fused: kernelBindGroup(this.#device, { params, x, w: this.#weights.fused, y: out.fused }),
+        fused: kernelBindGroup(this.#device, {
+          params,
+          x,
+          w: this.#weights.fused,
+          y: out.fused,
+          scratch,
+        }),
         batched: out.batched
           ? kernelBindGroup(this.#device, {
             params,
             x: out.fused,
             w: this.#weights.batched!,
             y: out.batched,
+            scratch,
           })
           : null,
       };
@@ -435,6 +452,21 @@ export class ProjectionRuntime implements Projection {
     return this.#outputs;
   }
 
+  /** Makes the scratch buffer big enough for m rows' split-K kernels, if they have any. */
+  #scratchFor(m: number): void {
+    const steps = this.#planFor(m).steps;
+    const need = Math.max(0, ...steps.map((s) => scratchBytes(s.kernel.config, s.kernel.shape, m)));
+    if (need > (this.#scratch?.size ?? 0)) {
+      this.#bindGroups = new WeakMap(); // they point at the old scratch
+      if (this.#scratch) this.#retired.push(this.#scratch);
+      this.#scratch = this.#device.createBuffer({
+        size: need,
+        usage: GPUBufferUsage.STORAGE,
+        label: `${this.spec.name} split-K scratch`,
+      });
+    }
+  }
+
   #inputFor(m: number): GPUBuffer {
     if (!this.#input || this.#input.rows < m) {
       if (this.#input) this.#retired.push(this.#input.buffer);
@@ -470,6 +502,7 @@ export class ProjectionRuntime implements Projection {
       this.#outputs?.fused,
       this.#outputs?.batched,
       this.#input?.buffer,
+      this.#scratch,
       ...this.#params.values(),
       ...this.#retired,
     ];

@@ -51,6 +51,12 @@ export interface OuterConfig {
   bk: number;
   rm: number;
   rn: number;
+  /**
+   * Split-K: workgroups per output tile, each over `k / split` (1 = no split). Above 1 the
+   * partial tiles go to a scratch buffer and a second dispatch adds them into Y
+   * (kernels/reduce.ts), so that few rows still fill the GPU.
+   */
+  split: number;
 }
 
 /** Any kernel configuration. */
@@ -105,7 +111,10 @@ export function configName(c: KernelConfig): string {
   if (c.family === "tile") {
     return `tile-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}-v${c.vec}`;
   }
-  if (c.family === "outer") return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}`;
+  if (c.family === "outer") {
+    const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
+    return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${split}`;
+  }
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
 }
 
@@ -120,10 +129,10 @@ export function parseConfigName(name: string): KernelConfig {
     const [bm, bn, bk, rm, rn, vec] = m.slice(1).map(Number);
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
-  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)$/.exec(name);
+  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?$/.exec(name);
   if (m) {
-    const [bm, bn, bk, rm, rn] = m.slice(1).map(Number);
-    return { family: "outer", bm, bn, bk, rm, rn };
+    const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
+    return { family: "outer", bm, bn, bk, rm, rn, split: Number(m[6] ?? 1) };
   }
   m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
   if (m) {
@@ -146,6 +155,31 @@ export function workgroupBytes(c: KernelConfig): number {
   }
   if (c.family === "outer") return c.bk * (c.bm / 4 + 1 + c.bn / 4 + 1) * 16;
   return c.subgroup ? 0 : c.rm * c.cn * c.nc * c.lanes * 4;
+}
+
+/** Largest split-K factor (`OuterConfig.split`). */
+export const MAX_SPLIT = 8;
+
+/**
+ * Most rows times split that a split-K kernel is used for (see `suitsRows`): it bounds the
+ * scratch buffer to `SPLIT_ROWS` rows of the output.
+ */
+export const SPLIT_ROWS = 1024;
+
+/**
+ * Bytes of scratch a kernel needs at m rows: `split x m` rows of the output for a split-K
+ * config, else none.
+ *
+ * @example
+ * ```ts
+ * import { scratchBytes } from "./config.ts";
+ * const shape = { k: 64, n: 8, xRowStride: 64, xOffsets: [0], wOffset: 0, yOffsets: [0], yRowStride: 8 };
+ * const c = { family: "outer", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, split: 4 } as const;
+ * if (scratchBytes(c, shape, 3) !== 4 * 3 * 8 * 4) throw new Error("scratch");
+ * ```
+ */
+export function scratchBytes(c: KernelConfig, shape: GemmShape, m: number): number {
+  return c.family === "outer" && c.split > 1 ? c.split * m * shape.yRowStride * 4 : 0;
 }
 
 const pow2 = (x: number) => Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
@@ -217,6 +251,15 @@ function outerProblem(c: OuterConfig, shape: GemmShape, caps: DeviceCaps): strin
   if (c.rm < 4 || c.rn < 4 || c.bk < 4) return "rm, rn and bk must be at least 4";
   if (c.rm > c.bm || c.rn > c.bn) return "rm and rn must not exceed bm and bn";
   if (shape.k % c.bk !== 0) return `k ${shape.k} is not a multiple of bk ${c.bk}`;
+  if (!pow2(c.split) || c.split > MAX_SPLIT) {
+    return `split ${c.split} is not a power of two up to ${MAX_SPLIT}`;
+  }
+  if ((shape.k / c.bk) % c.split !== 0) {
+    return `k / bk = ${shape.k / c.bk} slices do not split evenly ${c.split} ways`;
+  }
+  if (c.split > 1 && SPLIT_ROWS * shape.yRowStride * 4 > caps.maxStorageBinding) {
+    return `split-K scratch of ${SPLIT_ROWS} x ${shape.yRowStride} floats exceeds the device's ${caps.maxStorageBinding}-byte binding`;
+  }
   if ([shape.wOffset, shape.xRowStride, ...shape.xOffsets].some((x) => x % 4 !== 0)) {
     return "the input's offsets and row stride must be multiples of 4";
   }

@@ -6,10 +6,11 @@
  * @module
  */
 import type { KernelConfig } from "./config.ts";
-import { configName } from "./config.ts";
+import { configName, scratchBytes } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import { kernelGrid, kernelWgsl } from "./generate.ts";
 import type { GemmShape } from "./problem.ts";
+import { reduceGrid, reduceWgsl } from "./reduce.ts";
 
 /** A compiled kernel for one config, shape and weight type. */
 export interface CompiledKernel {
@@ -18,6 +19,8 @@ export interface CompiledKernel {
   shape: GemmShape;
   dtype: WeightDtype;
   pipeline: GPUComputePipeline;
+  /** A split-K config's second dispatch, which adds the partials into Y (kernels/reduce.ts). */
+  reduce?: GPUComputePipeline;
 }
 
 /**
@@ -114,18 +117,40 @@ export async function compileKernel(
 ): Promise<CompiledKernel> {
   const name = configName(config);
   const code = await kernelSource(device, config, shape, dtype, mutate);
-  // Pipelines are cached by source per device: projections of one problem share them.
+  const pipeline = cachedPipeline(
+    device,
+    code,
+    () =>
+      warm
+        ? warm(code, name).catch(() => {}).then(() => buildPipeline(device, name, code))
+        : buildPipeline(device, name, code),
+  );
+  const split = config.family === "outer" ? config.split : 1;
+  const reduceCode = split > 1 ? reduceWgsl(shape, split) : "";
+  const reduce = reduceCode
+    ? cachedPipeline(device, reduceCode, () => buildPipeline(device, `${name} reduce`, reduceCode))
+    : undefined;
+  return { name, config, shape, dtype, pipeline: await pipeline, reduce: await reduce };
+}
+
+/**
+ * Pipelines are cached by source per device: projections of one problem, and the split-K
+ * kernels of one shape and split (their reduction), share them.
+ */
+function cachedPipeline(
+  device: GPUDevice,
+  code: string,
+  build: () => Promise<GPUComputePipeline>,
+): Promise<GPUComputePipeline> {
   let cache = pipelineCache.get(device);
   if (!cache) pipelineCache.set(device, cache = new Map());
   let pipeline = cache.get(code);
   if (!pipeline) {
-    pipeline = warm
-      ? warm(code, name).catch(() => {}).then(() => buildPipeline(device, name, code))
-      : buildPipeline(device, name, code);
+    pipeline = build();
     cache.set(code, pipeline);
     pipeline.catch(() => cache.delete(code)); // a failure is reported, not remembered
   }
-  return { name, config, shape, dtype, pipeline: await pipeline };
+  return pipeline;
 }
 
 /** The directive that WGSL's subgroups extension asks for ahead of subgroup built-ins. */
@@ -226,17 +251,43 @@ export interface KernelBuffers {
   x: GPUBuffer;
   w: GPUBuffer;
   y: GPUBuffer;
+  /**
+   * Where split-K kernels leave their partial outputs ({@linkcode scratchBytes}); without it
+   * only unsplit kernels can be dispatched.
+   */
+  scratch?: GPUBuffer;
 }
 
-/** A bind group for any kernel of the shared layout. */
-export function kernelBindGroup(device: GPUDevice, buffers: KernelBuffers): GPUBindGroup {
-  return device.createBindGroup({
-    layout: kernelLayout(device).bindGroup,
-    entries: [buffers.params, buffers.x, buffers.w, buffers.y].map((buffer, binding) => ({
-      binding,
-      resource: { buffer },
-    })),
-  });
+/**
+ * The bind groups of one set of buffers: `direct` for a kernel that writes Y; with a scratch
+ * buffer, also `split` (the split-K kernel writes the scratch) and `reduce` (the scratch is
+ * read as X and added into Y).
+ */
+export interface KernelBindGroup {
+  direct: GPUBindGroup;
+  split?: GPUBindGroup;
+  reduce?: GPUBindGroup;
+  /** Size of the scratch buffer, 0 without one. */
+  scratchBytes: number;
+}
+
+/** The bind groups for any kernel of the shared layout over the given buffers. */
+export function kernelBindGroup(device: GPUDevice, buffers: KernelBuffers): KernelBindGroup {
+  const group = (x: GPUBuffer, y: GPUBuffer) =>
+    device.createBindGroup({
+      layout: kernelLayout(device).bindGroup,
+      entries: [buffers.params, x, buffers.w, y].map((buffer, binding) => ({
+        binding,
+        resource: { buffer },
+      })),
+    });
+  const { x, y, scratch } = buffers;
+  return {
+    direct: group(x, y),
+    split: scratch && group(x, scratch),
+    reduce: scratch && group(scratch, y),
+    scratchBytes: scratch?.size ?? 0,
+  };
 }
 
 /** A uniform buffer holding m, for the `params` binding. */
@@ -250,17 +301,38 @@ export function paramsBuffer(device: GPUDevice, m: number): GPUBuffer {
   return buffer;
 }
 
-/** Records one dispatch of a kernel over m rows into a compute pass. */
+/**
+ * Records a kernel over m rows into a compute pass: one dispatch, or for a split-K kernel the
+ * split dispatch and its reduction.
+ *
+ * @throws {RangeError} If a split-K kernel's bind groups have no scratch buffer, or one
+ * smaller than it needs at m.
+ */
 export function dispatchKernel(
   pass: GPUComputePassEncoder,
   kernel: CompiledKernel,
-  bindGroup: GPUBindGroup,
+  bindGroup: KernelBindGroup,
   m: number,
 ): void {
-  pass.setPipeline(kernel.pipeline);
-  pass.setBindGroup(0, bindGroup);
   const [x, y, z] = kernelGrid(kernel.config, kernel.shape, m);
+  if (!kernel.reduce) {
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(0, bindGroup.direct);
+    pass.dispatchWorkgroups(x, y, z);
+    return;
+  }
+  const needed = scratchBytes(kernel.config, kernel.shape, m);
+  if (!bindGroup.split || !bindGroup.reduce || bindGroup.scratchBytes < needed) {
+    throw new RangeError(
+      `Cannot dispatch split-K kernel "${kernel.name}" at m=${m}: it needs ${needed} bytes of scratch, got ${bindGroup.scratchBytes}`,
+    );
+  }
+  pass.setPipeline(kernel.pipeline);
+  pass.setBindGroup(0, bindGroup.split);
   pass.dispatchWorkgroups(x, y, z);
+  pass.setPipeline(kernel.reduce);
+  pass.setBindGroup(0, bindGroup.reduce);
+  pass.dispatchWorkgroups(...reduceGrid(kernel.shape, m));
 }
 
 /** Creates a storage buffer holding `data` (padded to 4 bytes). */

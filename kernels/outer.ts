@@ -37,6 +37,10 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
   emit(`const BM = ${c.bm}u;`);
   emit(`const BN = ${c.bn}u;`);
   emit(`const SLICE = ${sliceVecs}u; // k vectors per slice`);
+  if (c.split > 1) {
+    emit(`const SPLIT = ${c.split}u; // workgroups per tile, each over KV / SPLIT`);
+    emit(`const PART = ${shape.k / 4 / c.split}u; // k vectors per workgroup`);
+  }
   emit("");
   emit(
     `var<workgroup> xTile: array<vec4<f32>, ${c.bk * xPitch}>; // [k][row / 4], pitch ${xPitch}`,
@@ -45,17 +49,26 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
     `var<workgroup> wTile: array<vec4<f32>, ${c.bk * wPitch}>; // [k][column / 4], pitch ${wPitch}`,
   );
   emit("");
-  for (const line of tiledEntry(tx, ty, shape, 4)) emit(line);
+  for (const line of tiledEntry(tx, ty, shape, 4, c.split)) emit(line);
+  // This workgroup's k range, and where its tile goes: Y, or its part's slab of the scratch.
+  const [kBegin, kEnd, yAt] = c.split > 1
+    ? ["kBegin", "kBegin + PART", "yPart"]
+    : ["0u", "KV", "yOffset"];
+  if (c.split > 1) {
+    emit("  let kBegin = part * PART;");
+    emit("  let yPart = yOffset + part * m * Y_STRIDE;");
+  }
+  const plus = (at: string) => (c.split > 1 ? `${at} + kBegin` : at);
   emit("  // Each thread loads whole k vectors of some tile rows; rows past the edge are clamped.");
   for (const line of tileLoadSlots(xLoads, wLoads, threads, "SLICE")) emit(line);
-  for (let l = 0; l < xLoads; l++) emit(`  var xNext${l} = X[xAt${l}];`);
-  for (let l = 0; l < wLoads; l++) emit(`  var wNext${l} = loadW(wAt${l});`);
+  for (let l = 0; l < xLoads; l++) emit(`  var xNext${l} = X[${plus(`xAt${l}`)}];`);
+  for (let l = 0; l < wLoads; l++) emit(`  var wNext${l} = loadW(${plus(`wAt${l}`)});`);
   for (let i = 0; i < c.rm; i++) {
     emit(
       `  ${Array.from({ length: rnv }, (_, j) => `var acc${i}_${j} = vec4<f32>(0.0);`).join(" ")}`,
     );
   }
-  emit("  for (var k = 0u; k < KV; k += SLICE) {");
+  emit(`  for (var k = ${kBegin}; k < ${kEnd}; k += SLICE) {`);
   emit("    workgroupBarrier(); // everyone is done reading the previous slice");
   emit(
     "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
@@ -75,7 +88,7 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
   emit(
     "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
   );
-  emit("    let next = min(k + SLICE, KV - SLICE);");
+  emit(`    let next = min(k + SLICE, ${kEnd} - SLICE);`);
   for (let l = 0; l < xLoads; l++) emit(`    xNext${l} = X[xAt${l} + next];`);
   for (let l = 0; l < wLoads; l++) emit(`    wNext${l} = loadW(wAt${l} + next);`);
   for (let kk = 0; kk < c.bk; kk++) {
@@ -106,7 +119,7 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
         emit(`    let ${col} = col0 + 4u * (lid.x + ${tx * j}u);`);
         for (let cc = 0; cc < 4; cc++) {
           emit(
-            `    if (${col} + ${cc}u < N) { Y[yOffset + ${r} * Y_STRIDE + ${col} + ${cc}u] = acc${
+            `    if (${col} + ${cc}u < N) { Y[${yAt} + ${r} * Y_STRIDE + ${col} + ${cc}u] = acc${
               4 * i + ii
             }_${j}.${"xyzw"[cc]}; }`,
           );
@@ -119,7 +132,7 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
   return lines.join("\n") + "\n";
 }
 
-/** Workgroups to dispatch for m rows: [column tiles, row tiles, batches]. */
+/** Workgroups to dispatch for m rows: [column tiles, row tiles, batches x split]. */
 export function outerGrid(c: OuterConfig, shape: GemmShape, m: number): [number, number, number] {
-  return [Math.ceil(shape.n / c.bn), Math.ceil(m / c.bm), shape.xOffsets.length];
+  return [Math.ceil(shape.n / c.bn), Math.ceil(m / c.bm), shape.xOffsets.length * c.split];
 }

@@ -5,11 +5,20 @@
  * @module
  */
 import type { GemvConfig, KernelConfig, OuterConfig, TileConfig } from "./config.ts";
+import { SPLIT_ROWS } from "./config.ts";
 
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
   tile?: { bm: number[]; bn: number[]; bk: number[]; rm: number[]; rn: number[]; vec: number[] };
-  outer?: { bm: number[]; bn: number[]; bk: number[]; rm: number[]; rn: number[] };
+  /** `split` (split-K ways) is `[1]` when left out. */
+  outer?: {
+    bm: number[];
+    bn: number[];
+    bk: number[];
+    rm: number[];
+    rn: number[];
+    split?: number[];
+  };
   gemv?: {
     nc: number[];
     cn: number[];
@@ -36,6 +45,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     bk: [8, 16],
     rm: [4, 8],
     rn: [4, 8],
+    split: [1, 2, 4, 8],
   },
   gemv: {
     nc: [2, 4, 8],
@@ -66,7 +76,7 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
     : [];
   const outers: OuterConfig[] = space.outer
-    ? product(space.outer).map((c) => ({ family: "outer" as const, ...c }))
+    ? product({ split: [1], ...space.outer }).map((c) => ({ family: "outer" as const, ...c }))
     : [];
   return [...gemvs, ...outers, ...tiles];
 }
@@ -79,11 +89,13 @@ export function nextPow2(x: number): number {
 /**
  * Whether a config is worth timing at m rows: GEMV up to 32 rows, with no more rows per
  * workgroup than m needs and no fewer than a quarter (each row group reads W again); tiles
- * from 8 rows, no taller than m needs.
+ * from 8 rows, no taller than m needs; split-K while `m x split` is at most
+ * {@linkcode SPLIT_ROWS} (its scratch; past that the tiles alone fill the GPU).
  */
 export function suitsRows(c: KernelConfig, m: number): boolean {
   if (c.family === "gemv") {
     return m <= 32 && c.rm <= nextPow2(m) && c.rm * 4 >= Math.min(16, nextPow2(m));
   }
+  if (c.family === "outer" && c.split > 1 && nextPow2(m) * c.split > SPLIT_ROWS) return false;
   return m >= 8 && c.bm <= Math.max(c.family === "outer" ? 32 : 16, nextPow2(m));
 }

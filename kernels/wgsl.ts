@@ -110,9 +110,16 @@ export function dotExpr(vec: number, a: string, b: string): string {
 
 /**
  * The entry point of a tiled kernel (`tile`, `outer`): its signature, then m, the batch, its
- * offsets and the tile's origin (`row0`, `col0`, with constants `BM` and `BN` declared).
+ * offsets and the tile's origin (`row0`, `col0`, with constants `BM` and `BN` declared). With
+ * `split` > 1 the grid's z is batch x split and `part` says which k range is this workgroup's.
  */
-export function tiledEntry(tx: number, ty: number, shape: GemmShape, vec: number): string[] {
+export function tiledEntry(
+  tx: number,
+  ty: number,
+  shape: GemmShape,
+  vec: number,
+  split = 1,
+): string[] {
   return [
     `@compute @workgroup_size(${tx}, ${ty})`,
     "fn main(",
@@ -121,7 +128,9 @@ export function tiledEntry(tx: number, ty: number, shape: GemmShape, vec: number
     "  @builtin(local_invocation_index) li: u32,",
     ") {",
     "  let m = params.m;",
-    "  let b = wg.z;",
+    ...(split > 1
+      ? ["  let b = wg.z / SPLIT;", "  let part = wg.z % SPLIT;"]
+      : ["  let b = wg.z;"]),
     batchOffsets(shape, vec, "  ").trimEnd(),
     "  let row0 = wg.y * BM;",
     "  let col0 = wg.x * BN;",

@@ -200,6 +200,33 @@ Deno.test("suitsRows() sends few rows to gemv and many rows to tiles", () => {
   assert.deepEqual([0, 1, 3, 4, 5, 100].map(nextPow2), [1, 1, 4, 4, 8, 128]);
 });
 
+Deno.test("split-K: names, validation against k and the scratch limit, and the rows it suits", () => {
+  const outer = (split: number): KernelConfig => ({
+    family: "outer",
+    bm: 32,
+    bn: 64,
+    bk: 16,
+    rm: 4,
+    rn: 4,
+    split,
+  });
+  assert.equal(configName(outer(1)), "outer-bm32-bn64-bk16-rm4-rn4", "unsplit names are unchanged");
+  assert.equal(configName(outer(4)), "outer-bm32-bn64-bk16-rm4-rn4-s4");
+  assert.deepEqual(parseConfigName("outer-bm32-bn64-bk16-rm4-rn4-s4"), outer(4));
+  assert.deepEqual(parseConfigName("outer-bm32-bn64-bk16-rm4-rn4"), outer(1));
+  assert.equal(configProblem(outer(8), shape(2048), "f32", CAPS), undefined);
+  assert.match(configProblem(outer(8), shape(64), "f32", CAPS) ?? "", /4 slices do not split/);
+  assert.match(configProblem(outer(3), shape(2048), "f32", CAPS) ?? "", /split 3/);
+  assert.match(configProblem(outer(16), shape(2048), "f32", CAPS) ?? "", /split 16/);
+  const small = { ...CAPS, maxStorageBinding: 1024 * 64 * 4 - 1 };
+  assert.match(configProblem(outer(2), shape(2048), "f32", small) ?? "", /scratch/);
+  assert.equal(configProblem(outer(1), shape(2048), "f32", small), undefined);
+  assert.equal(suitsRows(outer(8), 128), true);
+  assert.equal(suitsRows(outer(8), 129), false, "scratch past SPLIT_ROWS rows");
+  assert.equal(suitsRows(outer(2), 512), true);
+  assert.equal(suitsRows(outer(1), 16384), true);
+});
+
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const size = (lists: Record<string, unknown[]>) =>
     Object.values(lists).reduce((n, l) => n * l.length, 1);

@@ -354,10 +354,17 @@ Deno.test({
   },
 });
 
-/** A cache object for this GPU with one tuned bucket (m = 4) of default configs. */
-function cacheFor(spec: ProjectionSpec): CacheFile {
-  const fused = configName(defaultConfig(fusedShape(spec), "f32", gpu.caps, 4));
-  const batched = configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4));
+/**
+ * A cache object for this GPU with one tuned bucket (m = 4 unless given) of default configs,
+ * or of the configs given.
+ */
+function cacheFor(
+  spec: ProjectionSpec,
+  tuned?: { bucket: number; fused: string; batched: string },
+): CacheFile {
+  const fused = tuned?.fused ?? configName(defaultConfig(fusedShape(spec), "f32", gpu.caps, 4));
+  const batched = tuned?.batched ??
+    configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4));
   const stage = (config: string) => ({
     config,
     medianUs: 1,
@@ -374,7 +381,12 @@ function cacheFor(spec: ProjectionSpec): CacheFile {
         generatorVersion: GENERATOR_VERSION,
         tunedAt: "2025-01-01T00:00:00.000Z",
         buckets: {
-          "4": { fused: stage(fused), batched: stage(batched), fusedTotalUs: 2, unfused: null },
+          [String(tuned?.bucket ?? 4)]: {
+            fused: stage(fused),
+            batched: stage(batched),
+            fusedTotalUs: 2,
+            unfused: null,
+          },
         },
       },
     },
@@ -408,6 +420,33 @@ Deno.test({
       assert.equal(fallback.config(1).source, "default");
     } finally {
       fallback.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "split-K configs from a cache run both stages through a scratch buffer, past the bucket too",
+  fn: async () => {
+    const cache = cacheFor(small, {
+      bucket: 64,
+      fused: "outer-bm32-bn64-bk16-rm4-rn4-s4",
+      batched: "outer-bm32-bn32-bk8-rm4-rn4-s2",
+    });
+    const weights = weightsOf(small);
+    const rounded = {
+      fused: roundWeights(weights.fused, "f32"),
+      batched: roundWeights(weights.batched, "f32"),
+    };
+    const proj = await createProjection(device, small, { weights, cache });
+    try {
+      assert.equal(proj.config(3).fused, "outer-bm32-bn64-bk16-rm4-rn4-s4");
+      for (const m of [3, 64, 100]) {
+        const x = randomNonZero(m * small.k, seededRandom(m));
+        checkOutputs(small, "f32", x, m, await proj.run(x, m), rounded);
+      }
+    } finally {
+      proj.destroy();
     }
   },
 });

@@ -57,6 +57,7 @@ function drawConfig(random: Random): KernelConfig {
       bk: knob([4, 8, 16]),
       rm: knob([4, 8]),
       rn: knob([4, 8]),
+      split: knob([1, 2, 4, 8]),
     };
   }
   return {

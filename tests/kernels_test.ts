@@ -175,3 +175,50 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "split-K kernels match the reference at every split, and a part left unwritten is caught",
+  fn: async () => {
+    const failures: string[] = [];
+    for (const [what, shape] of SHAPES) {
+      const data = makeCheckData(gpu.device, shape, "f16", 37, SEED);
+      try {
+        for (const split of [2, 4, 8]) {
+          const config: KernelConfig = {
+            family: "outer",
+            bm: 32,
+            bn: 32,
+            bk: 4,
+            rm: 4,
+            rn: 4,
+            split,
+          };
+          if (configProblem(config, shape, "f16", gpu.caps)) continue;
+          const kernel = await compileKernel(gpu.device, config, shape, "f16");
+          assert.ok(kernel.reduce, "a split kernel has its reduction");
+          const mismatch = await checkKernel(gpu.device, kernel, data);
+          if (mismatch) failures.push(`${what} split ${split}: ${mismatch}`);
+        }
+      } finally {
+        destroyCheckData(data);
+      }
+    }
+    assert.deepEqual(failures, []);
+    // The last part skips its stores: its slab of the scratch keeps the poison.
+    const shape = fusedShape(tiny);
+    const config: KernelConfig = { family: "outer", bm: 32, bn: 32, bk: 4, rm: 4, rn: 4, split: 2 };
+    const lazy = await compileKernel(
+      gpu.device,
+      config,
+      shape,
+      "f16",
+      (_, code) => code.replace("let yPart =", "if (part == 1u) { return; }\n  let yPart ="),
+    );
+    const data = makeCheckData(gpu.device, shape, "f16", 3, SEED);
+    try {
+      assert.match(await checkKernel(gpu.device, lazy, data) ?? "", /NaN|expected/);
+    } finally {
+      destroyCheckData(data);
+    }
+  },
+});

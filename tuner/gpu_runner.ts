@@ -24,7 +24,7 @@ import type { KernelConfig } from "../kernels/config.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
 import { suitsRows } from "../kernels/space.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import type { CompiledKernel, WgslMutation } from "../kernels/gpu.ts";
+import type { CompiledKernel, KernelBindGroup, WgslMutation } from "../kernels/gpu.ts";
 import {
   compileKernel,
   dispatchKernel,
@@ -464,14 +464,10 @@ export class GpuRunner {
   }
 
   /** A bind group per weight copy of the target, at m. */
-  #bindGroups(target: Target, m: number): GPUBindGroup[] {
+  #bindGroups(target: Target, m: number): KernelBindGroup[] {
+    const { x, y, scratch } = target.buffers;
     return target.buffers.ws.map((w) =>
-      kernelBindGroup(this.#device, {
-        params: this.#params.get(m)!,
-        x: target.buffers.x,
-        w,
-        y: target.buffers.y,
-      })
+      kernelBindGroup(this.#device, { params: this.#params.get(m)!, x, w, y, scratch })
     );
   }
 
@@ -484,7 +480,7 @@ export class GpuRunner {
   async #timeChunk(
     logTarget: string,
     chunk: CompiledKernel[],
-    groups: GPUBindGroup[],
+    groups: KernelBindGroup[],
     m: number,
   ): Promise<Ranked[]> {
     const timed: Ranked[] = [];
@@ -543,7 +539,7 @@ export class GpuRunner {
   async #timeOrFail(
     logTarget: string,
     kernels: CompiledKernel[],
-    groups: GPUBindGroup[],
+    groups: KernelBindGroup[],
     m: number,
     timing = this.#timing,
   ): Promise<Timing[] | Failed> {
@@ -573,7 +569,7 @@ export class GpuRunner {
   }
 
   /** A timed item that runs a kernel at m, on the next weight copy each repeat. */
-  #itemOf(kernel: CompiledKernel, groups: GPUBindGroup[], m: number): TimedItem {
+  #itemOf(kernel: CompiledKernel, groups: KernelBindGroup[], m: number): TimedItem {
     return {
       encode: (pass: GPUComputePassEncoder, rep: number) =>
         dispatchKernel(pass, kernel, groups[rep % groups.length], m),

@@ -6,6 +6,7 @@
  * @module
  */
 import type { KernelConfig } from "../kernels/config.ts";
+import { SPLIT_ROWS } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
@@ -17,11 +18,15 @@ import type { Outcome } from "./trial_log.ts";
 import { randomNonZero } from "./random.ts";
 import { shapeExtents } from "./verify.ts";
 
-/** The GPU buffers one stage is timed on: rotating weight copies, shared X and Y. */
+/**
+ * The GPU buffers one stage is timed on: rotating weight copies, shared X and Y, and a scratch
+ * buffer shared by every stage where split-K configs are valid.
+ */
 export interface StageBuffers {
   x: GPUBuffer;
   ws: GPUBuffer[];
   y: GPUBuffer;
+  scratch?: GPUBuffer;
 }
 
 /** A stage being tuned: its shape, buffers and compiled/checked kernels. */
@@ -82,12 +87,14 @@ export function stageTargets(setup: StageSetup): Target[] {
   const weightCopies = (values: Float32Array, label: string) =>
     weightBuffers(device, values, dtype, setup.rotateBytes, label).map(keep);
   const fused = fusedShape(spec);
+  const batched = batchedShape(spec);
   const fusedExtent = shapeExtents(fused, maxM);
   checkSize(gpu, fusedExtent.y * 4, `the fused output at m=${maxM}`);
   const fusedBuffers: StageBuffers = {
     x: keep(storageBuffer(device, randomNonZero(fusedExtent.x, random), "x")),
     ws: weightCopies(randomNonZero(fusedExtent.w, random), "fused w"),
     y: keep(storageBuffer(device, randomNonZero(fusedExtent.y, random), "fused y")),
+    scratch: splitScratch(device, setup.valid, [fused, batched], keep),
   };
   const targets: Target[] = [{
     name: "fused",
@@ -97,7 +104,6 @@ export function stageTargets(setup: StageSetup): Target[] {
     kernels: new Map(),
     valid: setup.valid[0],
   }];
-  const batched = batchedShape(spec);
   if (batched) {
     const extent = shapeExtents(batched, maxM);
     checkSize(gpu, extent.y * 4, `the batched output at m=${maxM}`);
@@ -113,6 +119,7 @@ export function stageTargets(setup: StageSetup): Target[] {
           usage: GPUBufferUsage.STORAGE,
           label: "batched y",
         })),
+        scratch: fusedBuffers.scratch,
       },
       kernels: new Map(),
       valid: setup.valid[1],
@@ -132,6 +139,25 @@ export function unfusedTargets(spec: ProjectionSpec, stages: readonly Target[]):
     shape,
     kernels: new Map(),
     valid: [],
+  }));
+}
+
+/**
+ * The scratch of split-K configs ({@linkcode SPLIT_ROWS} rows of the widest output; `suitsRows`
+ * keeps them to fewer rows times split), if any valid config splits.
+ */
+function splitScratch(
+  device: GPUDevice,
+  valid: KernelConfig[][],
+  shapes: (GemmShape | undefined)[],
+  keep: (buffer: GPUBuffer) => GPUBuffer,
+): GPUBuffer | undefined {
+  if (!valid.flat().some((c) => c.family === "outer" && c.split > 1)) return undefined;
+  const widest = Math.max(...shapes.map((s) => s?.yRowStride ?? 0));
+  return keep(device.createBuffer({
+    size: SPLIT_ROWS * widest * 4,
+    usage: GPUBufferUsage.STORAGE,
+    label: "split-K scratch",
   }));
 }
 

@@ -10,6 +10,7 @@ import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights, roundWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
 import { dispatchKernel, kernelBindGroup, paramsBuffer, storageBuffer } from "../kernels/gpu.ts";
+import { MAX_SPLIT } from "../kernels/config.ts";
 import type { GemmShape } from "../kernels/problem.ts";
 import { errorBound, referenceRows } from "../kernels/reference.ts";
 import { randomNonZero, seededRandom } from "./random.ts";
@@ -24,7 +25,9 @@ export interface CheckData {
   xBuffer: GPUBuffer;
   wBuffer: GPUBuffer;
   yBuffer: GPUBuffer;
-  /** Y's size of NaN, copied over Y before each kernel. */
+  /** Partial outputs of split-K kernels, as many rows as the largest split needs. */
+  scratch: GPUBuffer;
+  /** NaN, as large as Y and the scratch: copied over both before each kernel. */
   poison: GPUBuffer;
   params: GPUBuffer;
   /** Rows compared against the reference. */
@@ -66,6 +69,7 @@ export function makeCheckData(
   const wRounded = roundWeights(w, dtype);
   const rows = rowsToCheck(m, random);
   const ySize = Math.max(16, extent.y * 4);
+  const scratchSize = MAX_SPLIT * m * shape.yRowStride * 4;
   return {
     shape,
     dtype,
@@ -79,7 +83,16 @@ export function makeCheckData(
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       label: "check y",
     }),
-    poison: storageBuffer(device, new Float32Array(ySize / 4).fill(NaN), "check poison"),
+    scratch: device.createBuffer({
+      size: scratchSize,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      label: "check scratch",
+    }),
+    poison: storageBuffer(
+      device,
+      new Float32Array(Math.max(ySize, scratchSize) / 4).fill(NaN),
+      "check poison",
+    ),
     params: paramsBuffer(device, m),
     rows,
     reference: referenceRows(shape, x, wRounded, rows),
@@ -88,7 +101,8 @@ export function makeCheckData(
 
 /** Frees the check buffers. */
 export function destroyCheckData(data: CheckData): void {
-  for (const b of [data.xBuffer, data.wBuffer, data.yBuffer, data.poison, data.params]) {
+  const { xBuffer, wBuffer, yBuffer, scratch, poison, params } = data;
+  for (const b of [xBuffer, wBuffer, yBuffer, scratch, poison, params]) {
     b.destroy();
   }
 }
@@ -152,7 +166,10 @@ export async function checkKernelsAt(
   }
 }
 
-/** Records each kernel's run on one check set: poison Y, dispatch, copy Y out at `offset` on. */
+/**
+ * Records each kernel's run on one check set: poison Y (and a split-K kernel's scratch),
+ * dispatch, copy Y out at `offset` on.
+ */
 function encodeCheck(
   device: GPUDevice,
   encoder: GPUCommandEncoder,
@@ -167,9 +184,13 @@ function encodeCheck(
     x: data.xBuffer,
     w: data.wBuffer,
     y: data.yBuffer,
+    scratch: data.scratch,
   });
   kernels.forEach((kernel, i) => {
     encoder.copyBufferToBuffer(data.poison, 0, data.yBuffer, 0, size);
+    if (kernel.reduce) {
+      encoder.copyBufferToBuffer(data.poison, 0, data.scratch, 0, data.scratch.size);
+    }
     const pass = encoder.beginComputePass();
     dispatchKernel(pass, kernel, bindGroup, data.m);
     pass.end();

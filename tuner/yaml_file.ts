@@ -35,7 +35,14 @@ const sizes = z.array(size).min(1);
 const spaceSchema = z.object({
   tile: z.object({ bm: sizes, bn: sizes, bk: sizes, rm: sizes, rn: sizes, vec: sizes }).strict()
     .optional(),
-  outer: z.object({ bm: sizes, bn: sizes, bk: sizes, rm: sizes, rn: sizes }).strict().optional(),
+  outer: z.object({
+    bm: sizes,
+    bn: sizes,
+    bk: sizes,
+    rm: sizes,
+    rn: sizes,
+    split: sizes.optional(),
+  }).strict().optional(),
   gemv: z.object({
     nc: sizes,
     cn: sizes,
