@@ -39,7 +39,7 @@ export type { DeviceTier, TunedDeviceOptions } from "./kernels/device.ts";
 export type { DeviceCaps } from "./kernels/config.ts";
 export { kimiLinearSpec, validateSpec } from "./kernels/problem.ts";
 export type { BatchedStage, ProjectionSpec, Segment } from "./kernels/problem.ts";
-export type { WeightDtype } from "./kernels/dtype.ts";
+export type { Precision, WeightDtype } from "./kernels/dtype.ts";
 export { KernelCompileError } from "./kernels/gpu.ts";
 export { CacheFormatError } from "./cache/schema.ts";
 export type {

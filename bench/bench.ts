@@ -23,7 +23,8 @@ import {
 import { loadCacheFile } from "../cache/store.ts";
 import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
 import { createProjection } from "../dispatch/create.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
+import { precisionProblem, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, fusedWidth, projectionFlops, weightBytes } from "../kernels/problem.ts";
 import { DEFAULT_BUCKETS, findProblem } from "../tuner/problems.ts";
@@ -44,7 +45,8 @@ timing, and writes a JSON report and a chart under --out.
 
 Options:
   --problem <p>     problem name or YAML file (default kimi-linear-tp4)
-  --dtype <list>    weight types, comma-separated (default f32,f16,bf16)
+  --dtype <list>    weight types, comma-separated (default f32,f16,bf16); f16-fast is f16
+                    with precision "fast" (its own tuning: deno task tune --precision fast)
   --buckets <list>  m buckets, comma-separated (default the tuner's 15)
   --torch           also run bench/torch_bench.py (needs python3 with torch and CUDA)
   --out <dir>       where the report goes (default bench/results)
@@ -115,7 +117,14 @@ console.error(
 
 const rows: Row[] = [];
 const summaries: string[] = [];
-for (const dtype of args.dtype.split(",") as WeightDtype[]) {
+for (const label of args.dtype.split(",")) {
+  const dtype = label.replace(/-fast$/, "") as WeightDtype;
+  const precision: Precision = label.endsWith("-fast") ? "fast" : "exact";
+  const numerics = precisionProblem(precision, dtype);
+  if (!WEIGHT_DTYPES.includes(dtype) || numerics) {
+    console.error(`--dtype ${label}: ${numerics ?? `not one of ${WEIGHT_DTYPES.join(", ")}`}`);
+    Deno.exit(2);
+  }
   const weights = {
     fused: randomNonZero(fusedWidth(spec) * spec.k, random),
     batched: spec.batched
@@ -124,14 +133,19 @@ for (const dtype of args.dtype.split(",") as WeightDtype[]) {
   };
   const bytes = weightBytes(spec, dtype);
   const copies = Math.max(1, Math.min(12, Math.ceil(Number(args["rotate-mb"]) * 1e6 / bytes)));
-  const entry = cache?.entries[problemKey(spec, dtype)];
-  const tuned = await timeVariant(spec, { weights, dtype, cache: cache ?? false }, copies);
+  const entry = cache?.entries[problemKey(spec, dtype, precision)];
+  const options: ProjectionOptions = { weights, dtype, precision, cache: cache ?? false };
+  const tuned = await timeVariant(spec, options, copies);
   const defaults = await timeVariant(spec, { weights, dtype, cache: false }, copies);
   const unfused = entry
-    ? await timeVariant(spec, { weights, dtype, mode: "unfused", cache: cache ?? false }, copies)
+    ? await timeVariant(spec, { ...options, mode: "unfused" }, copies)
     : undefined;
-  const fusedStage = entry ? await timeFusedStage(entry, weights.fused, dtype, copies) : undefined;
-  const bestSingle = entry ? await bestSingleConfig(entry, weights, dtype, copies) : undefined;
+  const fusedStage = entry
+    ? await timeFusedStage(entry, weights.fused, dtype, precision, copies)
+    : undefined;
+  const bestSingle = entry
+    ? await bestSingleConfig(entry, weights, dtype, precision, copies)
+    : undefined;
   for (const m of buckets) {
     const t = tuned.times.get(m)!;
     const config = tuned.projection.config(m);
@@ -147,7 +161,7 @@ for (const dtype of args.dtype.split(",") as WeightDtype[]) {
       )
       : null;
     rows.push({
-      dtype,
+      dtype: label,
       m,
       tunedUs: t,
       mode: config.source === "default" ? "default" : config.mode,
@@ -165,7 +179,7 @@ for (const dtype of args.dtype.split(",") as WeightDtype[]) {
     });
   }
   for (const v of [tuned, defaults, unfused]) v?.projections.forEach((p) => p.destroy());
-  const mine = rows.filter((r) => r.dtype === dtype);
+  const mine = rows.filter((r) => r.dtype === label);
   const geo = (f: (r: Row) => number | null) => {
     const ratios = mine.map(f).filter((v): v is number => v !== null && Number.isFinite(v));
     return ratios.length
@@ -232,16 +246,19 @@ async function timeFusedStage(
   entry: CacheEntry,
   fused: Float32Array,
   dtype: WeightDtype,
+  precision: Precision,
   copies: number,
 ) {
   const alone: ProjectionSpec = { ...spec, name: `${spec.name}-fused`, batched: undefined };
   const file = cacheWith(
     alone,
     dtype,
+    precision,
     (m) => ({ fused: entry.buckets[m].fused.config, batched: null }),
     entry,
   );
-  const v = await timeVariant(alone, { weights: { fused }, dtype, cache: file }, copies);
+  const options = { weights: { fused }, dtype, precision, cache: file };
+  const v = await timeVariant(alone, options, copies);
   v.projections.forEach((p) => p.destroy());
   return v.times;
 }
@@ -255,6 +272,7 @@ async function bestSingleConfig(
   entry: CacheEntry,
   weights: ProjectionOptions["weights"],
   dtype: WeightDtype,
+  precision: Precision,
   copies: number,
 ) {
   const pairs = new Map<string, { fused: string; batched: string | null }>();
@@ -268,8 +286,8 @@ async function bestSingleConfig(
   for (const [name, pair] of pairs) {
     const gemv = pair.fused.startsWith("gemv") || (pair.batched ?? "").startsWith("gemv");
     const usable = buckets.filter((m) => !gemv || m <= 64);
-    const file = cacheWith(spec, dtype, () => pair, entry);
-    const v = await timeVariant(spec, { weights, dtype, cache: file }, copies, usable);
+    const file = cacheWith(spec, dtype, precision, () => pair, entry);
+    const v = await timeVariant(spec, { weights, dtype, precision, cache: file }, copies, usable);
     v.projections.forEach((p) => p.destroy());
     const times = new Map(buckets.map((m) => [m, v.times.get(m) ?? Infinity]));
     const score = [...times.values()].reduce((s, t) => s + Math.log(t), 0);
@@ -282,6 +300,7 @@ async function bestSingleConfig(
 function cacheWith(
   s: ProjectionSpec,
   dtype: WeightDtype,
+  precision: Precision,
   pick: (m: string) => { fused: string; batched: string | null },
   entry: CacheEntry,
 ): CacheFile {
@@ -307,7 +326,7 @@ function cacheWith(
     schemaVersion: 1,
     adapter: fingerprint,
     entries: {
-      [problemKey(s, dtype)]: {
+      [problemKey(s, dtype, precision)]: {
         problem: storedProblem(s, dtype),
         generatorVersion: GENERATOR_VERSION,
         tunedAt: "",

@@ -3,11 +3,10 @@
  *
  * @module
  */
-import type { WeightDtype } from "../kernels/dtype.ts";
-
 /** One bucket's measurements for one weight type, microseconds. */
 export interface Row {
-  dtype: WeightDtype;
+  /** The weight type, with "-fast" for precision "fast" (f16-fast). */
+  dtype: string;
   m: number;
   tunedUs: number;
   mode: string;

@@ -10,7 +10,7 @@
 import { z } from "npm:zod@3.25.76";
 import { configName, parseConfigName } from "../kernels/config.ts";
 import type { DeviceTier } from "../kernels/device.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 
 /**
@@ -69,21 +69,29 @@ export function cacheFileName(fp: AdapterFingerprint): string {
 }
 
 /**
- * The key of a problem and weight type in a cache file: sizes and names, not the spec's name,
- * so two specs of the same shape share their tuning.
+ * The key of a problem, weight type and precision in a cache file: sizes and names, not the
+ * spec's name, so two specs of the same shape share their tuning; `"fast"` tunings (f16 math)
+ * have keys of their own.
  *
  * @example
  * ```ts
  * import { problemKey } from "./schema.ts";
  * const key = problemKey({ name: "x", k: 64, segments: [{ name: "a", n: 8 }] }, "f16");
  * if (key !== "k64 a=8 f16") throw new Error(key);
+ * const fast = problemKey({ name: "x", k: 64, segments: [{ name: "a", n: 8 }] }, "f16", "fast");
+ * if (fast !== "k64 a=8 f16 fast") throw new Error(fast);
  * ```
  */
-export function problemKey(spec: ProjectionSpec, dtype: WeightDtype): string {
+export function problemKey(
+  spec: ProjectionSpec,
+  dtype: WeightDtype,
+  precision: Precision = "exact",
+): string {
   const parts = [`k${spec.k}`, ...spec.segments.map((s) => `${s.name}=${s.n}`)];
   const b = spec.batched;
   if (b) parts.push(`bmm(${b.inputs.join(",")}->${b.outputs.join(",")})=${b.n}`);
   parts.push(dtype);
+  if (precision === "fast") parts.push("fast");
   return parts.join(" ");
 }
 

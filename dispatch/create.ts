@@ -8,7 +8,7 @@
 import { describeValue } from "../kernels/describe.ts";
 import { deviceCaps } from "../kernels/config.ts";
 import type { DeviceCaps } from "../kernels/config.ts";
-import { packedBytes, packWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import { packedBytes, packWeights, precisionProblem, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { compileKernel, KernelCompileError, storageBuffer } from "../kernels/gpu.ts";
 import type { CompiledKernel, WgslMutation } from "../kernels/gpu.ts";
@@ -80,6 +80,9 @@ export async function createProjection(
       `Cannot create projection: dtype "${dtype}" is not one of ${WEIGHT_DTYPES.join(", ")}`,
     );
   }
+  const precision = options.precision ?? "exact";
+  const numerics = precisionProblem(precision, dtype);
+  if (numerics) throw new RangeError(`Cannot create projection: ${numerics}`);
   const mode = options.mode ?? "auto";
   if (!["auto", "fused", "unfused"].includes(mode)) {
     throw new RangeError(`Cannot create projection: mode "${mode}" is not auto, fused or unfused`);
@@ -133,7 +136,7 @@ async function chooseConfigs(
   options: ProjectionOptions,
   mode: ProjectionMode,
 ): Promise<ProjectionConfig[]> {
-  const entry = await tunedEntry(device, spec, dtype, options.cache);
+  const entry = await tunedEntry(device, spec, dtype, options.cache, options.precision);
   if (!entry) {
     const why = options.cache === false
       ? "tuning is turned off (cache: false)"

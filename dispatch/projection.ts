@@ -9,7 +9,7 @@
 import { describeValue } from "../kernels/describe.ts";
 import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
 import { scratchBytes } from "../kernels/config.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
 import { dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
@@ -29,6 +29,13 @@ export interface ProjectionOptions {
   };
   /** How weights are stored on the GPU (default "f32"). */
   dtype?: WeightDtype;
+  /**
+   * "exact" (default) does all arithmetic in f32. "fast", for f16 weights only, also lets tuned
+   * kernels round X to f16 and multiply in f16 (summing into f32 every few k steps): about
+   * twice the throughput at large m, with the larger error the README measures. Without a fast
+   * tuning in the cache it runs the exact one.
+   */
+  precision?: Precision;
   /**
    * Where tuned configs come from: by default the cache file for this GPU next to this module;
    * a URL of another file; a parsed cache file; or `false` for the untuned defaults.

@@ -18,7 +18,7 @@ import {
 } from "../cache/schema.ts";
 import { configProblem, parseConfigName } from "../kernels/config.ts";
 import { UNLIMITED_CAPS } from "../kernels/device.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 
@@ -84,6 +84,7 @@ export async function tunedEntry(
   spec: ProjectionSpec,
   dtype: WeightDtype,
   source: CacheSource | undefined,
+  precision: Precision = "exact",
 ): Promise<CacheEntry | undefined> {
   if (source === false) return undefined;
   const fingerprint = adapterFingerprint(device.adapterInfo);
@@ -104,9 +105,13 @@ export async function tunedEntry(
       `is ${JSON.stringify(file.adapter)}, not this GPU ${JSON.stringify(fingerprint)}`,
     );
   }
-  const key = problemKey(spec, dtype);
+  // A "fast" projection takes the exact tuning where there is no fast one: exact is allowed.
+  const keys = precision === "fast"
+    ? [problemKey(spec, dtype, "fast"), problemKey(spec, dtype)]
+    : [problemKey(spec, dtype)];
+  const key = keys.find((k) => file.entries[k]?.generatorVersion === GENERATOR_VERSION);
+  if (key === undefined) return undefined;
   const entry = file.entries[key];
-  if (!entry || entry.generatorVersion !== GENERATOR_VERSION) return undefined;
   if (JSON.stringify(entry.problem) !== JSON.stringify(storedProblem(spec, dtype))) {
     throw new CacheFormatError(
       where,
@@ -114,8 +119,9 @@ export async function tunedEntry(
       "does not match the problem's shape",
     );
   }
+  const exact = !key.endsWith(" fast");
   for (const [m, bucket] of Object.entries(entry.buckets)) {
-    checkBucket(bucket, spec, dtype, where, `entries.${key}.buckets.${m}`);
+    checkBucket(bucket, spec, dtype, exact, where, `entries.${key}.buckets.${m}`);
   }
   return entry;
 }
@@ -125,6 +131,7 @@ function checkBucket(
   bucket: BucketResult,
   spec: ProjectionSpec,
   dtype: WeightDtype,
+  exact: boolean,
   where: string,
   field: string,
 ): void {
@@ -133,7 +140,10 @@ function checkBucket(
     if (!shape) {
       throw new CacheFormatError(where, at, "names a config for a stage the problem does not have");
     }
-    const problem = configProblem(parseConfigName(name), shape, dtype, UNLIMITED_CAPS);
+    const config = parseConfigName(name);
+    const problem = exact && config.family === "outer" && config.half
+      ? `half math is for a "fast" entry`
+      : configProblem(config, shape, dtype, UNLIMITED_CAPS);
     if (problem) {
       throw new CacheFormatError(
         where,

@@ -57,6 +57,12 @@ export interface OuterConfig {
    * (kernels/reduce.ts), so that few rows still fill the GPU.
    */
   split: number;
+  /**
+   * Half-precision math (`precision: "fast"`, f16 weights only): X is rounded to f16 as it is
+   * staged, products are summed in vec4<f16> over each `bk` slice and then added into f32
+   * accumulators. Needs the device's "shader-f16" feature.
+   */
+  half: boolean;
 }
 
 /** Any kernel configuration. */
@@ -80,6 +86,8 @@ export interface DeviceCaps {
   subgroups: boolean;
   /** Smallest subgroup size the adapter reports (0 where unknown). */
   subgroupMinSize: number;
+  /** Whether kernels may use f16 arithmetic (the "shader-f16" feature); absent means no. */
+  shaderF16?: boolean;
 }
 
 /** Reads the limits a kernel is checked against from a device. */
@@ -94,6 +102,7 @@ export function deviceCaps(device: GPUDevice, subgroupMinSize = 0): DeviceCaps {
     maxWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
     subgroups: device.features.has("subgroups" as GPUFeatureName) && subgroupMinSize > 0,
     subgroupMinSize,
+    shaderF16: device.features.has("shader-f16"),
   };
 }
 
@@ -113,7 +122,7 @@ export function configName(c: KernelConfig): string {
   }
   if (c.family === "outer") {
     const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
-    return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${split}`;
+    return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${split}${c.half ? "-h" : ""}`;
   }
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
 }
@@ -129,10 +138,11 @@ export function parseConfigName(name: string): KernelConfig {
     const [bm, bn, bk, rm, rn, vec] = m.slice(1).map(Number);
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
-  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?$/.exec(name);
+  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(-h)?$/.exec(name);
   if (m) {
     const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
-    return { family: "outer", bm, bn, bk, rm, rn, split: Number(m[6] ?? 1) };
+    const [split, half] = [Number(m[6] ?? 1), m[7] !== undefined];
+    return { family: "outer", bm, bn, bk, rm, rn, split, half };
   }
   m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
   if (m) {
@@ -153,7 +163,7 @@ export function workgroupBytes(c: KernelConfig): number {
     const rowVecs = c.bk / c.vec + 1; // one vector of padding per row against bank conflicts
     return (c.bm + c.bn) * rowVecs * c.vec * 4;
   }
-  if (c.family === "outer") return c.bk * (c.bm / 4 + 1 + c.bn / 4 + 1) * 16;
+  if (c.family === "outer") return c.bk * (c.bm / 4 + 1 + c.bn / 4 + 1) * (c.half ? 8 : 16);
   return c.subgroup ? 0 : c.rm * c.cn * c.nc * c.lanes * 4;
 }
 
@@ -174,7 +184,7 @@ export const SPLIT_ROWS = 1024;
  * ```ts
  * import { scratchBytes } from "./config.ts";
  * const shape = { k: 64, n: 8, xRowStride: 64, xOffsets: [0], wOffset: 0, yOffsets: [0], yRowStride: 8 };
- * const c = { family: "outer", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, split: 4 } as const;
+ * const c = { family: "outer", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, split: 4, half: false } as const;
  * if (scratchBytes(c, shape, 3) !== 4 * 3 * 8 * 4) throw new Error("scratch");
  * ```
  */
@@ -195,7 +205,7 @@ export function configProblem(
   dtype: WeightDtype,
   caps: DeviceCaps,
 ): string | undefined {
-  if (c.family === "outer") return outerProblem(c, shape, caps);
+  if (c.family === "outer") return outerProblem(c, shape, dtype, caps);
   const ints = c.family === "tile"
     ? [c.bm, c.bn, c.bk, c.rm, c.rn, c.vec]
     : [c.nc, c.cn, c.lanes, c.rm, c.vec];
@@ -246,7 +256,14 @@ export function configProblem(
   return undefined;
 }
 
-function outerProblem(c: OuterConfig, shape: GemmShape, caps: DeviceCaps): string | undefined {
+function outerProblem(
+  c: OuterConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+  caps: DeviceCaps,
+): string | undefined {
+  if (c.half && dtype !== "f16") return `half math is for f16 weights, not ${dtype}`;
+  if (c.half && !caps.shaderF16) return "half math needs the device's shader-f16 feature";
   if (![c.bm, c.bn, c.bk, c.rm, c.rn].every(pow2)) return "every size must be a power of two";
   if (c.rm < 4 || c.rn < 4 || c.bk < 4) return "rm, rn and bk must be at least 4";
   if (c.rm > c.bm || c.rn > c.bn) return "rm and rn must not exceed bm and bn";

@@ -45,6 +45,7 @@ export const UNLIMITED_CAPS: Readonly<DeviceCaps> = Object.freeze({
   maxWorkgroupsPerDimension: Infinity,
   subgroups: true,
   subgroupMinSize: 128,
+  shaderF16: true,
 });
 
 /**

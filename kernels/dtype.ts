@@ -134,3 +134,34 @@ export function roundWeights(values: Float32Array, dtype: WeightDtype): Float64A
   } else for (let i = 0; i < out.length; i++) out[i] = bf16BitsToF32(f32ToBf16Bits(values[i]));
   return out;
 }
+
+/**
+ * The arithmetic kernels may use: `"exact"` multiplies and adds in f32 whatever the weights are
+ * stored as; `"fast"` also allows f16 math for f16 weights (X rounded to f16, products summed in
+ * f16 over short slices of k, then in f32), which is about twice the f32 rate on GPUs with
+ * packed half-precision units.
+ */
+export type Precision = "exact" | "fast";
+
+/** Every {@linkcode Precision}. */
+export const PRECISIONS: readonly Precision[] = ["exact", "fast"];
+
+/**
+ * Why a precision does not go with a weight type, or `undefined` if it does: `"fast"` is for
+ * f16 weights (bf16's range does not fit f16, f32 weights would lose most of their bits).
+ *
+ * @example
+ * ```ts
+ * import { precisionProblem } from "./dtype.ts";
+ * if (precisionProblem("fast", "f16") !== undefined) throw new Error("f16 may be fast");
+ * if (precisionProblem("fast", "bf16") === undefined) throw new Error("bf16 may not");
+ * ```
+ */
+export function precisionProblem(precision: Precision, dtype: WeightDtype): string | undefined {
+  if (!PRECISIONS.includes(precision)) {
+    return `precision "${precision}" is not one of ${PRECISIONS.join(", ")}`;
+  }
+  return precision === "fast" && dtype !== "f16"
+    ? `precision "fast" is for f16 weights, got ${dtype}`
+    : undefined;
+}

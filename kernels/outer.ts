@@ -33,7 +33,20 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
       ? `if (li + ${l * threads}u < ${rows * sliceVecs}u) { ${body} }`
       : body;
 
+  // f16 math: tiles, prefetch registers and per-slice sums in f16 (see OuterConfig.half).
+  const t = c.half ? "f16" : "f32";
+  if (c.half) emit("enable f16;");
   emit(kernelPrelude(`outer-product GEMM ${configName(c)}`, shape, dtype, 4));
+  if (c.half) {
+    emit("fn loadWh(i: u32) -> vec4<f16> {");
+    emit("  let u = W[i];");
+    // Exact: every f16 is an f32. (naga types bitcast<vec2<f16>>(u32) as f32 and refuses it.)
+    emit("  return vec4<f16>(vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)));");
+    emit("}");
+    emit("");
+  }
+  const loadX = (at: string) => (c.half ? `vec4<f16>(X[${at}])` : `X[${at}]`);
+  const loadW = (at: string) => (c.half ? `loadWh(${at})` : `loadW(${at})`);
   emit(`const BM = ${c.bm}u;`);
   emit(`const BN = ${c.bn}u;`);
   emit(`const SLICE = ${sliceVecs}u; // k vectors per slice`);
@@ -43,10 +56,12 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
   }
   emit("");
   emit(
-    `var<workgroup> xTile: array<vec4<f32>, ${c.bk * xPitch}>; // [k][row / 4], pitch ${xPitch}`,
+    `var<workgroup> xTile: array<vec4<${t}>, ${c.bk * xPitch}>; // [k][row / 4], pitch ${xPitch}`,
   );
   emit(
-    `var<workgroup> wTile: array<vec4<f32>, ${c.bk * wPitch}>; // [k][column / 4], pitch ${wPitch}`,
+    `var<workgroup> wTile: array<vec4<${t}>, ${
+      c.bk * wPitch
+    }>; // [k][column / 4], pitch ${wPitch}`,
   );
   emit("");
   for (const line of tiledEntry(tx, ty, shape, 4, c.split)) emit(line);
@@ -61,8 +76,10 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
   const plus = (at: string) => (c.split > 1 ? `${at} + kBegin` : at);
   emit("  // Each thread loads whole k vectors of some tile rows; rows past the edge are clamped.");
   for (const line of tileLoadSlots(xLoads, wLoads, threads, "SLICE")) emit(line);
-  for (let l = 0; l < xLoads; l++) emit(`  var xNext${l} = X[${plus(`xAt${l}`)}];`);
-  for (let l = 0; l < wLoads; l++) emit(`  var wNext${l} = loadW(${plus(`wAt${l}`)});`);
+  for (let l = 0; l < xLoads; l++) emit(`  var xNext${l} = ${loadX(plus(`xAt${l}`))};`);
+  for (let l = 0; l < wLoads; l++) emit(`  var wNext${l} = ${loadW(plus(`wAt${l}`))};`);
+  // With f16 math each thread sums a slice into `hacc` and then adds that into `acc`.
+  const sum = c.half ? "hacc" : "acc";
   for (let i = 0; i < c.rm; i++) {
     emit(
       `  ${Array.from({ length: rnv }, (_, j) => `var acc${i}_${j} = vec4<f32>(0.0);`).join(" ")}`,
@@ -89,8 +106,17 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
     "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
   );
   emit(`    let next = min(k + SLICE, ${kEnd} - SLICE);`);
-  for (let l = 0; l < xLoads; l++) emit(`    xNext${l} = X[xAt${l} + next];`);
-  for (let l = 0; l < wLoads; l++) emit(`    wNext${l} = loadW(wAt${l} + next);`);
+  for (let l = 0; l < xLoads; l++) emit(`    xNext${l} = ${loadX(`xAt${l} + next`)};`);
+  for (let l = 0; l < wLoads; l++) emit(`    wNext${l} = ${loadW(`wAt${l} + next`)};`);
+  if (c.half) {
+    for (let i = 0; i < c.rm; i++) {
+      emit(
+        `    ${
+          Array.from({ length: rnv }, (_, j) => `var hacc${i}_${j} = vec4<f16>(0.0);`).join(" ")
+        }`,
+      );
+    }
+  }
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
       emit(`    let a${kk}_${i} = xTile[${kk * xPitch}u + lid.y + ${ty * i}u];`);
@@ -101,10 +127,15 @@ export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype):
     for (let i = 0; i < rmv; i++) {
       for (let ii = 0; ii < 4; ii++) {
         for (let j = 0; j < rnv; j++) {
-          const a = `acc${4 * i + ii}_${j}`;
-          emit(`    ${a} = fma(vec4<f32>(a${kk}_${i}.${"xyzw"[ii]}), b${kk}_${j}, ${a});`);
+          const a = `${sum}${4 * i + ii}_${j}`;
+          emit(`    ${a} = fma(vec4<${t}>(a${kk}_${i}.${"xyzw"[ii]}), b${kk}_${j}, ${a});`);
         }
       }
+    }
+  }
+  if (c.half) {
+    for (let i = 0; i < c.rm; i++) {
+      for (let j = 0; j < rnv; j++) emit(`    acc${i}_${j} += vec4<f32>(hacc${i}_${j});`);
     }
   }
   emit("  }");

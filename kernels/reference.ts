@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { KernelConfig } from "./config.ts";
 import type { GemmShape } from "./problem.ts";
 
 /** Result of a reference GEMM: the exact-ish value and the sum of |products| per output. */
@@ -57,4 +58,31 @@ export function referenceRows(
  */
 export function errorBound(k: number, magnitude: number): number {
   return 8 * 2 ** -24 * Math.sqrt(k) * magnitude + 1e-30;
+}
+
+/**
+ * The largest error of f16 math (`OuterConfig.half`) on random data: X rounded to f16 and the
+ * products rounded and summed in f16 over slices of `slice` k steps, each a rounding of at most
+ * 2^-11 relative; random signs make them add like a random walk, so about 2^-11 x |products|
+ * x sqrt(slice / k) overall. The bound allows 8 times that, f16's subnormal spacing per product,
+ * and the f32 sum of the slices ({@linkcode errorBound}).
+ *
+ * @example
+ * ```ts
+ * import { errorBound, halfErrorBound } from "./reference.ts";
+ * if (!(halfErrorBound(2304, 16, 1) > errorBound(2304, 1))) throw new Error("looser than f32");
+ * // A lost slice of 16 k steps is about 16 / 2304 of the magnitude: caught.
+ * if (!(halfErrorBound(2304, 16, 1) < 16 / 2304 / 4)) throw new Error("catches a lost slice");
+ * ```
+ */
+export function halfErrorBound(k: number, slice: number, magnitude: number): number {
+  return 8 * 2 ** -11 * Math.sqrt((slice + 1) / k) * magnitude + k * 2 ** -25 +
+    errorBound(k, magnitude);
+}
+
+/** The error bound a config's results are checked against: f32's, or f16 math's where it has it. */
+export function configErrorBound(c: KernelConfig): (k: number, magnitude: number) => number {
+  return c.family === "outer" && c.half
+    ? (k, magnitude) => halfErrorBound(k, c.bk, magnitude)
+    : errorBound;
 }

@@ -10,7 +10,7 @@ import { SPLIT_ROWS } from "./config.ts";
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
   tile?: { bm: number[]; bn: number[]; bk: number[]; rm: number[]; rn: number[]; vec: number[] };
-  /** `split` (split-K ways) is `[1]` when left out. */
+  /** `split` (split-K ways) is `[1]` and `half` (f16 math) `[false]` when left out. */
   outer?: {
     bm: number[];
     bn: number[];
@@ -18,6 +18,7 @@ export interface SearchSpace {
     rm: number[];
     rn: number[];
     split?: number[];
+    half?: boolean[];
   };
   gemv?: {
     nc: number[];
@@ -46,6 +47,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     rm: [4, 8],
     rn: [4, 8],
     split: [1, 2, 4, 8],
+    half: [false, true],
   },
   gemv: {
     nc: [2, 4, 8],
@@ -76,7 +78,10 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
     : [];
   const outers: OuterConfig[] = space.outer
-    ? product({ split: [1], ...space.outer }).map((c) => ({ family: "outer" as const, ...c }))
+    ? product({ split: [1], half: [false], ...space.outer }).map((c) => ({
+      family: "outer" as const,
+      ...c,
+    }))
     : [];
   return [...gemvs, ...outers, ...tiles];
 }

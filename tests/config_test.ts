@@ -200,7 +200,7 @@ Deno.test("suitsRows() sends few rows to gemv and many rows to tiles", () => {
   assert.deepEqual([0, 1, 3, 4, 5, 100].map(nextPow2), [1, 1, 4, 4, 8, 128]);
 });
 
-Deno.test("split-K: names, validation against k and the scratch limit, and the rows it suits", () => {
+Deno.test("split-K and half math: names, validation against k and the scratch limit, and the rows it suits", () => {
   const outer = (split: number): KernelConfig => ({
     family: "outer",
     bm: 32,
@@ -209,11 +209,18 @@ Deno.test("split-K: names, validation against k and the scratch limit, and the r
     rm: 4,
     rn: 4,
     split,
+    half: false,
   });
   assert.equal(configName(outer(1)), "outer-bm32-bn64-bk16-rm4-rn4", "unsplit names are unchanged");
   assert.equal(configName(outer(4)), "outer-bm32-bn64-bk16-rm4-rn4-s4");
   assert.deepEqual(parseConfigName("outer-bm32-bn64-bk16-rm4-rn4-s4"), outer(4));
   assert.deepEqual(parseConfigName("outer-bm32-bn64-bk16-rm4-rn4"), outer(1));
+  const half = { ...outer(2), half: true } as KernelConfig;
+  assert.equal(configName(half), "outer-bm32-bn64-bk16-rm4-rn4-s2-h");
+  assert.deepEqual(parseConfigName("outer-bm32-bn64-bk16-rm4-rn4-s2-h"), half);
+  assert.match(configProblem(half, shape(2048), "bf16", CAPS) ?? "", /f16 weights, not bf16/);
+  assert.match(configProblem(half, shape(2048), "f16", CAPS) ?? "", /shader-f16/);
+  assert.equal(configProblem(half, shape(2048), "f16", { ...CAPS, shaderF16: true }), undefined);
   assert.equal(configProblem(outer(8), shape(2048), "f32", CAPS), undefined);
   assert.match(configProblem(outer(8), shape(64), "f32", CAPS) ?? "", /4 slices do not split/);
   assert.match(configProblem(outer(3), shape(2048), "f32", CAPS) ?? "", /split 3/);

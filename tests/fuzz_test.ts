@@ -58,6 +58,7 @@ function drawConfig(random: Random): KernelConfig {
       rm: knob([4, 8]),
       rn: knob([4, 8]),
       split: knob([1, 2, 4, 8]),
+      half: random() < 0.3,
     };
   }
   return {

@@ -192,6 +192,7 @@ Deno.test({
             rm: 4,
             rn: 4,
             split,
+            half: false,
           };
           if (configProblem(config, shape, "f16", gpu.caps)) continue;
           const kernel = await compileKernel(gpu.device, config, shape, "f16");
@@ -206,7 +207,16 @@ Deno.test({
     assert.deepEqual(failures, []);
     // The last part skips its stores: its slab of the scratch keeps the poison.
     const shape = fusedShape(tiny);
-    const config: KernelConfig = { family: "outer", bm: 32, bn: 32, bk: 4, rm: 4, rn: 4, split: 2 };
+    const config: KernelConfig = {
+      family: "outer",
+      bm: 32,
+      bn: 32,
+      bk: 4,
+      rm: 4,
+      rn: 4,
+      split: 2,
+      half: false,
+    };
     const lazy = await compileKernel(
       gpu.device,
       config,

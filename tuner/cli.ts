@@ -15,8 +15,8 @@ import {
 } from "../cache/schema.ts";
 import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
-import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
+import { precisionProblem, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import { kernelWgsl } from "../kernels/generate.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedShape, dtypeProblem, fusedShape } from "../kernels/problem.ts";
@@ -45,6 +45,8 @@ winners to cache/<gpu>.json. Trials are logged as they finish; rerunning resumes
 Options:
   --problem <p>        problem name in problems/ (e.g. kimi-linear-tp4) or a YAML file
   --dtype <list>       weight storage types, comma-separated: f32, f16, bf16 (default f32)
+  --precision <p>      exact (default) | fast: also search f16-math kernels, for f16 weights
+                       (cached under a key of their own; createProjection's precision "fast")
   --buckets <list>     m buckets, comma-separated (default 1,2,4,...,16384)
   --strategy <s>       guided (default) | local | random | exhaustive (see tuner/strategies.ts)
   --max-trials <n|p%>  most configs timed per stage and bucket: a count, or a share of the
@@ -88,6 +90,7 @@ export class UsageError extends Error {
 export interface CliOptions {
   problem: string;
   dtypes: WeightDtype[];
+  precision: Precision;
   buckets: number[];
   strategy: string;
   maxTrials: TrialBudget;
@@ -156,6 +159,7 @@ function positiveNumber(flag: string, value: string): number {
 const FLAGS = {
   problem: { type: "string" },
   dtype: { type: "string", default: "f32" },
+  precision: { type: "string", default: "exact" },
   buckets: { type: "string" },
   strategy: { type: "string", default: "guided" },
   "max-trials": { type: "string", default: "15%" },
@@ -202,6 +206,11 @@ export function parseCli(args: string[]): CliOptions {
       throw new UsageError(`--dtype "${d}" is not one of ${WEIGHT_DTYPES.join(", ")}`);
     }
   }
+  const precision = values.precision as Precision;
+  for (const d of dtypes) {
+    const problem = precisionProblem(precision, d as WeightDtype);
+    if (problem) throw new UsageError(`--precision: ${problem}`);
+  }
   const buckets = values.buckets === undefined
     ? DEFAULT_BUCKETS
     : values.buckets.split(",").map((b) => positiveInt("buckets", b));
@@ -216,6 +225,7 @@ export function parseCli(args: string[]): CliOptions {
   return {
     problem: values.problem,
     dtypes: dtypes as WeightDtype[],
+    precision,
     buckets,
     strategy: values.strategy,
     maxTrials: trialBudgetOption(values["max-trials"]),
@@ -313,7 +323,7 @@ async function main(args: string[]): Promise<number> {
   const { fingerprint, cacheFile } = await checkCacheFile(options.cacheDir, gpu);
   // Bad inputs are found before anything is written.
   for (const dtype of options.dtypes) {
-    planSpace(spec, dtype, options.buckets, space, gpu.caps);
+    planSpace(spec, dtype, options.buckets, space, gpu.caps, options.precision);
   }
   console.error(`GPU: ${fingerprint.description || "(no description)"} -> ${cacheFile}`);
   console.error(
@@ -470,6 +480,7 @@ async function tuneDtype(
       gpu,
       spec: session.spec,
       dtype,
+      precision: options.precision,
       buckets: options.buckets,
       space: session.space,
       strategy: STRATEGIES[options.strategy],
@@ -505,7 +516,7 @@ async function openLog(
   const { options, spec } = session;
   const gpuSlug = cacheFileName(session.fingerprint).replace(/\.json$/, "");
   const logDir = options.logDir ?? `${options.cacheDir}/logs/${gpuSlug}`;
-  const key = problemKey(spec, dtype);
+  const key = problemKey(spec, dtype, options.precision);
   const logPath = `${logDir}/${await logFileName(spec.name, key, GENERATOR_VERSION)}`;
   session.signals.logPath = logPath;
   const log = await TrialLog.open(logPath);

@@ -7,7 +7,7 @@
  */
 import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
 import { configName, configProblem } from "../kernels/config.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
 import {
   batchedInputWidth,
@@ -16,7 +16,7 @@ import {
   fusedShape,
   fusedWidth,
 } from "../kernels/problem.ts";
-import { packedBytes } from "../kernels/dtype.ts";
+import { packedBytes, precisionProblem } from "../kernels/dtype.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { enumerateSpace, suitsRows } from "../kernels/space.ts";
 
@@ -29,8 +29,9 @@ export class TuneInputError extends Error {
 }
 
 /**
- * Checks the inputs of a run before anything is written: the weight type fits the problem,
- * the buckets are positive integers, and each stage has valid configs for every bucket.
+ * Checks the inputs of a run before anything is written: the weight type fits the problem and
+ * the precision, the buckets are positive integers, and each stage has valid configs for every
+ * bucket. Half-math configs are valid only for precision "fast".
  *
  * @returns The valid configs of each stage, and the rejected ones with their reasons.
  * @throws {TuneInputError} Naming what is wrong.
@@ -41,8 +42,9 @@ export function planSpace(
   buckets: number[],
   space: SearchSpace,
   caps: DeviceCaps,
+  precision: Precision = "exact",
 ): { stage: "fused" | "batched"; valid: KernelConfig[]; invalid: Map<string, string> }[] {
-  const packing = dtypeProblem(spec, dtype);
+  const packing = dtypeProblem(spec, dtype) ?? precisionProblem(precision, dtype);
   if (packing) {
     throw new TuneInputError(`Cannot tune "${spec.name}" with ${dtype} weights: ${packing}`);
   }
@@ -61,7 +63,9 @@ export function planSpace(
     const valid: KernelConfig[] = [];
     const invalid = new Map<string, string>();
     for (const config of configs) {
-      const problem = configProblem(config, shape, dtype, caps);
+      const problem = precision === "exact" && config.family === "outer" && config.half
+        ? `half math is for precision "fast"`
+        : configProblem(config, shape, dtype, caps);
       if (problem) invalid.set(configName(config), problem);
       else valid.push(config);
     }

@@ -56,7 +56,8 @@ export async function logFileName(
   generator: number,
 ): Promise<string> {
   const safe = problem.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[.-]+/, "");
-  const dtype = key.slice(key.lastIndexOf(" ") + 1);
+  const words = key.split(" "); // the weight type ends the key, then "fast" for f16 math
+  const dtype = words.slice(words.at(-1) === "fast" ? -2 : -1).join("-");
   const digest = await crypto.subtle.digest(
     "SHA-256",
     new TextEncoder().encode(`${key} generator ${generator}`),

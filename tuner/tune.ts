@@ -24,7 +24,7 @@ import type { BucketResult, CacheEntry, StageResult } from "../cache/schema.ts";
 import { GENERATOR_VERSION, storedProblem } from "../cache/schema.ts";
 import type { KernelConfig } from "../kernels/config.ts";
 import { configName, parseConfigName } from "../kernels/config.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { WgslMutation } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
@@ -52,6 +52,8 @@ export interface TuneOptions {
   gpu: Gpu;
   spec: ProjectionSpec;
   dtype: WeightDtype;
+  /** "fast" also searches f16-math configs (f16 weights only); default "exact". */
+  precision?: Precision;
   buckets: number[];
   space: SearchSpace;
   strategy: Strategy;
@@ -166,7 +168,7 @@ interface Run {
 export async function tune(options: TuneOptions): Promise<TuneResult> {
   const { gpu, spec, dtype, log } = options;
   const buckets = [...new Set(options.buckets)].sort((a, b) => a - b);
-  const stagePlans = planSpace(spec, dtype, buckets, options.space, gpu.caps);
+  const stagePlans = planSpace(spec, dtype, buckets, options.space, gpu.caps, options.precision);
   const random = seededRandom(options.seed);
   const started = performance.now();
   const outOfTime = () => (performance.now() - started) / 1000 > options.maxSeconds;

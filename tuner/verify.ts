@@ -12,7 +12,7 @@ import type { CompiledKernel } from "../kernels/gpu.ts";
 import { dispatchKernel, kernelBindGroup, paramsBuffer, storageBuffer } from "../kernels/gpu.ts";
 import { MAX_SPLIT } from "../kernels/config.ts";
 import type { GemmShape } from "../kernels/problem.ts";
-import { errorBound, referenceRows } from "../kernels/reference.ts";
+import { configErrorBound, errorBound, referenceRows } from "../kernels/reference.ts";
 import { randomNonZero, seededRandom } from "./random.ts";
 
 /** Inputs for checking kernels of one stage at one m, shared by all configs. */
@@ -156,7 +156,8 @@ export async function checkKernelsAt(
       for (const [s, data] of sets.entries()) {
         const at = (offsets[s] + i * data.yBuffer.size) / 4;
         const y = all.subarray(at, at + data.yBuffer.size / 4);
-        const mismatch = compareOutput(data.shape, data.m, y, data.rows, data.reference);
+        const bound = configErrorBound(kernels[i].config);
+        const mismatch = compareOutput(data.shape, data.m, y, data.rows, data.reference, bound);
         if (mismatch) return { m: data.m, mismatch };
       }
       return undefined;
@@ -198,13 +199,19 @@ function encodeCheck(
   });
 }
 
-/** Compares Y with the reference on `rows`, and checks that no other element was written. */
+/**
+ * Compares Y with the reference on `rows`, and checks that no other element was written.
+ *
+ * @param bound The largest error allowed for a result of k products whose |products| sum to
+ * `magnitude` (f32 math's by default; `configErrorBound` gives a config's).
+ */
 export function compareOutput(
   shape: GemmShape,
   m: number,
   y: Float32Array,
   rows: number[],
   reference: { values: Float64Array; magnitudes: Float64Array },
+  bound: (k: number, magnitude: number) => number = errorBound,
 ): string | undefined {
   const batches = shape.xOffsets.length;
   const written = new Uint8Array(y.length);
@@ -222,12 +229,12 @@ export function compareOutput(
       for (let c = 0; c < shape.n; c++) {
         const at = rows[i] * shape.yRowStride + shape.yOffsets[b] + c;
         const ref = reference.values[(i * batches + b) * shape.n + c];
-        const bound = errorBound(shape.k, reference.magnitudes[(i * batches + b) * shape.n + c]);
+        const limit = bound(shape.k, reference.magnitudes[(i * batches + b) * shape.n + c]);
         const err = Math.abs(y[at] - ref);
-        if (!(err <= bound)) {
+        if (!(err <= limit)) {
           return `row ${rows[i]} batch ${b} column ${c}: got ${y[at]}, expected ${
             ref.toPrecision(8)
-          } (error ${err.toExponential(2)} > bound ${bound.toExponential(2)})`;
+          } (error ${err.toExponential(2)} > bound ${limit.toExponential(2)})`;
         }
       }
     }
