@@ -42,6 +42,7 @@ const spaceSchema = z.object({
     rm: sizes,
     rn: sizes,
     split: sizes.optional(),
+    half: z.array(z.boolean()).min(1).optional(),
   }).strict().optional(),
   gemv: z.object({
     nc: sizes,
