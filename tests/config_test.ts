@@ -232,6 +232,9 @@ Deno.test("split-K and half math: names, validation against k and the scratch li
   assert.equal(suitsRows(outer(8), 129), false, "scratch past SPLIT_ROWS rows");
   assert.equal(suitsRows(outer(2), 512), true);
   assert.equal(suitsRows(outer(1), 16384), true);
+  const deep = { ...outer(1), bk: 32 } as KernelConfig;
+  assert.equal(suitsRows(deep, 4096), false, "32-step slices only with f16 math");
+  assert.equal(suitsRows({ ...deep, half: true } as KernelConfig, 4096), true);
 });
 
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
