@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { loadCacheFile } from "../cache/store.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import { roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../mod.ts";
 import type { CacheFile } from "../mod.ts";
@@ -66,6 +66,7 @@ function checkOutputs(
   m: number,
   out: Record<string, Float32Array>,
   rounded: { fused: Float64Array; batched: Float64Array },
+  tolerance = 1e-4,
 ) {
   assert.deepEqual(Object.keys(out).sort(), [...OUTPUTS].sort());
   const widths = new Map<string, number>(spec.segments.map((s) => [s.name, s.n]));
@@ -92,7 +93,7 @@ function checkOutputs(
   let worst = 0;
   const compare = (name: string, r: number, c: number, got: number, want: number, mag: number) => {
     const err = Math.abs(got - want);
-    const bound = 1e-4 * (mag + 1e-3);
+    const bound = tolerance * (mag + 1e-3);
     worst = Math.max(worst, err / bound);
     if (!(err <= bound)) {
       assert.fail(`${where}: ${name}[${r}, ${c}] = ${got}, expected ${want} (error ${err})`);
@@ -360,8 +361,15 @@ Deno.test({
  */
 function cacheFor(
   spec: ProjectionSpec,
-  tuned?: { bucket: number; fused: string; batched: string },
+  tuned?: {
+    bucket: number;
+    fused: string;
+    batched: string;
+    dtype?: WeightDtype;
+    precision?: Precision;
+  },
 ): CacheFile {
+  const dtype = tuned?.dtype ?? "f32";
   const fused = tuned?.fused ?? configName(defaultConfig(fusedShape(spec), "f32", gpu.caps, 4));
   const batched = tuned?.batched ??
     configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4));
@@ -376,8 +384,8 @@ function cacheFor(
     schemaVersion: CACHE_SCHEMA_VERSION,
     adapter: adapterFingerprint(device.adapterInfo),
     entries: {
-      [problemKey(spec, "f32")]: {
-        problem: storedProblem(spec, "f32"),
+      [problemKey(spec, dtype, tuned?.precision)]: {
+        problem: storedProblem(spec, dtype),
         generatorVersion: GENERATOR_VERSION,
         tunedAt: "2025-01-01T00:00:00.000Z",
         buckets: {
@@ -447,6 +455,79 @@ Deno.test({
       }
     } finally {
       proj.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "precision fast runs f16-math kernels from a fast entry; exact never reads them",
+  fn: async () => {
+    const weights = weightsOf(small);
+    const half = {
+      bucket: 64,
+      fused: "outer-bm32-bn64-bk16-rm4-rn4-s2-h",
+      batched: "outer-bm32-bn32-bk8-rm4-rn4-h",
+      dtype: "f16" as const,
+    };
+    const cache = cacheFor(small, { ...half, precision: "fast" });
+    for (const [dtype, precision] of [["bf16", "fast"], ["f16", "quick"]] as const) {
+      await assert.rejects(
+        createProjection(device, small, { weights, dtype, precision: precision as Precision }),
+        (e: unknown) => e instanceof RangeError && /precision "(fast|quick)"/.test(e.message),
+      );
+    }
+    const rounded = {
+      fused: roundWeights(weights.fused, "f16"),
+      batched: roundWeights(weights.batched, "f16"),
+    };
+    const fast = await createProjection(device, small, {
+      weights,
+      dtype: "f16",
+      precision: "fast",
+      cache,
+    });
+    try {
+      assert.equal(fast.config(5).fused, half.fused);
+      const x = randomNonZero(37 * small.k, seededRandom(3));
+      // f16 math: about 4e-4 of sum |x * w| at most on the H100 (README); 2e-3 here.
+      checkOutputs(small, "f16", x, 37, await fast.run(x, 37), rounded, 2e-3);
+    } finally {
+      fast.destroy();
+    }
+    const exact = await createProjection(device, small, { weights, dtype: "f16", cache });
+    try {
+      assert.equal(exact.config(5).source, "default", "an exact projection ignores fast entries");
+    } finally {
+      exact.destroy();
+    }
+    await assert.rejects(
+      createProjection(device, small, { weights, dtype: "f16", cache: cacheFor(small, half) }),
+      (e: unknown) =>
+        e instanceof CacheFormatError && /half math is for a "fast" entry/.test(e.message),
+    );
+    const exactOnly = cacheFor(small, { ...half, fused: "outer-bm32-bn64-bk16-rm4-rn4-s2" });
+    const fallback = await createProjection(device, small, {
+      weights,
+      dtype: "f16",
+      precision: "fast",
+      cache: exactOnly,
+    }).catch((e) => e);
+    assert.ok(fallback instanceof CacheFormatError, "the exact entry still names a half batched");
+    const plain = cacheFor(small, {
+      ...half,
+      fused: "outer-bm32-bn64-bk16-rm4-rn4-s2",
+      batched: "outer-bm32-bn32-bk8-rm4-rn4",
+    });
+    const noFastEntry = await createProjection(device, small, {
+      weights,
+      dtype: "f16",
+      precision: "fast",
+      cache: plain,
+    });
+    try {
+      assert.equal(noFastEntry.config(5).source, "tuned", "fast without its entry runs exact's");
+    } finally {
+      noFastEntry.destroy();
     }
   },
 });

@@ -188,6 +188,26 @@ Deno.test("planSpace() refuses buckets no valid config of the space serves, and 
   for (const p of plans) assert.ok(p.valid.length > 0 && p.invalid.size > 0);
 });
 
+Deno.test("planSpace() keeps f16-math configs to precision fast with f16 weights", () => {
+  const f16Caps = { ...CAPS, shaderF16: true };
+  const half = (plans: ReturnType<typeof planSpace>) =>
+    plans[0].valid.filter((c) => c.family === "outer" && c.half).length;
+  const exact = planSpace(tiny, "f16", [1024], DEFAULT_SPACE, f16Caps);
+  assert.equal(half(exact), 0);
+  assert.match(
+    exact[0].invalid.get("outer-bm64-bn64-bk16-rm8-rn4-h") ?? "",
+    /half math is for precision "fast"/,
+  );
+  const fast = planSpace(tiny, "f16", [1024], DEFAULT_SPACE, f16Caps, "fast");
+  assert.ok(half(fast) > 0, "fast searches half math");
+  assert.ok(fast[0].valid.length > exact[0].valid.length);
+  assert.equal(half(planSpace(tiny, "f16", [1024], DEFAULT_SPACE, CAPS, "fast")), 0, "no f16");
+  assertInputError(
+    () => planSpace(tiny, "bf16", [1024], DEFAULT_SPACE, f16Caps, "fast"),
+    /precision "fast" is for f16 weights, got bf16/,
+  );
+});
+
 Deno.test("parseCli() refuses a zero budget, a bad seed and a bad trial timeout; accepts seed 0", () => {
   const cases: [string[], RegExp][] = [
     [["--max-seconds", "0"], /--max-seconds/],
@@ -203,6 +223,8 @@ Deno.test("parseCli() refuses a zero budget, a bad seed and a bad trial timeout;
     [["--buckets", "1;2"], /--buckets/],
     [["--dtype", "fp16"], /"fp16" is not one of f32, f16, bf16/],
     [["--dtype", ""], /--dtype/],
+    [["--dtype", "bf16", "--precision", "fast"], /"fast" is for f16 weights, got bf16/],
+    [["--precision", "quick"], /precision "quick" is not one of exact, fast/],
   ];
   for (const [args, cause] of cases) {
     assert.throws(() => parseCli(["--problem", "tiny", ...args]), (e: unknown) => {

@@ -83,6 +83,7 @@ Deno.test("problem names become safe log file names, keyed by shape and generato
   assert.equal(await name("p"), await name("p"), "the same problem, the same log");
   assert.notEqual(await name("p"), await name("p", "k8 a=16 f16"), "another shape");
   assert.notEqual(await name("p"), await name("p", "k8 a=8 f16", 2), "another generator");
+  assert.match(await name("p", "k8 a=8 f16 fast"), /^p-f16-fast-[0-9a-f]{8}\.jsonl$/);
 });
 
 Deno.test("a run whose trials all time out keeps the cache, fails naming the bucket, and a rerun under a larger limit retries them", async () => {
