@@ -18,149 +18,210 @@ import type { WeightDtype } from "./dtype.ts";
 import type { GemmShape } from "./problem.ts";
 import { kernelPrelude, tiledEntry, tileLoadSlots } from "./wgsl.ts";
 
+/** What the parts of an `outer` kernel share: its geometry and the names its code uses. */
+interface Layout {
+  c: OuterConfig;
+  tx: number;
+  ty: number;
+  threads: number;
+  /** k vectors per tile row and slice. */
+  sliceVecs: number;
+  /** vec4s per k row of each tile, + 1 against bank conflicts. */
+  xPitch: number;
+  wPitch: number;
+  xLoads: number;
+  wLoads: number;
+  rmv: number;
+  rnv: number;
+  /** The math type: f16 with half math, else f32. */
+  t: string;
+  /** This workgroup's k range and where its tile goes (Y, or its part's slab of the scratch). */
+  kBegin: string;
+  kEnd: string;
+  yAt: string;
+  loadX: (at: string) => string;
+  loadW: (at: string) => string;
+}
+
+function layoutOf(c: OuterConfig): Layout {
+  const tx = c.bn / c.rn, ty = c.bm / c.rm, threads = tx * ty, sliceVecs = c.bk / 4;
+  const split = c.split > 1;
+  return {
+    c,
+    tx,
+    ty,
+    threads,
+    sliceVecs,
+    xPitch: c.bm / 4 + 1,
+    wPitch: c.bn / 4 + 1,
+    xLoads: Math.ceil((c.bm * sliceVecs) / threads),
+    wLoads: Math.ceil((c.bn * sliceVecs) / threads),
+    rmv: c.rm / 4,
+    rnv: c.rn / 4,
+    t: c.half ? "f16" : "f32",
+    kBegin: split ? "kBegin" : "0u",
+    kEnd: split ? "kBegin + PART" : "KV",
+    yAt: split ? "yPart" : "yOffset",
+    loadX: (at) => (c.half ? `vec4<f16>(X[${at}])` : `X[${at}]`),
+    loadW: (at) => (c.half ? `loadWh(${at})` : `loadW(${at})`),
+  };
+}
+
 /** Generates the WGSL of an outer-product GEMM. Validate the config first with `configProblem`. */
 export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype): string {
-  const tx = c.bn / c.rn, ty = c.bm / c.rm, threads = tx * ty;
-  const sliceVecs = c.bk / 4; // k vectors per tile row and slice
-  const xPitch = c.bm / 4 + 1, wPitch = c.bn / 4 + 1; // vec4s per k row, + 1 against bank conflicts
-  const xLoads = Math.ceil((c.bm * sliceVecs) / threads),
-    wLoads = Math.ceil((c.bn * sliceVecs) / threads);
-  const rmv = c.rm / 4, rnv = c.rn / 4;
-  const lines: string[] = [];
-  const emit = (s: string) => lines.push(s);
-  const guarded = (l: number, rows: number, body: string) =>
-    (l + 1) * threads > rows * sliceVecs
-      ? `if (li + ${l * threads}u < ${rows * sliceVecs}u) { ${body} }`
-      : body;
+  const l = layoutOf(c);
+  const lines = [
+    ...outerModule(l, shape, dtype),
+    ...outerStart(l, shape),
+    ...outerSlices(l),
+    ...outerStores(l),
+    "}",
+  ];
+  return lines.join("\n") + "\n";
+}
 
+/** Everything before the entry point: bindings, loaders, constants and the two tiles. */
+function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] {
+  const { c, t, xPitch, wPitch } = l;
+  const lines: string[] = [];
   // f16 math: tiles, prefetch registers and per-slice sums in f16 (see OuterConfig.half).
-  const t = c.half ? "f16" : "f32";
-  if (c.half) emit("enable f16;");
-  emit(kernelPrelude(`outer-product GEMM ${configName(c)}`, shape, dtype, 4));
+  if (c.half) lines.push("enable f16;");
+  lines.push(kernelPrelude(`outer-product GEMM ${configName(c)}`, shape, dtype, 4));
   if (c.half) {
-    emit("fn loadWh(i: u32) -> vec4<f16> {");
-    emit("  let u = W[i];");
-    // Exact: every f16 is an f32. (naga types bitcast<vec2<f16>>(u32) as f32 and refuses it.)
-    emit("  return vec4<f16>(vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)));");
-    emit("}");
-    emit("");
+    lines.push(
+      "fn loadWh(i: u32) -> vec4<f16> {",
+      "  let u = W[i];",
+      // Exact: every f16 is an f32. (naga types bitcast<vec2<f16>>(u32) as f32 and refuses it.)
+      "  return vec4<f16>(vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)));",
+      "}",
+      "",
+    );
   }
-  const loadX = (at: string) => (c.half ? `vec4<f16>(X[${at}])` : `X[${at}]`);
-  const loadW = (at: string) => (c.half ? `loadWh(${at})` : `loadW(${at})`);
-  emit(`const BM = ${c.bm}u;`);
-  emit(`const BN = ${c.bn}u;`);
-  emit(`const SLICE = ${sliceVecs}u; // k vectors per slice`);
+  lines.push(`const BM = ${c.bm}u;`, `const BN = ${c.bn}u;`);
+  lines.push(`const SLICE = ${l.sliceVecs}u; // k vectors per slice`);
   if (c.split > 1) {
-    emit(`const SPLIT = ${c.split}u; // workgroups per tile, each over KV / SPLIT`);
-    emit(`const PART = ${shape.k / 4 / c.split}u; // k vectors per workgroup`);
+    lines.push(`const SPLIT = ${c.split}u; // workgroups per tile, each over KV / SPLIT`);
+    lines.push(`const PART = ${shape.k / 4 / c.split}u; // k vectors per workgroup`);
   }
-  emit("");
-  emit(
+  lines.push(
+    "",
     `var<workgroup> xTile: array<vec4<${t}>, ${c.bk * xPitch}>; // [k][row / 4], pitch ${xPitch}`,
-  );
-  emit(
     `var<workgroup> wTile: array<vec4<${t}>, ${
       c.bk * wPitch
     }>; // [k][column / 4], pitch ${wPitch}`,
+    "",
   );
-  emit("");
-  for (const line of tiledEntry(tx, ty, shape, 4, c.split)) emit(line);
-  // This workgroup's k range, and where its tile goes: Y, or its part's slab of the scratch.
-  const [kBegin, kEnd, yAt] = c.split > 1
-    ? ["kBegin", "kBegin + PART", "yPart"]
-    : ["0u", "KV", "yOffset"];
+  return lines;
+}
+
+/** The entry point up to the k loop: origin, k range, load slots, first loads, accumulators. */
+function outerStart(l: Layout, shape: GemmShape): string[] {
+  const { c, xLoads, wLoads } = l;
+  const lines = tiledEntry(l.tx, l.ty, shape, 4, c.split);
   if (c.split > 1) {
-    emit("  let kBegin = part * PART;");
-    emit("  let yPart = yOffset + part * m * Y_STRIDE;");
+    lines.push("  let kBegin = part * PART;", "  let yPart = yOffset + part * m * Y_STRIDE;");
   }
   const plus = (at: string) => (c.split > 1 ? `${at} + kBegin` : at);
-  emit("  // Each thread loads whole k vectors of some tile rows; rows past the edge are clamped.");
-  for (const line of tileLoadSlots(xLoads, wLoads, threads, "SLICE")) emit(line);
-  for (let l = 0; l < xLoads; l++) emit(`  var xNext${l} = ${loadX(plus(`xAt${l}`))};`);
-  for (let l = 0; l < wLoads; l++) emit(`  var wNext${l} = ${loadW(plus(`wAt${l}`))};`);
-  // With f16 math each thread sums a slice into `hacc` and then adds that into `acc`.
-  const sum = c.half ? "hacc" : "acc";
-  for (let i = 0; i < c.rm; i++) {
-    emit(
-      `  ${Array.from({ length: rnv }, (_, j) => `var acc${i}_${j} = vec4<f32>(0.0);`).join(" ")}`,
-    );
-  }
-  emit(`  for (var k = ${kBegin}; k < ${kEnd}; k += SLICE) {`);
-  emit("    workgroupBarrier(); // everyone is done reading the previous slice");
-  emit(
-    "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
+  lines.push(
+    "  // Each thread loads whole k vectors of some tile rows; rows past the edge are clamped.",
   );
+  lines.push(...tileLoadSlots(xLoads, wLoads, l.threads, "SLICE"));
+  for (let i = 0; i < xLoads; i++) lines.push(`  var xNext${i} = ${l.loadX(plus(`xAt${i}`))};`);
+  for (let i = 0; i < wLoads; i++) lines.push(`  var wNext${i} = ${l.loadW(plus(`wAt${i}`))};`);
+  lines.push(...accumulators(l, "acc", "f32", "  "));
+  return lines;
+}
+
+/** `rm` lines declaring a thread's vec4 accumulators, zeroed. */
+function accumulators(l: Layout, name: string, type: string, indent: string): string[] {
+  return Array.from({ length: l.c.rm }, (_, i) =>
+    indent +
+    Array.from({ length: l.rnv }, (_, j) => `var ${name}${i}_${j} = vec4<${type}>(0.0);`).join(
+      " ",
+    ));
+}
+
+/**
+ * The k loop: store the prefetched slice transposed, prefetch the next, and multiply. With f16
+ * math each thread sums a slice into `hacc` and then adds that into `acc`.
+ */
+function outerSlices(l: Layout): string[] {
+  const { c, t, xPitch, wPitch, rmv, rnv } = l;
+  const guarded = (i: number, rows: number, body: string) =>
+    (i + 1) * l.threads > rows * l.sliceVecs
+      ? `if (li + ${i * l.threads}u < ${rows * l.sliceVecs}u) { ${body} }`
+      : body;
   const store = (tile: string, pitch: number, r: string, q: string, v: string) =>
     [0, 1, 2, 3].map((cc) =>
       `${tile}[(4u * ${q} + ${cc}u) * ${pitch}u + ${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
-    )
-      .join(" ");
-  for (let l = 0; l < xLoads; l++) {
-    emit(`    ${guarded(l, c.bm, store("xTile", xPitch, `xr${l}`, `xq${l}`, `xNext${l}`))}`);
+    ).join(" ");
+  const lines = [
+    `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += SLICE) {`,
+    "    workgroupBarrier(); // everyone is done reading the previous slice",
+    "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
+  ];
+  for (let i = 0; i < l.xLoads; i++) {
+    lines.push(`    ${guarded(i, c.bm, store("xTile", xPitch, `xr${i}`, `xq${i}`, `xNext${i}`))}`);
   }
-  for (let l = 0; l < wLoads; l++) {
-    emit(`    ${guarded(l, c.bn, store("wTile", wPitch, `wr${l}`, `wq${l}`, `wNext${l}`))}`);
+  for (let i = 0; i < l.wLoads; i++) {
+    lines.push(`    ${guarded(i, c.bn, store("wTile", wPitch, `wr${i}`, `wq${i}`, `wNext${i}`))}`);
   }
-  emit("    workgroupBarrier();");
-  emit(
+  lines.push(
+    "    workgroupBarrier();",
     "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
+    `    let next = min(k + SLICE, ${l.kEnd} - SLICE);`,
   );
-  emit(`    let next = min(k + SLICE, ${kEnd} - SLICE);`);
-  for (let l = 0; l < xLoads; l++) emit(`    xNext${l} = ${loadX(`xAt${l} + next`)};`);
-  for (let l = 0; l < wLoads; l++) emit(`    wNext${l} = ${loadW(`wAt${l} + next`)};`);
-  if (c.half) {
-    for (let i = 0; i < c.rm; i++) {
-      emit(
-        `    ${
-          Array.from({ length: rnv }, (_, j) => `var hacc${i}_${j} = vec4<f16>(0.0);`).join(" ")
-        }`,
-      );
-    }
-  }
+  for (let i = 0; i < l.xLoads; i++) lines.push(`    xNext${i} = ${l.loadX(`xAt${i} + next`)};`);
+  for (let i = 0; i < l.wLoads; i++) lines.push(`    wNext${i} = ${l.loadW(`wAt${i} + next`)};`);
+  if (c.half) lines.push(...accumulators(l, "hacc", "f16", "    "));
+  const sum = c.half ? "hacc" : "acc";
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
-      emit(`    let a${kk}_${i} = xTile[${kk * xPitch}u + lid.y + ${ty * i}u];`);
+      lines.push(`    let a${kk}_${i} = xTile[${kk * xPitch}u + lid.y + ${l.ty * i}u];`);
     }
     for (let j = 0; j < rnv; j++) {
-      emit(`    let b${kk}_${j} = wTile[${kk * wPitch}u + lid.x + ${tx * j}u];`);
+      lines.push(`    let b${kk}_${j} = wTile[${kk * wPitch}u + lid.x + ${l.tx * j}u];`);
     }
     for (let i = 0; i < rmv; i++) {
       for (let ii = 0; ii < 4; ii++) {
         for (let j = 0; j < rnv; j++) {
           const a = `${sum}${4 * i + ii}_${j}`;
-          emit(`    ${a} = fma(vec4<${t}>(a${kk}_${i}.${"xyzw"[ii]}), b${kk}_${j}, ${a});`);
+          lines.push(`    ${a} = fma(vec4<${t}>(a${kk}_${i}.${"xyzw"[ii]}), b${kk}_${j}, ${a});`);
         }
       }
     }
   }
   if (c.half) {
     for (let i = 0; i < c.rm; i++) {
-      for (let j = 0; j < rnv; j++) emit(`    acc${i}_${j} += vec4<f32>(hacc${i}_${j});`);
+      for (let j = 0; j < rnv; j++) lines.push(`    acc${i}_${j} += vec4<f32>(hacc${i}_${j});`);
     }
   }
-  emit("  }");
-  emit("  // Row 4 * (lid.y + TY * i) + ii, columns 4 * (lid.x + TX * j) + 0..3.");
-  for (let i = 0; i < rmv; i++) {
+  lines.push("  }");
+  return lines;
+}
+
+/** The stores of a thread's outputs, rows and columns past the edge skipped. */
+function outerStores(l: Layout): string[] {
+  const lines = ["  // Row 4 * (lid.y + TY * i) + ii, columns 4 * (lid.x + TX * j) + 0..3."];
+  for (let i = 0; i < l.rmv; i++) {
     for (let ii = 0; ii < 4; ii++) {
       const r = `r${4 * i + ii}`;
-      emit(`  let ${r} = row0 + 4u * (lid.y + ${ty * i}u) + ${ii}u;`);
-      emit(`  if (${r} < m) {`);
-      for (let j = 0; j < rnv; j++) {
+      lines.push(`  let ${r} = row0 + 4u * (lid.y + ${l.ty * i}u) + ${ii}u;`, `  if (${r} < m) {`);
+      for (let j = 0; j < l.rnv; j++) {
         const col = `c${4 * i + ii}_${j}`;
-        emit(`    let ${col} = col0 + 4u * (lid.x + ${tx * j}u);`);
+        lines.push(`    let ${col} = col0 + 4u * (lid.x + ${l.tx * j}u);`);
         for (let cc = 0; cc < 4; cc++) {
-          emit(
-            `    if (${col} + ${cc}u < N) { Y[${yAt} + ${r} * Y_STRIDE + ${col} + ${cc}u] = acc${
+          lines.push(
+            `    if (${col} + ${cc}u < N) { Y[${l.yAt} + ${r} * Y_STRIDE + ${col} + ${cc}u] = acc${
               4 * i + ii
             }_${j}.${"xyzw"[cc]}; }`,
           );
         }
       }
-      emit("  }");
+      lines.push("  }");
     }
   }
-  emit("}");
-  return lines.join("\n") + "\n";
+  return lines;
 }
 
 /** Workgroups to dispatch for m rows: [column tiles, row tiles, batches x split]. */

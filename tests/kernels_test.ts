@@ -176,6 +176,11 @@ Deno.test({
   },
 });
 
+/** A small split-K `outer` config. */
+function splitConfig(split: number): KernelConfig {
+  return { family: "outer", bm: 32, bn: 32, bk: 4, rm: 4, rn: 4, split, half: false };
+}
+
 Deno.test({
   name: "split-K kernels match the reference at every split, and a part left unwritten is caught",
   fn: async () => {
@@ -184,16 +189,7 @@ Deno.test({
       const data = makeCheckData(gpu.device, shape, "f16", 37, SEED);
       try {
         for (const split of [2, 4, 8]) {
-          const config: KernelConfig = {
-            family: "outer",
-            bm: 32,
-            bn: 32,
-            bk: 4,
-            rm: 4,
-            rn: 4,
-            split,
-            half: false,
-          };
+          const config = splitConfig(split);
           if (configProblem(config, shape, "f16", gpu.caps)) continue;
           const kernel = await compileKernel(gpu.device, config, shape, "f16");
           assert.ok(kernel.reduce, "a split kernel has its reduction");
@@ -207,19 +203,9 @@ Deno.test({
     assert.deepEqual(failures, []);
     // The last part skips its stores: its slab of the scratch keeps the poison.
     const shape = fusedShape(tiny);
-    const config: KernelConfig = {
-      family: "outer",
-      bm: 32,
-      bn: 32,
-      bk: 4,
-      rm: 4,
-      rn: 4,
-      split: 2,
-      half: false,
-    };
     const lazy = await compileKernel(
       gpu.device,
-      config,
+      splitConfig(2),
       shape,
       "f16",
       (_, code) => code.replace("let yPart =", "if (part == 1u) { return; }\n  let yPart ="),
