@@ -236,7 +236,7 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const rankings: Ranked[][][] = [];
   for (const [bi, m] of buckets.entries()) rankings.push(await searchBucket(run, m, plan[bi]));
   await crossCheck(run, buckets, rankings);
-  if (options.unfused) compileUnfusedAhead(run, buckets, rankings);
+  if (options.unfused && !run.outOfTime()) await prepareUnfused(run, buckets, rankings);
   const bucketResults: Record<string, BucketResult> = {};
   const skippedBuckets: number[] = [];
   const failedBuckets: number[] = [];
@@ -344,13 +344,26 @@ function unfusedCandidates(runner: GpuRunner, own: Target, rankings: Ranked[][])
   return ranking.slice(0, UNFUSED_CANDIDATES).map((r) => parseConfigName(r.config));
 }
 
-/** Starts the compiles of every bucket's unfused baseline ({@linkcode unfusedBaseline}) at once. */
-function compileUnfusedAhead(run: Run, buckets: number[], rankings: Ranked[][][]): void {
-  const { runner } = run;
+/**
+ * Compiles (all at once) and checks every bucket's unfused candidates
+ * ({@linkcode unfusedBaseline}) that the log has not timed, before any of them is timed: a check
+ * between two timings is CPU time in which the GPU's clock falls, and the next timing waits for
+ * the clock probe to settle again (seconds per GEMM on the H100).
+ */
+async function prepareUnfused(run: Run, buckets: number[], rankings: Ranked[][][]) {
+  const { runner, book } = run;
+  const todo = runner.unfused.map(() => new Map<string, KernelConfig>());
   for (const [bi, m] of buckets.entries()) {
-    for (const own of runner.unfused) {
-      runner.compileAhead(own, m, unfusedCandidates(runner, own, rankings[bi]));
+    for (const [ui, own] of runner.unfused.entries()) {
+      const configs = unfusedCandidates(runner, own, rankings[bi]);
+      runner.compileAhead(own, m, configs);
+      for (const c of configs) {
+        if (!book.earlier(own.name, m, configName(c))) todo[ui].set(configName(c), c);
+      }
     }
+  }
+  for (const [ui, own] of runner.unfused.entries()) {
+    await runner.prepareAll(own, [...todo[ui].values()]);
   }
 }
 
