@@ -21,110 +21,160 @@ function unrollFactor(steps: number, perStep: number): number {
   return 1;
 }
 
+/** What the parts of a GEMV kernel share. */
+interface Parts {
+  c: GemvConfig;
+  threads: number;
+  /** Accumulator of row r and column j. */
+  acc: (r: number, j: number) => string;
+  /** Calls f for every row and column a thread owns. */
+  rowsCols: (f: (r: number, j: number) => void) => void;
+}
+
 /** Generates the WGSL of a split-k GEMV. Validate the config first with `configProblem`. */
 export function gemvWgsl(c: GemvConfig, shape: GemmShape, dtype: WeightDtype): string {
-  const threads = c.nc * c.lanes;
-  const steps = shape.k / c.vec / c.lanes; // k vectors each lane reads per row
-  const unroll = unrollFactor(steps, c.cn);
-  const vt = f32Vec(c.vec);
-  // Horizontal sum of an accumulator (vec 8 accumulates in a vec4).
-  const sum = (v: string) =>
-    c.vec === 1 ? v : c.vec === 2 ? `${v}.x + ${v}.y` : `(${v}.x + ${v}.y) + (${v}.z + ${v}.w)`;
-  const acc = (r: number, j: number) => `acc${r}_${j}`;
-  const rowsCols = (f: (r: number, j: number) => void) => {
-    for (let r = 0; r < c.rm; r++) for (let j = 0; j < c.cn; j++) f(r, j);
+  const p: Parts = {
+    c,
+    threads: c.nc * c.lanes,
+    acc: (r, j) => `acc${r}_${j}`,
+    rowsCols: (f) => {
+      for (let r = 0; r < c.rm; r++) for (let j = 0; j < c.cn; j++) f(r, j);
+    },
   };
-  const lines: string[] = [];
-  const emit = (s: string) => lines.push(s);
+  const lines = [
+    ...gemvStart(p, shape, dtype),
+    ...gemvLoop(p, shape),
+    ...(c.subgroup ? subgroupReduce(p) : workgroupReduce(p)),
+    "}",
+  ];
+  return lines.join("\n") + "\n";
+}
 
-  emit(kernelPrelude(`split-k GEMV ${configName(c)}`, shape, dtype, c.vec));
-  emit(`const NC = ${c.nc}u; // column groups per workgroup`);
-  emit(`const CN = ${c.cn}u; // columns per thread`);
-  emit(`const LANES = ${c.lanes}u; // threads per column group`);
-  emit(`const RM = ${c.rm}u; // rows per workgroup`);
-  if (!c.subgroup) emit(`\nvar<workgroup> partial: array<f32, ${c.rm * c.cn * threads}>;`);
-  emit("");
-  emit(`@compute @workgroup_size(${threads})`);
-  emit("fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {");
-  emit("  let m = params.m;");
-  emit("  let b = wg.z;");
-  emit(batchOffsets(shape, c.vec, "  ").trimEnd());
-  emit("  let lane = li % LANES;");
-  emit("  // Column j of this thread's group: neighbouring groups own neighbouring columns.");
-  emit("  let col0 = wg.x * NC * CN + li / LANES;");
+/** Everything before the k loop: bindings, constants, the thread's columns and rows, zeroes. */
+function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype): string[] {
+  const { c } = p;
+  const lines = [
+    kernelPrelude(`split-k GEMV ${configName(c)}`, shape, dtype, c.vec),
+    `const NC = ${c.nc}u; // column groups per workgroup`,
+    `const CN = ${c.cn}u; // columns per thread`,
+    `const LANES = ${c.lanes}u; // threads per column group`,
+    `const RM = ${c.rm}u; // rows per workgroup`,
+  ];
+  if (!c.subgroup) lines.push(`\nvar<workgroup> partial: array<f32, ${c.rm * c.cn * p.threads}>;`);
+  lines.push(
+    "",
+    `@compute @workgroup_size(${p.threads})`,
+    "fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {",
+    "  let m = params.m;",
+    "  let b = wg.z;",
+    batchOffsets(shape, c.vec, "  ").trimEnd(),
+    "  let lane = li % LANES;",
+    "  // Column j of this thread's group: neighbouring groups own neighbouring columns.",
+    "  let col0 = wg.x * NC * CN + li / LANES;",
+  );
   for (let j = 0; j < c.cn; j++) {
-    emit(`  let w${j}Row = W_OFFSET + b * W_BATCH + min(col0 + ${j * c.nc}u, N - 1u) * KV;`);
+    lines.push(`  let w${j}Row = W_OFFSET + b * W_BATCH + min(col0 + ${j * c.nc}u, N - 1u) * KV;`);
   }
-  emit("  let row0 = wg.y * RM;");
+  lines.push("  let row0 = wg.y * RM;");
   for (let r = 0; r < c.rm; r++) {
-    emit(
+    lines.push(
       `  let x${r} = xOffset + min(row0 + ${r}u, m - 1u) * X_STRIDE; // rows past m are clamped`,
     );
   }
-  rowsCols((r, j) => emit(`  var ${acc(r, j)} = ${vt}(0.0);`));
-  emit(`  for (var q = lane; q < KV; q += ${unroll * c.lanes}u) {`);
-  emit("    // All weight loads first, so that they are in flight together.");
+  p.rowsCols((r, j) => lines.push(`  var ${p.acc(r, j)} = ${f32Vec(c.vec)}(0.0);`));
+  return lines;
+}
+
+/** The k loop: each lane's weight loads first, then the FMAs of every row and column. */
+function gemvLoop(p: Parts, shape: GemmShape): string[] {
+  const { c, acc } = p;
+  const unroll = unrollFactor(shape.k / c.vec / c.lanes, c.cn); // k vectors per lane and row
   const at = (u: number) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
+  const lines = [
+    `  for (var q = lane; q < KV; q += ${unroll * c.lanes}u) {`,
+    "    // All weight loads first, so that they are in flight together.",
+  ];
   for (let u = 0; u < unroll; u++) {
-    for (let j = 0; j < c.cn; j++) emit(`    let w${u}_${j} = loadW(w${j}Row + ${at(u)});`);
+    for (let j = 0; j < c.cn; j++) lines.push(`    let w${u}_${j} = loadW(w${j}Row + ${at(u)});`);
   }
   for (let u = 0; u < unroll; u++) {
     for (let r = 0; r < c.rm; r++) {
       if (c.vec === 8) {
-        emit(`    let xa${u}_${r} = X[x${r} + 2u * (${at(u)})];`);
-        emit(`    let xb${u}_${r} = X[x${r} + 2u * (${at(u)}) + 1u];`);
+        lines.push(`    let xa${u}_${r} = X[x${r} + 2u * (${at(u)})];`);
+        lines.push(`    let xb${u}_${r} = X[x${r} + 2u * (${at(u)}) + 1u];`);
         for (let j = 0; j < c.cn; j++) {
-          emit(
+          lines.push(
             `    ${acc(r, j)} = fma(xb${u}_${r}, w${u}_${j}.hi, fma(xa${u}_${r}, w${u}_${j}.lo, ${
               acc(r, j)
             }));`,
           );
         }
       } else {
-        emit(`    let x${u}_${r} = X[x${r} + ${at(u)}];`);
+        lines.push(`    let x${u}_${r} = X[x${r} + ${at(u)}];`);
         for (let j = 0; j < c.cn; j++) {
-          emit(`    ${acc(r, j)} = fma(x${u}_${r}, w${u}_${j}, ${acc(r, j)});`);
+          lines.push(`    ${acc(r, j)} = fma(x${u}_${r}, w${u}_${j}, ${acc(r, j)});`);
         }
       }
     }
   }
-  emit("  }");
-  const store = (r: number, j: number, value: string) =>
-    `    if (row0 + ${r}u < m && col0 + ${
-      j * c.nc
-    }u < N) { Y[yOffset + (row0 + ${r}u) * Y_STRIDE + col0 + ${j * c.nc}u] = ${value}; }`;
-  if (c.subgroup) {
-    emit(
-      "  // The lanes of a group are neighbours in one subgroup: butterfly-reduce with shuffles.",
-    );
-    rowsCols((r, j) => {
-      emit(`  var s${r}_${j} = ${sum(acc(r, j))};`);
-      for (let off = c.lanes / 2; off >= 1; off /= 2) {
-        emit(`  s${r}_${j} += subgroupShuffleXor(s${r}_${j}, ${off}u);`);
-      }
-    });
-    emit("  if (lane == 0u) {");
-    rowsCols((r, j) => emit(store(r, j, `s${r}_${j}`)));
-    emit("  }");
-  } else {
-    const slot = (r: number, j: number) => (r * c.cn + j) * threads;
-    rowsCols((r, j) => emit(`  partial[${slot(r, j)}u + li] = ${sum(acc(r, j))};`));
-    emit("  workgroupBarrier();");
-    emit("  // Tree reduction over the lanes of each column group.");
+  lines.push("  }");
+  return lines;
+}
+
+/** Horizontal sum of an accumulator (vec 8 accumulates in a vec4). */
+function horizontalSum(c: GemvConfig, v: string): string {
+  return c.vec === 1
+    ? v
+    : c.vec === 2
+    ? `${v}.x + ${v}.y`
+    : `(${v}.x + ${v}.y) + (${v}.z + ${v}.w)`;
+}
+
+/** Lane 0's store of row r, column j (rows and columns past the edge skipped). */
+function gemvStore(c: GemvConfig, r: number, j: number, value: string): string {
+  return `    if (row0 + ${r}u < m && col0 + ${
+    j * c.nc
+  }u < N) { Y[yOffset + (row0 + ${r}u) * Y_STRIDE + col0 + ${j * c.nc}u] = ${value}; }`;
+}
+
+/** The lanes of a column group reduce with subgroup shuffles; lane 0 stores. */
+function subgroupReduce(p: Parts): string[] {
+  const { c } = p;
+  const lines = [
+    "  // The lanes of a group are neighbours in one subgroup: butterfly-reduce with shuffles.",
+  ];
+  p.rowsCols((r, j) => {
+    lines.push(`  var s${r}_${j} = ${horizontalSum(c, p.acc(r, j))};`);
     for (let off = c.lanes / 2; off >= 1; off /= 2) {
-      emit(`  if (lane < ${off}u) {`);
-      rowsCols((r, j) =>
-        emit(`    partial[${slot(r, j)}u + li] += partial[${slot(r, j)}u + li + ${off}u];`)
-      );
-      emit("  }");
-      emit("  workgroupBarrier();");
+      lines.push(`  s${r}_${j} += subgroupShuffleXor(s${r}_${j}, ${off}u);`);
     }
-    emit("  if (lane == 0u) {");
-    rowsCols((r, j) => emit(store(r, j, `partial[${slot(r, j)}u + li]`)));
-    emit("  }");
+  });
+  lines.push("  if (lane == 0u) {");
+  p.rowsCols((r, j) => lines.push(gemvStore(c, r, j, `s${r}_${j}`)));
+  lines.push("  }");
+  return lines;
+}
+
+/** The lanes of a column group reduce as a tree in workgroup memory; lane 0 stores. */
+function workgroupReduce(p: Parts): string[] {
+  const { c } = p;
+  const slot = (r: number, j: number) => (r * c.cn + j) * p.threads;
+  const lines: string[] = [];
+  p.rowsCols((r, j) =>
+    lines.push(`  partial[${slot(r, j)}u + li] = ${horizontalSum(c, p.acc(r, j))};`)
+  );
+  lines.push("  workgroupBarrier();", "  // Tree reduction over the lanes of each column group.");
+  for (let off = c.lanes / 2; off >= 1; off /= 2) {
+    lines.push(`  if (lane < ${off}u) {`);
+    p.rowsCols((r, j) =>
+      lines.push(`    partial[${slot(r, j)}u + li] += partial[${slot(r, j)}u + li + ${off}u];`)
+    );
+    lines.push("  }", "  workgroupBarrier();");
   }
-  emit("}");
-  return lines.join("\n") + "\n";
+  lines.push("  if (lane == 0u) {");
+  p.rowsCols((r, j) => lines.push(gemvStore(c, r, j, `partial[${slot(r, j)}u + li]`)));
+  lines.push("  }");
+  return lines;
 }
 
 /** Workgroups to dispatch for m rows: [column groups, row groups, batches]. */
