@@ -174,7 +174,7 @@ export const MAX_SPLIT = 8;
  * Most rows times split that a split-K kernel is used for (see `suitsRows`): it bounds the
  * scratch buffer to `SPLIT_ROWS` rows of the output.
  */
-export const SPLIT_ROWS = 1024;
+export const SPLIT_ROWS = 2048;
 
 /**
  * Bytes of scratch a kernel needs at m rows: `split x m` rows of the output for a split-K

@@ -4,6 +4,7 @@ import {
   configName,
   configProblem,
   parseConfigName,
+  SPLIT_ROWS,
   workgroupBytes,
   workgroupThreads,
 } from "../kernels/config.ts";
@@ -225,12 +226,12 @@ Deno.test("split-K and half math: names, validation against k and the scratch li
   assert.match(configProblem(outer(8), shape(64), "f32", CAPS) ?? "", /4 slices do not split/);
   assert.match(configProblem(outer(3), shape(2048), "f32", CAPS) ?? "", /split 3/);
   assert.match(configProblem(outer(16), shape(2048), "f32", CAPS) ?? "", /split 16/);
-  const small = { ...CAPS, maxStorageBinding: 1024 * 64 * 4 - 1 };
+  const small = { ...CAPS, maxStorageBinding: SPLIT_ROWS * 64 * 4 - 1 };
   assert.match(configProblem(outer(2), shape(2048), "f32", small) ?? "", /scratch/);
   assert.equal(configProblem(outer(1), shape(2048), "f32", small), undefined);
-  assert.equal(suitsRows(outer(8), 128), true);
-  assert.equal(suitsRows(outer(8), 129), false, "scratch past SPLIT_ROWS rows");
-  assert.equal(suitsRows(outer(2), 512), true);
+  assert.equal(suitsRows(outer(8), SPLIT_ROWS / 8), true);
+  assert.equal(suitsRows(outer(8), SPLIT_ROWS / 8 + 1), false, "scratch past SPLIT_ROWS rows");
+  assert.equal(suitsRows(outer(2), SPLIT_ROWS / 2), true);
   assert.equal(suitsRows(outer(1), 16384), true);
   const deep = { ...outer(1), bk: 32 } as KernelConfig;
   assert.equal(suitsRows(deep, 4096), false, "32-step slices only with f16 math");
