@@ -194,9 +194,9 @@ Deno.test("planSpace() keeps f16-math configs to precision fast with f16 weights
     plans[0].valid.filter((c) => c.family === "outer" && c.half).length;
   const exact = planSpace(tiny, "f16", [1024], DEFAULT_SPACE, f16Caps);
   assert.equal(half(exact), 0);
-  assert.match(
-    exact[0].invalid.get("outer-bm64-bn64-bk16-rm8-rn4-h") ?? "",
-    /half math is for precision "fast"/,
+  assert.ok(
+    ![...exact[0].invalid.keys()].some((name) => name.endsWith("-h")),
+    "not searched, so not logged as invalid either",
   );
   const fast = planSpace(tiny, "f16", [1024], DEFAULT_SPACE, f16Caps, "fast");
   assert.ok(half(fast) > 0, "fast searches half math");

@@ -31,7 +31,7 @@ export class TuneInputError extends Error {
 /**
  * Checks the inputs of a run before anything is written: the weight type fits the problem and
  * the precision, the buckets are positive integers, and each stage has valid configs for every
- * bucket. Half-math configs are valid only for precision "fast".
+ * bucket. Half-math configs are in the space only for precision "fast".
  *
  * @returns The valid configs of each stage, and the rejected ones with their reasons.
  * @throws {TuneInputError} Naming what is wrong.
@@ -52,7 +52,10 @@ export function planSpace(
     throw new TuneInputError(`Cannot tune: buckets must be positive integers, got ${buckets}`);
   }
   checkSizes(spec, dtype, Math.max(...buckets), caps);
-  const configs = enumerateSpace(space);
+  // f16 math is a different numerics, not a slower kernel: outside "fast" it is not searched.
+  const configs = enumerateSpace(space).filter((c) =>
+    precision === "fast" || c.family !== "outer" || !c.half
+  );
   if (configs.length === 0) throw new TuneInputError("Cannot tune: the search space is empty");
   const stages: { stage: "fused" | "batched"; shape: GemmShape }[] = [
     { stage: "fused", shape: fusedShape(spec) },
@@ -63,9 +66,7 @@ export function planSpace(
     const valid: KernelConfig[] = [];
     const invalid = new Map<string, string>();
     for (const config of configs) {
-      const problem = precision === "exact" && config.family === "outer" && config.half
-        ? `half math is for precision "fast"`
-        : configProblem(config, shape, dtype, caps);
+      const problem = configProblem(config, shape, dtype, caps);
       if (problem) invalid.set(configName(config), problem);
       else valid.push(config);
     }
