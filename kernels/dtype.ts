@@ -138,8 +138,8 @@ export function roundWeights(values: Float32Array, dtype: WeightDtype): Float64A
 /**
  * The arithmetic kernels may use: `"exact"` multiplies and adds in f32 whatever the weights are
  * stored as; `"fast"` also allows f16 math for f16 weights (X rounded to f16, products summed in
- * f16 over short slices of k, then in f32), which is about twice the f32 rate on GPUs with
- * packed half-precision units.
+ * f16 over short slices of k, then in f32): packed half-precision FMAs run at up to twice the
+ * f32 rate (measured 1.2x for the whole projection on an H100).
  */
 export type Precision = "exact" | "fast";
 
