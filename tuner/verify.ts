@@ -25,10 +25,14 @@ export interface CheckData {
   xBuffer: GPUBuffer;
   wBuffer: GPUBuffer;
   yBuffer: GPUBuffer;
-  /** Partial outputs of split-K kernels, as many rows as the largest split needs. */
-  scratch: GPUBuffer;
-  /** NaN, as large as Y and the scratch: copied over both before each kernel. */
+  /** Y's size of NaN, copied over Y before each kernel. */
   poison: GPUBuffer;
+  /**
+   * Partial outputs of split-K kernels (as many rows as the largest split needs) and the NaN
+   * copied over them before each such kernel; made by the first check of one
+   * ({@linkcode checkScratch}).
+   */
+  scratch?: { buffer: GPUBuffer; poison: GPUBuffer };
   params: GPUBuffer;
   /** Rows compared against the reference. */
   rows: number[];
@@ -69,7 +73,6 @@ export function makeCheckData(
   const wRounded = roundWeights(w, dtype);
   const rows = rowsToCheck(m, random);
   const ySize = Math.max(16, extent.y * 4);
-  const scratchSize = MAX_SPLIT * m * shape.yRowStride * 4;
   return {
     shape,
     dtype,
@@ -83,16 +86,7 @@ export function makeCheckData(
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       label: "check y",
     }),
-    scratch: device.createBuffer({
-      size: scratchSize,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-      label: "check scratch",
-    }),
-    poison: storageBuffer(
-      device,
-      new Float32Array(Math.max(ySize, scratchSize) / 4).fill(NaN),
-      "check poison",
-    ),
+    poison: storageBuffer(device, new Float32Array(ySize / 4).fill(NaN), "check poison"),
     params: paramsBuffer(device, m),
     rows,
     reference: referenceRows(shape, x, wRounded, rows),
@@ -101,10 +95,26 @@ export function makeCheckData(
 
 /** Frees the check buffers. */
 export function destroyCheckData(data: CheckData): void {
-  const { xBuffer, wBuffer, yBuffer, scratch, poison, params } = data;
-  for (const b of [xBuffer, wBuffer, yBuffer, scratch, poison, params]) {
-    b.destroy();
+  const { xBuffer, wBuffer, yBuffer, poison, params, scratch } = data;
+  for (const b of [xBuffer, wBuffer, yBuffer, poison, params, scratch?.buffer, scratch?.poison]) {
+    b?.destroy();
   }
+}
+
+/** The check set's split-K scratch and its poison, made on first use. */
+function checkScratch(
+  device: GPUDevice,
+  data: CheckData,
+): { buffer: GPUBuffer; poison: GPUBuffer } {
+  const size = MAX_SPLIT * data.m * data.shape.yRowStride * 4;
+  return data.scratch ??= {
+    buffer: device.createBuffer({
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      label: "check scratch",
+    }),
+    poison: storageBuffer(device, new Float32Array(size / 4).fill(NaN), "check scratch poison"),
+  };
 }
 
 /**
@@ -180,17 +190,18 @@ function encodeCheck(
   offset: number,
 ): void {
   const size = data.yBuffer.size;
+  const scratch = kernels.some((k) => k.reduce) ? checkScratch(device, data) : undefined;
   const bindGroup = kernelBindGroup(device, {
     params: data.params,
     x: data.xBuffer,
     w: data.wBuffer,
     y: data.yBuffer,
-    scratch: data.scratch,
+    scratch: scratch?.buffer,
   });
   kernels.forEach((kernel, i) => {
     encoder.copyBufferToBuffer(data.poison, 0, data.yBuffer, 0, size);
-    if (kernel.reduce) {
-      encoder.copyBufferToBuffer(data.poison, 0, data.scratch, 0, data.scratch.size);
+    if (scratch && kernel.reduce) {
+      encoder.copyBufferToBuffer(scratch.poison, 0, scratch.buffer, 0, scratch.buffer.size);
     }
     const pass = encoder.beginComputePass();
     dispatchKernel(pass, kernel, bindGroup, data.m);
