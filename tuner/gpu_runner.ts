@@ -196,13 +196,13 @@ export class GpuRunner {
    * Starts compiling configs of a target that the log has not timed at m, all at once, so that
    * a compile pool works on them together; {@linkcode time} then waits for them. The unfused
    * baseline times two configs per GEMM, so its compiles alone would keep two workers busy.
+   *
+   * @returns The configs the log has not timed at m.
    */
-  compileAhead(target: Target, m: number, configs: KernelConfig[]): void {
-    for (const config of configs) {
-      if (!this.#book.earlier(target.name, m, configName(config))) {
-        this.#compileAhead(target, config);
-      }
-    }
+  compileAhead(target: Target, m: number, configs: KernelConfig[]): KernelConfig[] {
+    const untimed = configs.filter((c) => !this.#book.earlier(target.name, m, configName(c)));
+    for (const config of untimed) this.#compileAhead(target, config);
+    return untimed;
   }
 
   /**

@@ -351,15 +351,12 @@ function unfusedCandidates(runner: GpuRunner, own: Target, rankings: Ranked[][])
  * the clock probe to settle again (seconds per GEMM on the H100).
  */
 async function prepareUnfused(run: Run, buckets: number[], rankings: Ranked[][][]) {
-  const { runner, book } = run;
+  const { runner } = run;
   const todo = runner.unfused.map(() => new Map<string, KernelConfig>());
   for (const [bi, m] of buckets.entries()) {
     for (const [ui, own] of runner.unfused.entries()) {
-      const configs = unfusedCandidates(runner, own, rankings[bi]);
-      runner.compileAhead(own, m, configs);
-      for (const c of configs) {
-        if (!book.earlier(own.name, m, configName(c))) todo[ui].set(configName(c), c);
-      }
+      const untimed = runner.compileAhead(own, m, unfusedCandidates(runner, own, rankings[bi]));
+      for (const c of untimed) todo[ui].set(configName(c), c);
     }
   }
   for (const [ui, own] of runner.unfused.entries()) {
