@@ -22,7 +22,7 @@ const codes = enumerateSpace(DEFAULT_SPACE).filter((c) => !configProblem(c, shap
   .slice(0, 300).map((c) => kernelWgsl(c, shape, "f16"));
 const workers = await Promise.all(Array.from({ length: 8 }, () =>
   new Promise<Worker>((resolve) => {
-    const w = new Worker(new URL("./thread_compile_worker.ts", import.meta.url), {
+    const w = new Worker(new URL("../tuner/compile_worker.ts", import.meta.url), {
       type: "module",
     });
     w.onmessage = () => resolve(w);
@@ -33,7 +33,7 @@ const idle = new Promise<void>((r) => drained = r);
 const send = (w: Worker) => {
   if (!sending || next >= codes.length) return inFlight === 0 && drained();
   inFlight++;
-  w.postMessage({ id: next, code: codes[next++] });
+  w.postMessage({ id: next, name: "k", code: codes[next++] });
 };
 for (const w of workers) {
   w.onmessage = (e) => {
@@ -52,7 +52,7 @@ if (mode === "close" || mode === "keep") {
   await Promise.all(workers.map((w) =>
     new Promise<void>((resolve) => {
       w.onmessage = () => resolve();
-      w.postMessage({ close: true, destroy: mode === "close" });
+      w.postMessage({ close: true, keepDevice: mode === "keep" });
     })
   ));
 } else {

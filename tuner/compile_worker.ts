@@ -5,7 +5,8 @@
  * cache entry, which the tuner's own compile of the same source then reads.
  *
  * Messages in: `{ id, name, code }`, or `{ close: true }` (sent only while it is idle) to
- * destroy its device and end. Out: `{ ready: true }` or `{ failed: reason }` once the device is
+ * destroy its device and end (`keepDevice: true` ends without destroying it: only for
+ * bench/pool_exit_probe.ts, which compares the two). Out: `{ ready: true }` or `{ failed: reason }` once the device is
  * open (or not), `{ id, ok }` per source, `ok` false where it did not compile (the tuner's own
  * compile reports why), and `{ closed: true }` last.
  *
@@ -22,7 +23,7 @@ export interface CompileJob {
 }
 
 const scope = self as unknown as {
-  onmessage: ((e: MessageEvent<CompileJob | { close: true }>) => void) | null;
+  onmessage: ((e: MessageEvent<CompileJob | { close: true; keepDevice?: boolean }>) => void) | null;
   postMessage: (message: unknown) => void;
   close: () => void;
 };
@@ -37,7 +38,7 @@ try {
   const device = await openDevice();
   scope.onmessage = async (e) => {
     if ("close" in e.data) {
-      device.destroy();
+      if (!e.data.keepDevice) device.destroy();
       scope.postMessage({ closed: true });
       scope.close();
       return;
