@@ -6,16 +6,10 @@
  * of three rows: the largest |error| / sum |x * w| (scale-free, what the tuner's check bounds)
  * and the RMS error / RMS value.
  */
-import {
-  batchedInputWidth,
-  batchedShape,
-  fusedShape,
-  fusedWidth,
-  segmentOffsets,
-} from "../kernels/problem.ts";
+import { batchedInputWidth, fusedWidth } from "../kernels/problem.ts";
 import type { Precision } from "../kernels/dtype.ts";
 import { roundWeights } from "../kernels/dtype.ts";
-import { referenceRows } from "../kernels/reference.ts";
+import { projectionReference } from "../kernels/reference.ts";
 import { createProjection } from "../mod.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { findProblem } from "../tuner/problems.ts";
@@ -47,36 +41,19 @@ console.log(
 for (const m of ms) {
   const x = randomNonZero(m * spec.k, random);
   const rows = [...new Set([0, Math.floor(m / 2), m - 1])];
-  const fused = referenceRows(fusedShape(spec), x, rounded.fused, rows);
-  const batched = referenceRows(
-    batchedShape(spec)!,
-    fused.values,
-    rounded.batched,
-    rows.map((_, i) => i),
-  );
+  const reference = projectionReference(spec, x, rounded, rows);
   for (const [precision, projection] of projections) {
     const out = await projection.run(x, m);
     let worst = 0, sq = 0, refSq = 0;
-    const add = (got: number, want: number, magnitude: number) => {
-      worst = Math.max(worst, Math.abs(got - want) / magnitude);
-      sq += (got - want) ** 2;
-      refSq += want ** 2;
-    };
-    const width = fusedWidth(spec);
     rows.forEach((r, i) => {
-      for (const s of spec.segments) {
-        const at = segmentOffsets(spec).get(s.name)!;
-        for (let c = 0; c < s.n; c++) {
-          const j = i * width + at + c;
-          add(out[s.name][r * s.n + c], fused.values[j], fused.magnitudes[j]);
+      for (const [name, ref] of reference) {
+        for (let c = 0; c < ref.n; c++) {
+          const [got, want] = [out[name][r * ref.n + c], ref.values[i * ref.n + c]];
+          worst = Math.max(worst, Math.abs(got - want) / ref.magnitudes[i * ref.n + c]);
+          sq += (got - want) ** 2;
+          refSq += want ** 2;
         }
       }
-      b.outputs.forEach((name, bi) => {
-        for (let c = 0; c < b.n; c++) {
-          const j = (i * b.outputs.length + bi) * b.n + c;
-          add(out[name][r * b.n + c], batched.values[j], batched.magnitudes[j]);
-        }
-      });
     });
     const config = projection.config(m).fused;
     console.log(

@@ -4,7 +4,8 @@
  * @module
  */
 import type { KernelConfig } from "./config.ts";
-import type { GemmShape } from "./problem.ts";
+import type { GemmShape, ProjectionSpec } from "./problem.ts";
+import { batchedShape, fusedShape, fusedWidth, segmentOffsets } from "./problem.ts";
 
 /** Result of a reference GEMM: the exact-ish value and the sum of |products| per output. */
 export interface ReferenceRows {
@@ -85,4 +86,54 @@ export function configErrorBound(c: KernelConfig): (k: number, magnitude: number
   return c.family === "outer" && c.half
     ? (k, magnitude) => halfErrorBound(k, c.bk, magnitude)
     : errorBound;
+}
+
+/** One output's reference: `values[i * n + c]` is row `rows[i]`, column c (as magnitudes). */
+export interface OutputReference {
+  n: number;
+  values: Float64Array;
+  magnitudes: Float64Array;
+}
+
+/**
+ * The float64 reference of every output of a projection at some rows of x, by name: the fused
+ * segments, then the batched outputs computed from the reference fused rows (so a batched
+ * output's error includes what its input carried).
+ *
+ * @param weights The weights as the GPU sees them, in float64.
+ * @example
+ * ```ts
+ * import { projectionReference } from "./reference.ts";
+ * const spec = { name: "s", k: 2, segments: [{ name: "a", n: 1 }, { name: "b", n: 1 }] };
+ * const ref = projectionReference(spec, [1, 2], { fused: Float64Array.of(3, 4, 5, 6) }, [0]);
+ * if (ref.get("a")!.values[0] !== 11 || ref.get("b")!.values[0] !== 17) throw new Error("ref");
+ * ```
+ */
+export function projectionReference(
+  spec: ProjectionSpec,
+  x: ArrayLike<number>,
+  weights: { fused: Float64Array; batched?: Float64Array },
+  rows: number[],
+): Map<string, OutputReference> {
+  const fused = referenceRows(fusedShape(spec), x, weights.fused, rows);
+  const out = new Map<string, OutputReference>();
+  const columns = (ref: ReferenceRows, stride: number, at: number, n: number) => {
+    const pick = (all: Float64Array) => {
+      const values = new Float64Array(rows.length * n);
+      rows.forEach((_, i) => values.set(all.subarray(i * stride + at, i * stride + at + n), i * n));
+      return values;
+    };
+    return { n, values: pick(ref.values), magnitudes: pick(ref.magnitudes) };
+  };
+  const offsets = segmentOffsets(spec);
+  const width = fusedWidth(spec);
+  for (const s of spec.segments) out.set(s.name, columns(fused, width, offsets.get(s.name)!, s.n));
+  const b = spec.batched, shape = batchedShape(spec);
+  if (b && shape && weights.batched) {
+    // The reference fused rows are the batched stage's input, its rows renumbered from 0.
+    const batched = referenceRows(shape, fused.values, weights.batched, rows.map((_, i) => i));
+    const stride = b.outputs.length * b.n;
+    b.outputs.forEach((name, bi) => out.set(name, columns(batched, stride, bi * b.n, b.n)));
+  }
+  return out;
 }

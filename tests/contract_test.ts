@@ -28,7 +28,7 @@ import {
   segmentOffsets,
 } from "../kernels/problem.ts";
 import { readBuffer } from "../kernels/gpu.ts";
-import { referenceRows } from "../kernels/reference.ts";
+import { projectionReference } from "../kernels/reference.ts";
 import { DEFAULT_BUCKETS, defaultConfig } from "../dispatch/defaults.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
@@ -76,44 +76,21 @@ function checkOutputs(
     assert.equal(out[name].length, m * widths.get(name)!, `${name} has m * n values`);
   }
   const rows = [...new Set([0, Math.floor(m / 2), m - 1])];
-  const fused = fusedShape(spec);
-  const width = fusedWidth(spec);
-  const ref = referenceRows(fused, x, rounded.fused, rows);
-  // The reference fused rows, as the batched stage's input (rows renumbered 0..).
-  const refFused = ref.values;
-  const batched = batchedShape(spec)!;
-  const refBatched = referenceRows(
-    batched,
-    refFused,
-    rounded.batched,
-    rows.map((_, i) => i),
-  );
-  const offsets = segmentOffsets(spec);
+  const reference = projectionReference(spec, x, rounded, rows);
   const where = `${spec.name} ${dtype} m=${m}`;
   let worst = 0;
-  const compare = (name: string, r: number, c: number, got: number, want: number, mag: number) => {
-    const err = Math.abs(got - want);
-    const bound = tolerance * (mag + 1e-3);
-    worst = Math.max(worst, err / bound);
-    if (!(err <= bound)) {
-      assert.fail(`${where}: ${name}[${r}, ${c}] = ${got}, expected ${want} (error ${err})`);
-    }
-  };
   rows.forEach((r, i) => {
-    for (const s of spec.segments) {
-      const at = offsets.get(s.name)!;
-      for (let c = 0; c < s.n; c++) {
-        const j = i * width + at + c;
-        compare(s.name, r, c, out[s.name][r * s.n + c], ref.values[j], ref.magnitudes[j]);
+    for (const [name, ref] of reference) {
+      for (let c = 0; c < ref.n; c++) {
+        const [got, want] = [out[name][r * ref.n + c], ref.values[i * ref.n + c]];
+        const err = Math.abs(got - want);
+        const bound = tolerance * (ref.magnitudes[i * ref.n + c] + 1e-3);
+        worst = Math.max(worst, err / bound);
+        if (!(err <= bound)) {
+          assert.fail(`${where}: ${name}[${r}, ${c}] = ${got}, expected ${want} (error ${err})`);
+        }
       }
     }
-    const b = spec.batched!;
-    b.outputs.forEach((name, bi) => {
-      for (let c = 0; c < b.n; c++) {
-        const j = (i * b.outputs.length + bi) * b.n + c;
-        compare(name, r, c, out[name][r * b.n + c], refBatched.values[j], refBatched.magnitudes[j]);
-      }
-    });
   });
   return worst;
 }
