@@ -17,6 +17,7 @@ import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { seededRandom, shuffled } from "../tuner/random.ts";
 import {
+  checkDataWithin,
   checkKernel,
   compareOutput,
   destroyCheckData,
@@ -172,6 +173,30 @@ Deno.test({
       assert.ok(await checkKernel(gpu.device, shifted, data), "wrong weights are caught");
     } finally {
       destroyCheckData(data);
+    }
+  },
+});
+
+Deno.test({
+  name: "an unfused GEMM is checked on its stage's buffers: its own columns, and no others",
+  fn: async () => {
+    const config: KernelConfig = { family: "tile", bm: 16, bn: 32, bk: 8, rm: 2, rn: 2, vec: 4 };
+    const stage = makeCheckData(gpu.device, fusedShape(tiny), "f32", 3, SEED);
+    try {
+      const parts = unfusedShapes(tiny).filter((u) => u.stage === "fused").map((u) => u.shape);
+      const views = parts.map((shape) => checkDataWithin(stage, shape));
+      for (const [i, shape] of parts.entries()) {
+        const kernel = await compileKernel(gpu.device, config, shape, "f32");
+        assert.equal(await checkKernel(gpu.device, kernel, views[i]), undefined, `part ${i}`);
+        // The same kernel checked as the next part: other columns, so it is caught.
+        const next = views[(i + 1) % views.length];
+        assert.ok(await checkKernel(gpu.device, kernel, next), `part ${i} as the next`);
+      }
+      const past = { ...parts[0], wOffset: stage.wRounded.length };
+      assert.throws(() => checkDataWithin(stage, past), RangeError);
+      assert.throws(() => checkDataWithin(stage, past), /needs \d+ elements of w, they have/);
+    } finally {
+      destroyCheckData(stage);
     }
   },
 });

@@ -15,7 +15,8 @@ import type { TrialBook } from "./trial_book.ts";
 import { newTrial } from "./trial_book.ts";
 import type { Outcome } from "./trial_log.ts";
 import type { CheckFailure } from "./verify.ts";
-import { checkKernelsAt, destroyCheckData, makeCheckData } from "./verify.ts";
+import type { CheckData } from "./verify.ts";
+import { checkDataWithin, checkKernelsAt, destroyCheckData, makeCheckData } from "./verify.ts";
 import { formatSeconds, TrialTimeoutError } from "./watchdog.ts";
 
 /** Configs timed (or checked) per submit: a kill loses at most this many trials. */
@@ -24,13 +25,11 @@ export const TIMING_CHUNK = 8;
 const CHECK_ROWS = [3, 67]; // ragged row counts: tails of every row block size
 
 /**
- * Indices of kernels in submits of up to {@linkcode TIMING_CHUNK}; those `alone` says timed
- * out in a shared submit before each get one of their own.
+ * Indices of kernels (or of anything that stands for one) in submits of up to
+ * {@linkcode TIMING_CHUNK}; those `alone` says timed out in a shared submit before each get one
+ * of their own.
  */
-export function submitChunks(
-  kernels: CompiledKernel[],
-  alone: (k: CompiledKernel) => boolean,
-): number[][] {
+export function submitChunks<T>(kernels: T[], alone: (k: T) => boolean): number[][] {
   const single = [...kernels.keys()].filter((i) => alone(kernels[i]));
   const shared = [...kernels.keys()].filter((i) => !alone(kernels[i]));
   const chunks = single.map((i) => [i]);
@@ -93,7 +92,9 @@ export class GpuChecks {
   #guard: DeviceGuard;
   #book: TrialBook;
   #failures: Failures;
-  #checkData = new Map<string, ReturnType<typeof makeCheckData>>();
+  #checkData = new Map<string, CheckData>();
+  /** Check data on the buffers of another target's (an unfused GEMM's on its stage's). */
+  #views = new Map<string, CheckData>();
 
   constructor(device: GPUDevice, options: GpuChecksOptions) {
     this.#device = device;
@@ -192,15 +193,24 @@ export class GpuChecks {
   /** Frees the check data. */
   destroy(): void {
     for (const data of this.#checkData.values()) destroyCheckData(data);
+    // A view's buffers are its target's, but for a split-K scratch it made itself.
+    for (const { scratch } of this.#views.values()) {
+      scratch?.buffer.destroy();
+      scratch?.poison.destroy();
+    }
   }
 
-  #checkDataOf(target: Target, m: number): ReturnType<typeof makeCheckData> {
+  #checkDataOf(target: Target, m: number): CheckData {
     const key = `${target.name}:${m}`;
-    let data = this.#checkData.get(key);
-    if (!data) {
-      data = makeCheckData(this.#device, target.shape, this.#dtype, m, this.#seed + m);
-      this.#checkData.set(key, data);
+    const known = this.#checkData.get(key) ?? this.#views.get(key);
+    if (known) return known;
+    if (target.within) {
+      const view = checkDataWithin(this.#checkDataOf(target.within, m), target.shape);
+      this.#views.set(key, view);
+      return view;
     }
+    const data = makeCheckData(this.#device, target.shape, this.#dtype, m, this.#seed + m);
+    this.#checkData.set(key, data);
     return data;
   }
 }

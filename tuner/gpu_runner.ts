@@ -43,11 +43,13 @@ import { clockKeepers } from "./heater.ts";
 import type { Target } from "./targets.ts";
 import { stageTargets, unfusedTargets } from "./targets.ts";
 import type { TimedItem, Timing, TimingOptions } from "./timing.ts";
-import { settleTiming, timeItems, tooNoisy } from "./timing.ts";
+import { settleTiming, timeItems } from "./timing.ts";
 import type { Ranked, TrialBook } from "./trial_book.ts";
 import { newTrial } from "./trial_book.ts";
 import type { Outcome } from "./trial_log.ts";
-import { Failures, GpuChecks, submitChunks } from "./gpu_checks.ts";
+import { Failures, GpuChecks } from "./gpu_checks.ts";
+import type { TimedEntry } from "./timed_chunks.ts";
+import { ChunkTimer } from "./timed_chunks.ts";
 import { formatSeconds, TrialTimeoutError } from "./watchdog.ts";
 
 export { TIMING_CHUNK } from "./gpu_checks.ts";
@@ -105,8 +107,8 @@ export interface GpuRunnerOptions {
 export interface CompileAhead {
   /** Compiles a source elsewhere first; awaited before each compile here. */
   warm(code: string, name: string): Promise<unknown>;
-  /** Queues a source that will probably be compiled here later. */
-  prefetch(code: string, name: string): void;
+  /** Queues a source that will probably be compiled here later (`soon`: before the others). */
+  prefetch(code: string, name: string, soon?: boolean): void;
 }
 
 /** What the runner's targets are made from (see {@linkcode GpuRunner.start}). */
@@ -123,13 +125,12 @@ export interface RunnerSetup {
   random: () => number;
 }
 
-/** A timing's failure, to log for each config of its submit. */
-interface Failed {
-  reason: string;
-  /** Whether the watchdog already wrote the failed trials to the log. */
-  logged: boolean;
-  /** Whether it ran past the time limit. */
-  timedOut?: boolean;
+/** Configs of one target to time at a bucket ({@linkcode GpuRunner.timeEach}). */
+export interface TimeRequest {
+  target: Target;
+  candidates: KernelConfig[];
+  /** The target the trials are logged under (default the target's name). */
+  logTarget?: string;
 }
 
 /** Compiles, checks and times configs on the GPU (see the module documentation). */
@@ -141,6 +142,7 @@ export class GpuRunner {
   #heater?: GpuHeater;
   #probe?: ClockProbe;
   #timing: TimingOptions;
+  #timer: ChunkTimer;
   #buffers: GPUBuffer[] = [];
   #params = new Map<number, GPUBuffer>();
   #checks: GpuChecks;
@@ -168,6 +170,13 @@ export class GpuRunner {
     });
     ({ heater: this.#heater, probe: this.#probe } = clockKeepers(this.#device, options.heat));
     this.#timing = { ...options.timing, probe: this.#probe };
+    this.#timer = new ChunkTimer(this.#device, {
+      book: options.book,
+      guard: this.#guard,
+      timing: this.#timing,
+      limitMs: options.limitMs,
+      timed: (work) => this.#in("timeMs", work),
+    });
   }
 
   /** What the clock probe did so far; undefined without one. */
@@ -203,6 +212,24 @@ export class GpuRunner {
     const untimed = configs.filter((c) => !this.#book.earlier(target.name, m, configName(c)));
     for (const config of untimed) this.#compileAhead(target, config);
     return untimed;
+  }
+
+  /**
+   * Queues configs of a target that are neither checked nor compiling on the compile pool,
+   * before the sources queued by {@linkcode start}: the unfused baseline's candidates, known as
+   * each bucket's search ends, then compile while the later buckets are searched.
+   */
+  async prefetchSoon(target: Target, configs: KernelConfig[]): Promise<void> {
+    const { ahead, dtype, mutateWgsl, gpu } = this.#options;
+    if (!ahead) return;
+    for (const config of configs) {
+      const name = configName(config);
+      if (target.kernels.has(name) || this.#compiling.has(`${target.name}:${name}`)) continue;
+      if (this.#book.find(target.name, null, name)) continue;
+      if (configProblem(config, target.shape, dtype, gpu.caps)) continue;
+      const code = await kernelSource(this.#device, config, target.shape, dtype, mutateWgsl);
+      ahead.prefetch(code, name, true);
+    }
   }
 
   /**
@@ -343,11 +370,44 @@ export class GpuRunner {
     candidates: KernelConfig[],
     logTarget = target.name,
   ): Promise<Ranked[]> {
-    const groups = this.#bindGroups(target, m);
-    const timed: Ranked[] = [];
+    return (await this.timeEach(m, [{ target, candidates, logTarget }]))[0];
+  }
+
+  /**
+   * {@linkcode time} for several targets at once: their candidates share submits (the unfused
+   * baseline's eight GEMMs of two configs each take two submits, not eight).
+   *
+   * @returns Per request, its timed configs with those the log had, fastest first.
+   */
+  async timeEach(m: number, requests: TimeRequest[]): Promise<Ranked[][]> {
+    const timed = requests.map(() => [] as Ranked[]);
     // Compile and check every candidate first, then time them back to back: the GPU lowers
     // its clocks while the CPU compiles, and a timing taken right after that reads 2-3x slow.
-    const ready: CompiledKernel[] = [];
+    const fresh = requests.map((r, i) => this.#untimed(r, m, timed[i]));
+    const sorted = () => timed.map((t) => t.sort((a, b) => a.medianUs - b.medianUs));
+    if (this.#options.outOfTime()) return sorted();
+    const ready: TimedEntry[] = [];
+    for (const [i, { target, logTarget = target.name }] of requests.entries()) {
+      const groups = this.#bindGroups(target, m);
+      const kernels = await this.prepareAll(target, fresh[i]);
+      for (const [j, kernel] of kernels.entries()) {
+        if (kernel) ready.push({ logTarget, kernel, groups, into: timed[i] });
+        else {
+          const failed = target.kernels.get(configName(fresh[i][j])) as { outcome: Outcome };
+          this.#book.report(m, logTarget, configName(fresh[i][j]), failed.outcome);
+        }
+      }
+    }
+    await this.#timer.timeAll(ready, m);
+    return sorted();
+  }
+
+  /**
+   * A request's candidates the log has not timed at m, their compiles started; what the log
+   * has goes to `timed` (its ok timings) and is reported.
+   */
+  #untimed(request: TimeRequest, m: number, timed: Ranked[]): KernelConfig[] {
+    const { target, candidates, logTarget = target.name } = request;
     const fresh: KernelConfig[] = [];
     for (const config of candidates) {
       const name = configName(config);
@@ -367,19 +427,7 @@ export class GpuRunner {
         timed.push({ config: name, medianUs: earlier.medianUs!, noisy: earlier.noisy });
       }
     }
-    if (this.#options.outOfTime()) return timed.sort((a, b) => a.medianUs - b.medianUs);
-    const kernels = await this.prepareAll(target, fresh);
-    for (const [i, kernel] of kernels.entries()) {
-      if (kernel) ready.push(kernel);
-      else {
-        const failed = target.kernels.get(configName(fresh[i])) as { outcome: Outcome };
-        this.#book.report(m, logTarget, configName(fresh[i]), failed.outcome);
-      }
-    }
-    for (const chunk of submitChunks(ready, (k) => this.#book.alone(logTarget, m, k.name))) {
-      timed.push(...await this.#timeChunk(logTarget, chunk.map((i) => ready[i]), groups, m));
-    }
-    return timed.sort((a, b) => a.medianUs - b.medianUs);
+    return fresh;
   }
 
   /**
@@ -469,111 +517,6 @@ export class GpuRunner {
     return target.buffers.ws.map((w) =>
       kernelBindGroup(this.#device, { params: this.#params.get(m)!, x, w, y, scratch })
     );
-  }
-
-  /**
-   * Times one submit of kernels, then measures again those too noisy to trust; each trial is
-   * logged and reported.
-   *
-   * @returns The ok timings.
-   */
-  async #timeChunk(
-    logTarget: string,
-    chunk: CompiledKernel[],
-    groups: KernelBindGroup[],
-    m: number,
-  ): Promise<Ranked[]> {
-    const timed: Ranked[] = [];
-    const timings = await this.#timeOrFail(logTarget, chunk, groups, m);
-    if (!Array.isArray(timings) && timings.timedOut && chunk.length > 1) {
-      // Any of them may have been the slow one: each is timed again alone.
-      if (timings.logged) {
-        for (const k of chunk) {
-          this.#book.remember(
-            newTrial(logTarget, m, k.name, "runtime", { reason: timings.reason }),
-          );
-        }
-      }
-      for (const k of chunk) timed.push(...await this.#timeChunk(logTarget, [k], groups, m));
-      return timed;
-    }
-    if (!Array.isArray(timings)) {
-      for (const k of chunk) await this.#timingFailed(logTarget, m, k.name, timings);
-      return timed;
-    }
-    const timing = this.#timing;
-    for (const [i, kernel] of chunk.entries()) {
-      const first = timings[i];
-      let again: Timing | undefined;
-      if (tooNoisy(first)) {
-        // Too noisy to trust: measure once more, with twice the repeats.
-        const repeat = await this.#timeOrFail(logTarget, [kernel], groups, m, {
-          ...timing,
-          repeats: timing.repeats * 2,
-        });
-        if (!Array.isArray(repeat)) {
-          await this.#timingFailed(logTarget, m, kernel.name, repeat);
-          continue;
-        }
-        again = repeat[0];
-      }
-      const t = settleTiming(first, again);
-      await this.#book.record(newTrial(logTarget, m, kernel.name, "ok", t));
-      this.#book.report(m, logTarget, kernel.name, "ok");
-      timed.push({ config: kernel.name, medianUs: t.medianUs, noisy: t.noisy });
-    }
-    return timed;
-  }
-
-  async #timingFailed(logTarget: string, m: number, name: string, failed: Failed): Promise<void> {
-    const t = newTrial(logTarget, m, name, "runtime", { reason: failed.reason });
-    await this.#book.record(t, failed.logged);
-    this.#book.report(m, logTarget, name, "runtime");
-  }
-
-  /**
-   * Times kernels at m under the time limit.
-   *
-   * @returns Their timings, or the failure to log for each (all of them: one submit).
-   */
-  async #timeOrFail(
-    logTarget: string,
-    kernels: CompiledKernel[],
-    groups: KernelBindGroup[],
-    m: number,
-    timing = this.#timing,
-  ): Promise<Timing[] | Failed> {
-    const reason = (seconds: number) =>
-      `timed out after ${formatSeconds(seconds)} s (timing at m=${m}${
-        kernels.length > 1 ? `, in one submit with ${kernels.length - 1} other configs` : ""
-      })`;
-    const limitS = this.#options.limitMs / 1000;
-    try {
-      return await this.#guard.run(
-        `the timing of ${logTarget} ${kernels.map((k) => k.name).join(", ")} at m=${m}`,
-        kernels.map((k) => newTrial(logTarget, m, k.name, "runtime", { reason: reason(limitS) })),
-        () =>
-          this.#in(
-            "timeMs",
-            () => timeItems(this.#device, kernels.map((k) => this.#itemOf(k, groups, m)), timing),
-          ),
-      );
-    } catch (e) {
-      if (e instanceof TrialTimeoutError) {
-        return { reason: reason(e.seconds), logged: e.logged, timedOut: true };
-      }
-      const error = await this.#guard.lostOr(e);
-      if (error instanceof DeviceLostError) throw error;
-      return { reason: (error as Error).message, logged: false };
-    }
-  }
-
-  /** A timed item that runs a kernel at m, on the next weight copy each repeat. */
-  #itemOf(kernel: CompiledKernel, groups: KernelBindGroup[], m: number): TimedItem {
-    return {
-      encode: (pass: GPUComputePassEncoder, rep: number) =>
-        dispatchKernel(pass, kernel, groups[rep % groups.length], m),
-    };
   }
 
   /** The kernels of configs, the i-th for the i-th target; undefined if any fails its check. */

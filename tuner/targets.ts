@@ -39,6 +39,11 @@ export interface Target {
   kernels: Map<string, CompiledKernel | { outcome: Outcome; reason: string }>;
   /** Configs of the space that pass validation for this target's shape. */
   valid: KernelConfig[];
+  /**
+   * For a GEMM of the unfused baseline: the stage target whose buffers it runs on, and whose
+   * check data it is checked on (its own columns of that output).
+   */
+  within?: Target;
 }
 
 /** What the stage targets are made from. */
@@ -133,13 +138,10 @@ export function stageTargets(setup: StageSetup): Target[] {
  * of its stage's target.
  */
 export function unfusedTargets(spec: ProjectionSpec, stages: readonly Target[]): Target[] {
-  return unfusedShapes(spec).map(({ stage, shape }, i) => ({
-    ...stages.find((t) => t.stage === stage)!,
-    name: `unfused:${i}`,
-    shape,
-    kernels: new Map(),
-    valid: [],
-  }));
+  return unfusedShapes(spec).map(({ stage, shape }, i) => {
+    const within = stages.find((t) => t.stage === stage)!;
+    return { ...within, name: `unfused:${i}`, shape, kernels: new Map(), valid: [], within };
+  });
 }
 
 /**

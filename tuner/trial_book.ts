@@ -84,6 +84,9 @@ export class TrialBook {
   #limitMs: number;
   #onProgress?: (event: ProgressEvent) => void;
 
+  /** Wall time spent writing trials to the log, milliseconds. */
+  logMs = 0;
+
   /**
    * A book over a log, with nothing counted yet.
    *
@@ -92,9 +95,6 @@ export class TrialBook {
    * smaller one is run again.
    * @param onProgress Called after each trial.
    */
-  /** Wall time spent writing trials to the log, milliseconds. */
-  logMs = 0;
-
   constructor(log: TrialStore, limitMs: number, onProgress?: (event: ProgressEvent) => void) {
     this.#log = log;
     this.#limitMs = limitMs;

@@ -222,8 +222,9 @@ async function logInvalid(book: TrialBook, target: Target, invalid: Map<string, 
 
 /**
  * Tunes every bucket, smallest first, and makes the run's result: each stage searched at each
- * bucket, then each bucket's stages given the winners of the buckets either side
- * ({@linkcode crossCheck}), then each bucket's unfused baseline.
+ * bucket (its unfused candidates then queued to compile ahead), then each bucket's stages given
+ * the winners of the buckets either side ({@linkcode crossCheck}), then each bucket's unfused
+ * baseline.
  */
 async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const { options, runner, book } = run;
@@ -234,7 +235,14 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   );
   book.total = plan.flat().reduce((a, b) => a + b, 0);
   const rankings: Ranked[][][] = [];
-  for (const [bi, m] of buckets.entries()) rankings.push(await searchBucket(run, m, plan[bi]));
+  for (const [bi, m] of buckets.entries()) {
+    rankings.push(await searchBucket(run, m, plan[bi]));
+    if (options.unfused) {
+      for (const own of runner.unfused) {
+        await runner.prefetchSoon(own, unfusedCandidates(runner, own, rankings[bi]));
+      }
+    }
+  }
   await crossCheck(run, buckets, rankings);
   if (options.unfused && !run.outOfTime()) await prepareUnfused(run, buckets, rankings);
   const bucketResults: Record<string, BucketResult> = {};
@@ -469,8 +477,8 @@ async function searchStage(
 }
 
 /**
- * The unfused baseline at m: each of its GEMMs tried with the stage's fastest configs, then the
- * whole projection timed both ways in one batch.
+ * The unfused baseline at m: each of its GEMMs tried with the stage's fastest configs (all in
+ * shared submits), then the whole projection timed both ways in one batch.
  *
  * @returns The two times and the unfused GEMMs' configs, or undefined if they were not taken.
  */
@@ -482,12 +490,13 @@ async function unfusedBaseline(
 ): Promise<{ fusedUs: number; unfusedUs: number; apart: string[] } | undefined> {
   const { runner, book } = run;
   book.total += runner.unfused.length * UNFUSED_CANDIDATES;
-  const apart: string[] = [];
-  for (const own of runner.unfused) {
-    const ranking = await runner.time(own, m, unfusedCandidates(runner, own, rankings));
-    if (ranking.length === 0) return undefined;
-    apart.push(ranking[0].config);
-  }
+  const requests = runner.unfused.map((own) => ({
+    target: own,
+    candidates: unfusedCandidates(runner, own, rankings),
+  }));
+  const timed = await runner.timeEach(m, requests);
+  if (timed.some((ranking) => ranking.length === 0)) return undefined;
+  const apart = timed.map((ranking) => ranking[0].config);
   const whole = await runner.timeProjection(m, winners.map((w) => w.config), apart);
   return whole && { ...whole, apart };
 }

@@ -93,6 +93,26 @@ export function makeCheckData(
   };
 }
 
+/**
+ * The check data of a GEMM that runs on another one's buffers (an unfused GEMM on its stage's):
+ * the same inputs, output and rows, with the reference of its own output only. Making it costs
+ * no random data, no upload and only this GEMM's share of the reference.
+ *
+ * @throws {RangeError} If the shape reaches past the data's X, W or Y.
+ */
+export function checkDataWithin(data: CheckData, shape: GemmShape): CheckData {
+  const need = shapeExtents(shape, data.m), have = shapeExtents(data.shape, data.m);
+  for (const part of ["x", "w", "y"] as const) {
+    const needs = need[part], has = have[part];
+    if (needs > has) {
+      throw new RangeError(
+        `Cannot check within these buffers: the shape needs ${needs} elements of ${part}, they have ${has}`,
+      );
+    }
+  }
+  return { ...data, shape, reference: referenceRows(shape, data.x, data.wRounded, data.rows) };
+}
+
 /** Frees the check buffers. */
 export function destroyCheckData(data: CheckData): void {
   const { xBuffer, wBuffer, yBuffer, poison, params, scratch } = data;
