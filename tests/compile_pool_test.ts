@@ -70,23 +70,6 @@ Deno.test("a source the tuner waits for goes before prefetched ones, and none co
   });
 });
 
-for (const known of [false, true]) {
-  const what = known ? "a prefetched source moved up" : "a new source";
-  Deno.test(`${what} wanted soon goes before the sources prefetched before it`, async () => {
-    const source = (i: number) => `@compute @workgroup_size(1)\nfn main() { var x${i} = ${i}; }`;
-    await withPool(async (pool) => {
-      // The worker is still opening its device: all of them wait in the queues.
-      for (let i = 0; i < (known ? 3 : 2); i++) pool.prefetch(source(i), `later${i}`);
-      pool.prefetch(source(2), "soon", true);
-      assert.equal(await pool.warm(source(3), "now"), true);
-      // The worker took the soon one right after the urgent one: awaiting it now waits for
-      // no prefetched source (which would make 3).
-      assert.equal(await pool.warm(source(2), "soon"), true);
-      assert.deepEqual(pool.compiled, { done: 2, ok: 2 });
-    });
-  });
-}
-
 Deno.test("a source the worker cannot compile still resolves: the tuner's compile reports it", async () => {
   await withPool(async (pool) => {
     assert.equal(await pool.warm("this is not WGSL", "broken"), false);

@@ -20,10 +20,8 @@
  * {@linkcode CompilePool.close} then asks each thread to end itself, for a process that goes
  * on (tests).
  *
- * Three queues: sources the tuner waits for ({@linkcode CompilePool.warm}) go before sources it
- * will want soon (`prefetch(code, name, true)`: the unfused baseline's, known as each bucket's
- * search ends), and those before sources it will probably want later
- * ({@linkcode CompilePool.prefetch}). The tuner itself sees only the
+ * Two queues: sources the tuner waits for ({@linkcode CompilePool.warm}) go before sources it
+ * will probably want later ({@linkcode CompilePool.prefetch}). The tuner itself sees only the
  * `CompileAhead` interface (gpu_runner.ts): the pool is made, drained and closed by its caller.
  *
  * @module
@@ -81,7 +79,6 @@ export class CompilePool {
   #slots: Slot[] = [];
   #jobs = new Map<string, Job>();
   #urgent: Job[] = [];
-  #soon: Job[] = [];
   #later: Job[] = [];
   #nextId = 0;
   #closing = false;
@@ -122,20 +119,10 @@ export class CompilePool {
     return done;
   };
 
-  /**
-   * Queues a source to compile when no {@linkcode warm}ed one waits; known sources are skipped.
-   *
-   * @param soon Before every source prefetched without it (one queued already moves up).
-   */
-  prefetch = (code: string, name = "kernel", soon = false): void => {
-    if (this.#closing) return;
-    const known = this.#jobs.get(code);
-    if (known) {
-      // Left in the later queue too: #next skips a job no longer queued.
-      if (soon && known.state === "queued" && !known.urgent) this.#soon.push(known);
-      return;
-    }
-    (soon ? this.#soon : this.#later).push(this.#add(code, name));
+  /** Queues a source to compile when no {@linkcode warm}ed one waits; known sources are skipped. */
+  prefetch = (code: string, name = "kernel"): void => {
+    if (this.#closing || this.#jobs.has(code)) return;
+    this.#later.push(this.#add(code, name));
     this.#pump();
   };
 
@@ -153,7 +140,9 @@ export class CompilePool {
    */
   async drain(graceMs = 10_000): Promise<void> {
     this.#closing = true;
-    this.#forget();
+    for (const job of [...this.#urgent, ...this.#later]) this.#finish(job, false);
+    this.#urgent = [];
+    this.#later = [];
     await Promise.all(this.#slots.map(async (slot) => {
       if (slot.state === "starting") await within(slot.started, graceMs, undefined);
       if (slot.job) await within(slot.idle, graceMs, undefined);
@@ -239,21 +228,13 @@ export class CompilePool {
   }
 
   #next(): Job | undefined {
-    for (const queue of [this.#urgent, this.#soon, this.#later]) {
+    for (const queue of [this.#urgent, this.#later]) {
       while (queue.length > 0) {
         const job = queue.shift()!;
         if (job.state === "queued") return job;
       }
     }
     return undefined;
-  }
-
-  /** Empties the queues: what waits in them resolves `false`. */
-  #forget(): void {
-    for (const job of [...this.#urgent, ...this.#soon, ...this.#later]) this.#finish(job, false);
-    this.#urgent = [];
-    this.#soon = [];
-    this.#later = [];
   }
 
   #finish(job: Job, ok: boolean): void {
@@ -275,7 +256,9 @@ export class CompilePool {
     slot.job = undefined;
     slot.becomeIdle();
     if (this.#slots.every((s) => s.state === "gone")) {
-      this.#forget();
+      for (const job of [...this.#urgent, ...this.#later]) this.#finish(job, false);
+      this.#urgent = [];
+      this.#later = [];
     } else if (!this.#closing) {
       this.#pump();
     }

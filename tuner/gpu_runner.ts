@@ -107,8 +107,8 @@ export interface GpuRunnerOptions {
 export interface CompileAhead {
   /** Compiles a source elsewhere first; awaited before each compile here. */
   warm(code: string, name: string): Promise<unknown>;
-  /** Queues a source that will probably be compiled here later (`soon`: before the others). */
-  prefetch(code: string, name: string, soon?: boolean): void;
+  /** Queues a source that will probably be compiled here later. */
+  prefetch(code: string, name: string): void;
 }
 
 /** What the runner's targets are made from (see {@linkcode GpuRunner.start}). */
@@ -212,24 +212,6 @@ export class GpuRunner {
     const untimed = configs.filter((c) => !this.#book.earlier(target.name, m, configName(c)));
     for (const config of untimed) this.#compileAhead(target, config);
     return untimed;
-  }
-
-  /**
-   * Queues configs of a target that are neither checked nor compiling on the compile pool,
-   * before the sources queued by {@linkcode start}: the unfused baseline's candidates, known as
-   * each bucket's search ends, then compile while the later buckets are searched.
-   */
-  async prefetchSoon(target: Target, configs: KernelConfig[]): Promise<void> {
-    const { ahead, dtype, mutateWgsl, gpu } = this.#options;
-    if (!ahead) return;
-    for (const config of configs) {
-      const name = configName(config);
-      if (target.kernels.has(name) || this.#compiling.has(`${target.name}:${name}`)) continue;
-      if (this.#book.find(target.name, null, name)) continue;
-      if (configProblem(config, target.shape, dtype, gpu.caps)) continue;
-      const code = await kernelSource(this.#device, config, target.shape, dtype, mutateWgsl);
-      ahead.prefetch(code, name, true);
-    }
   }
 
   /**

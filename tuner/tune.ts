@@ -222,9 +222,8 @@ async function logInvalid(book: TrialBook, target: Target, invalid: Map<string, 
 
 /**
  * Tunes every bucket, smallest first, and makes the run's result: each stage searched at each
- * bucket (its unfused candidates then queued to compile ahead), then each bucket's stages given
- * the winners of the buckets either side ({@linkcode crossCheck}), then each bucket's unfused
- * baseline.
+ * bucket, then each bucket's stages given the winners of the buckets either side
+ * ({@linkcode crossCheck}), then each bucket's unfused baseline.
  */
 async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const { options, runner, book } = run;
@@ -235,14 +234,7 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   );
   book.total = plan.flat().reduce((a, b) => a + b, 0);
   const rankings: Ranked[][][] = [];
-  for (const [bi, m] of buckets.entries()) {
-    rankings.push(await searchBucket(run, m, plan[bi]));
-    if (options.unfused) {
-      for (const own of runner.unfused) {
-        await runner.prefetchSoon(own, unfusedCandidates(runner, own, rankings[bi]));
-      }
-    }
-  }
+  for (const [bi, m] of buckets.entries()) rankings.push(await searchBucket(run, m, plan[bi]));
   await crossCheck(run, buckets, rankings);
   if (options.unfused && !run.outOfTime()) await prepareUnfused(run, buckets, rankings);
   const bucketResults: Record<string, BucketResult> = {};
@@ -361,8 +353,9 @@ function unfusedCandidates(runner: GpuRunner, own: Target, rankings: Ranked[][])
 async function prepareUnfused(run: Run, buckets: number[], rankings: Ranked[][][]) {
   const { runner } = run;
   const todo = runner.unfused.map(() => new Map<string, KernelConfig>());
-  for (const [bi, m] of buckets.entries()) {
-    for (const [ui, own] of runner.unfused.entries()) {
+  // GEMM by GEMM, so that the first GEMM's checks start while the pool compiles the others.
+  for (const [ui, own] of runner.unfused.entries()) {
+    for (const [bi, m] of buckets.entries()) {
       const untimed = runner.compileAhead(own, m, unfusedCandidates(runner, own, rankings[bi]));
       for (const c of untimed) todo[ui].set(configName(c), c);
     }
