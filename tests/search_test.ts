@@ -184,3 +184,34 @@ Deno.test("deno task replay replays the committed H100 exhaustive log with the d
   assert.ok(guided.worst < random.worst, `guided ${guided.worst}% vs random ${random.worst}%`);
   assert.ok(guided.median <= random.median);
 });
+
+Deno.test("deno task replay: --help, and bad flags or a missing log name the value, exit 2", async () => {
+  const replayCli = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "tuner/replay_cli.ts", ...args],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+  };
+  const help = await replayCli("--help");
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^usage: deno task replay --log/);
+  for (
+    const [args, message] of [
+      [["--bogus"], /Unknown option '--bogus'/],
+      [["--log", "nowhere.jsonl"], /no log at "nowhere\.jsonl"/],
+      [["--log", "x", "--strategy", "best"], /--strategy must be one of .*got "best"/],
+      [["--log", "x", "--seeds", "0"], /--seeds must be a positive integer, got "0"/],
+      [["--log", "x", "--budget", "0%"], /--budget must be a percentage/],
+    ] as const
+  ) {
+    const run = await replayCli(...args);
+    assert.equal(run.code, 2, args.join(" "));
+    assert.match(run.stderr, message);
+    assert.match(run.stderr, /usage: deno task replay/);
+    assert.doesNotMatch(run.stderr, /at file:/, "no stack trace");
+  }
+});

@@ -3,7 +3,7 @@
  * (ideally exhaustive) trial log with no GPU.
  *
  *   deno task replay --log cache/logs/<gpu>/<problem>-<dtype>-exhaustive.jsonl \
- *     --strategy local --budget 15% --seeds 20
+ *     --strategy guided --budget 15% --seeds 20
  *
  * Prints, per stage and bucket, the median and worst regret over seeds (found best / recorded
  * best - 1) and the evaluations used, then one summary line.
@@ -17,7 +17,7 @@ import { STRATEGIES } from "./strategies.ts";
 import { readTrials } from "./trial_log.ts";
 
 const USAGE =
-  "usage: deno task replay --log <file.jsonl> [--strategy local] [--budget 15% | 30] [--seeds 20]";
+  "usage: deno task replay --log <file.jsonl> [--strategy guided] [--budget 15% | 30] [--seeds 20]";
 
 /** Parses `--budget`: "15%" of each bucket's candidates, or a number of trials. */
 export function parseBudget(text: string): Budget {
@@ -65,31 +65,71 @@ export function formatReplay(results: readonly ReplayResult[], seeds: number): s
   return lines.join("\n");
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      log: { type: "string" },
-      strategy: { type: "string", default: "local" },
-      budget: { type: "string", default: "15%" },
-      seeds: { type: "string", default: "20" },
-    },
-  });
+/** Thrown for a command line the replay cannot run: printed with the usage, exit code 2. */
+class UsageError extends Error {}
+
+/**
+ * Runs the replay for a command line.
+ *
+ * @returns The report to print.
+ * @throws {UsageError} For bad flags or values, naming them.
+ */
+export async function runReplay(args: string[]): Promise<string> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        log: { type: "string" },
+        strategy: { type: "string", default: "guided" },
+        budget: { type: "string", default: "15%" },
+        seeds: { type: "string", default: "20" },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const strategy = STRATEGIES[values.strategy];
+  if (!strategy) {
+    const known = Object.keys(STRATEGIES).join(", ");
+    throw new UsageError(`--strategy must be one of ${known}, got "${values.strategy}"`);
+  }
   const seeds = Number(values.seeds);
-  if (!values.log || !strategy || !Number.isInteger(seeds) || seeds < 1) {
-    console.error(`${USAGE}\nstrategies: ${Object.keys(STRATEGIES).join(", ")}`);
-    Deno.exit(2);
+  if (!Number.isInteger(seeds) || seeds < 1) {
+    throw new UsageError(`--seeds must be a positive integer, got "${values.seeds}"`);
+  }
+  if (!values.log) throw new UsageError("--log is required");
+  let budget: Budget;
+  try {
+    budget = parseBudget(values.budget);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  try {
+    await Deno.stat(values.log);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new UsageError(`no log at "${values.log}"`);
+    throw e;
   }
   const recorded = recordedBuckets(await readTrials(values.log));
-  if (recorded.length === 0) {
-    console.error(`error: "${values.log}" has no timed trials`);
-    Deno.exit(1);
-  }
-  const budget = parseBudget(values.budget);
+  if (recorded.length === 0) throw new UsageError(`"${values.log}" has no timed trials`);
   const results: ReplayResult[] = [];
   for (let seed = 1; seed <= seeds; seed++) {
     results.push(...await replay(strategy, recorded, budget, seed));
   }
-  console.log(formatReplay(results, seeds));
+  return formatReplay(results, seeds);
+}
+
+if (import.meta.main) {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(`${USAGE}\nstrategies: ${Object.keys(STRATEGIES).join(", ")}`);
+    Deno.exit(0);
+  }
+  try {
+    console.log(await runReplay(Deno.args));
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`error: ${e.message}\n${USAGE}`);
+    Deno.exit(2);
+  }
 }
