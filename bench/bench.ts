@@ -12,14 +12,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import type { CacheEntry, CacheFile } from "../cache/schema.ts";
-import {
-  adapterFingerprint,
-  cacheFileName,
-  GENERATOR_VERSION,
-  problemKey,
-  storedProblem,
-} from "../cache/schema.ts";
+import type { CacheEntry } from "../cache/schema.ts";
+import { adapterFingerprint, cacheFileName, problemKey } from "../cache/schema.ts";
 import { loadCacheFile } from "../cache/store.ts";
 import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
 import { createProjection } from "../dispatch/create.ts";
@@ -33,6 +27,7 @@ import { clockKeepers } from "../tuner/heater.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { formatTable } from "../tuner/report.ts";
 import { timeItems } from "../tuner/timing.ts";
+import { cacheWith } from "./cache_with.ts";
 import { ceilingsOf } from "./ceilings.ts";
 import { RunChain } from "./chain.ts";
 import type { Row } from "./row.ts";
@@ -135,17 +130,23 @@ for (const label of args.dtype.split(",")) {
   const copies = Math.max(1, Math.min(12, Math.ceil(Number(args["rotate-mb"]) * 1e6 / bytes)));
   const entry = cache?.entries[problemKey(spec, dtype, precision)];
   const options: ProjectionOptions = { weights, dtype, precision, cache: cache ?? false };
-  const tuned = await timeVariant(spec, options, copies);
-  const defaults = await timeVariant(spec, { weights, dtype, cache: false }, copies);
-  const unfused = entry
-    ? await timeVariant(spec, { ...options, mode: "unfused" }, copies)
-    : undefined;
-  const fusedStage = entry
-    ? await timeFusedStage(entry, weights.fused, dtype, precision, copies)
-    : undefined;
+  // The best single pair is chosen first; then every variant is timed in the same submits, so
+  // that a drift of the clock between variants cannot make one of them look faster.
   const bestSingle = entry
     ? await bestSingleConfig(entry, weights, dtype, precision, copies)
     : undefined;
+  const variants: Variant[] = [
+    { spec, options },
+    { spec, options: { weights, dtype, cache: false } },
+    ...(entry
+      ? [
+        { spec, options: { ...options, mode: "unfused" as const } },
+        fusedStageVariant(entry, weights.fused, dtype, precision),
+        ...(bestSingle ? [bestSingle.variant] : []),
+      ]
+      : []),
+  ];
+  const [tuned, defaults, unfused, fusedStage, single] = await timeVariants(variants, copies);
   for (const m of buckets) {
     const t = tuned.times.get(m)!;
     const config = tuned.projection.config(m);
@@ -167,9 +168,9 @@ for (const label of args.dtype.split(",")) {
       mode: config.source === "default" ? "default" : config.mode,
       fusedConfig: config.fused,
       batchedConfig: config.batched,
-      fusedStageUs: fusedStage?.get(m) ?? null,
+      fusedStageUs: fusedStage?.times.get(m) ?? null,
       defaultUs: defaults.times.get(m)!,
-      bestSingleUs: bestSingle?.times.get(m) ?? null,
+      bestSingleUs: single?.times.get(m) ?? null,
       unfusedUs: unfused?.times.get(m) ?? null,
       floorUs,
       tflops: projectionFlops(spec, m) / t / 1e6,
@@ -178,7 +179,9 @@ for (const label of args.dtype.split(",")) {
       torchGemmUs: peer?.gemm_us,
     });
   }
-  for (const v of [tuned, defaults, unfused]) v?.projections.forEach((p) => p.destroy());
+  for (const v of [tuned, defaults, unfused, fusedStage, single]) {
+    v?.projections.forEach((p) => p.destroy());
+  }
   const mine = rows.filter((r) => r.dtype === label);
   const geo = (f: (r: Row) => number | null) => {
     const ratios = mine.map(f).filter((v): v is number => v !== null && Number.isFinite(v));
@@ -214,58 +217,83 @@ function ratio(a: number | null | undefined, b: number | null | undefined): stri
   return a && b ? `${(a / b).toFixed(2)}x` : "-";
 }
 
-/** Times a projection variant at every bucket; `copies` projections rotate the weights. */
-async function timeVariant(
-  s: ProjectionSpec,
-  options: ProjectionOptions,
-  copies: number,
-  only = buckets,
-) {
-  const projections: Projection[] = [];
-  for (let i = 0; i < copies; i++) projections.push(await createProjection(device, s, options));
-  const timings = await timeItems(
-    device,
-    only.map((m) => ({
-      encode: (pass: GPUComputePassEncoder, rep: number) => {
-        const out = projections[rep % copies].dispatch(pass, x, m);
-        chain.link(pass, out.batched ?? out.fused);
-      },
-    })),
-    { warmup: 3, repeats: Number(args.repeats), probe },
+/** A projection to time: its problem, options, and the buckets it is timed at (default all). */
+interface Variant {
+  spec: ProjectionSpec;
+  options: ProjectionOptions;
+  only?: number[];
+}
+
+/**
+ * Times variants at their buckets in shared submits (bucket by bucket, each variant's runs
+ * interleaved with the others' round by round); `copies` projections of each rotate the
+ * weights.
+ */
+async function timeVariants(variants: Variant[], copies: number) {
+  const made: { projections: Projection[]; only: number[] }[] = [];
+  for (const v of variants) {
+    const projections: Projection[] = [];
+    for (let i = 0; i < copies; i++) {
+      projections.push(await createProjection(device, v.spec, v.options));
+    }
+    made.push({ projections, only: v.only ?? buckets });
+  }
+  const items = buckets.flatMap((m) =>
+    made.flatMap((v, i) => (v.only.includes(m) ? [{ m, i, item: chained(v.projections, m) }] : []))
   );
+  const timings = await timeItems(device, items.map((t) => t.item), {
+    warmup: 3,
+    repeats: Number(args.repeats),
+    probe,
+  });
   worstDriftPct = Math.max(worstDriftPct, ...timings.map((t) => t.driftPct ?? 0));
+  return made.map((v, i) => ({
+    projection: v.projections[0],
+    projections: v.projections,
+    times: new Map(
+      items.flatMap((t, j) => (t.i === i ? [[t.m, timings[j].medianUs - link.medianUs]] : [])),
+    ),
+  }));
+}
+
+/** A timed item: the next of the projections at m, then the chain link. */
+function chained(projections: Projection[], m: number) {
   return {
-    projection: projections[0],
-    projections,
-    times: new Map(only.map((m, i) => [m, timings[i].medianUs - link.medianUs])),
+    encode: (pass: GPUComputePassEncoder, rep: number) => {
+      const out = projections[rep % projections.length].dispatch(pass, x, m);
+      chain.link(pass, out.batched ?? out.fused);
+    },
   };
 }
 
+/** Times one variant at its buckets (the best single pair's candidates, one after another). */
+async function timeVariant(variant: Variant, copies: number) {
+  return (await timeVariants([variant], copies))[0];
+}
+
 /** The fused GEMM alone, with the tuned fused configs (a spec without the batched stage). */
-async function timeFusedStage(
+function fusedStageVariant(
   entry: CacheEntry,
   fused: Float32Array,
   dtype: WeightDtype,
   precision: Precision,
-  copies: number,
-) {
+): Variant {
   const alone: ProjectionSpec = { ...spec, name: `${spec.name}-fused`, batched: undefined };
   const file = cacheWith(
+    fingerprint,
     alone,
     dtype,
     precision,
     (m) => ({ fused: entry.buckets[m].fused.config, batched: null }),
-    entry,
+    Object.keys(entry.buckets),
   );
-  const options = { weights: { fused }, dtype, precision, cache: file };
-  const v = await timeVariant(alone, options, copies);
-  v.projections.forEach((p) => p.destroy());
-  return v.times;
+  return { spec: alone, options: { weights: { fused }, dtype, precision, cache: file } };
 }
 
 /**
- * The best single (fused, batched) config pair for all buckets: every distinct tuned winner,
- * timed at every bucket; the pair with the lowest geometric mean time wins. GEMV winners are
+ * The best single (fused, batched) config pair for all buckets, as a variant to time with the
+ * others: every distinct tuned winner, timed at every bucket; the pair with the lowest
+ * geometric mean time wins. GEMV winners are
  * not timed past 64 rows, where they re-read the weights once per few rows.
  */
 async function bestSingleConfig(
@@ -282,58 +310,26 @@ async function bestSingleConfig(
       batched: b.batched?.config ?? null,
     });
   }
-  let best: { name: string; times: Map<number, number>; score: number } | undefined;
+  let best: { name: string; variant: Variant; score: number } | undefined;
   for (const [name, pair] of pairs) {
     const gemv = pair.fused.startsWith("gemv") || (pair.batched ?? "").startsWith("gemv");
     const usable = buckets.filter((m) => !gemv || m <= 64);
-    const file = cacheWith(spec, dtype, precision, () => pair, entry);
-    const v = await timeVariant(spec, { weights, dtype, precision, cache: file }, copies, usable);
+    const file = cacheWith(
+      fingerprint,
+      spec,
+      dtype,
+      precision,
+      () => pair,
+      Object.keys(entry.buckets),
+    );
+    const variant = { spec, options: { weights, dtype, precision, cache: file }, only: usable };
+    const v = await timeVariant(variant, copies);
     v.projections.forEach((p) => p.destroy());
     const times = new Map(buckets.map((m) => [m, v.times.get(m) ?? Infinity]));
     const score = [...times.values()].reduce((s, t) => s + Math.log(t), 0);
-    if (!best || score < best.score) best = { name, times, score };
+    if (!best || score < best.score) best = { name, variant, score };
   }
   return best;
-}
-
-/** An in-memory cache file whose entry for `s` uses the given configs at every tuned bucket. */
-function cacheWith(
-  s: ProjectionSpec,
-  dtype: WeightDtype,
-  precision: Precision,
-  pick: (m: string) => { fused: string; batched: string | null },
-  entry: CacheEntry,
-): CacheFile {
-  const stage = (config: string) => ({
-    config,
-    medianUs: 1,
-    runnerUp: null,
-    runnerUpMarginPct: null,
-    trials: 0,
-  });
-  const buckets = Object.fromEntries(
-    Object.keys(entry.buckets).map((m) => {
-      const { fused, batched } = pick(m);
-      return [m, {
-        fused: stage(fused),
-        batched: batched ? stage(batched) : null,
-        fusedTotalUs: 1,
-        unfused: null,
-      }];
-    }),
-  );
-  return {
-    schemaVersion: 1,
-    adapter: fingerprint,
-    entries: {
-      [problemKey(s, dtype, precision)]: {
-        problem: storedProblem(s, dtype),
-        generatorVersion: GENERATOR_VERSION,
-        tunedAt: "",
-        buckets,
-      },
-    },
-  };
 }
 
 /** Runs the PyTorch peer (bench/torch_bench.py) for a Kimi Linear problem. */
