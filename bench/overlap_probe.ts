@@ -1,0 +1,125 @@
+/**
+ * Probe for the decode plan in NOTES.md ("a simpler form of the same plan"): does the GPU,
+ * through wgpu, overlap the fused GEMV with a following kernel that does not depend on it?
+ *
+ * With the tuned m = 1 configs of a problem, each timed run is: the fused GEMV (X -> fused Y),
+ * then the batched GEMV reading either the fused Y (dependent: today's plan) or a buffer of its
+ * own (independent: what a recompute kernel would be), then a chain link from the batched
+ * output back to X, so each run waits for the one before as in a model (bench/chain.ts). The
+ * link's own time is taken off. If "fused + independent" reads about "fused alone", the two
+ * kernels overlap and the recompute plan can hide the batched stage.
+ *
+ *   source .gpu/setup.sh && deno run --cached-only -A bench/overlap_probe.ts \
+ *     [--problem kimi-linear-tp4] [--dtype f16] [--m 1]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { adapterFingerprint, cacheFileName, problemKey } from "../cache/schema.ts";
+import { loadCacheFile } from "../cache/store.ts";
+import { parseConfigName } from "../kernels/config.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { packWeights } from "../kernels/dtype.ts";
+import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
+import {
+  compileKernel,
+  dispatchKernel,
+  kernelBindGroup,
+  paramsBuffer,
+  storageBuffer,
+} from "../kernels/gpu.ts";
+import { batchedShape, fusedShape } from "../kernels/problem.ts";
+import { isSoftwareAdapter, openGpu } from "../tuner/gpu_device.ts";
+import { clockKeepers } from "../tuner/heater.ts";
+import { findProblem } from "../tuner/problems.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+import { timeItems } from "../tuner/timing.ts";
+import { shapeExtents } from "../tuner/verify.ts";
+import { RunChain } from "./chain.ts";
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    problem: { type: "string", default: "kimi-linear-tp4" },
+    dtype: { type: "string", default: "f16" },
+    m: { type: "string", default: "1" },
+    copies: { type: "string", default: "10" },
+  },
+});
+const gpu = await openGpu();
+const device = gpu.device;
+const { heater, probe } = clockKeepers(device, !isSoftwareAdapter(gpu.adapter));
+heater?.start();
+const spec = await findProblem(args.problem);
+const dtype = args.dtype as WeightDtype;
+const m = Number(args.m);
+const copies = Number(args.copies);
+const cache = await loadCacheFile(`cache/${cacheFileName(adapterFingerprint(gpu.adapter.info))}`);
+const tuned = cache?.entries[problemKey(spec, dtype, "exact")]?.buckets[String(m)];
+if (!tuned?.batched) {
+  throw new Error(`No tuned ${spec.name} ${dtype} entry with a batched stage at m=${m}`);
+}
+
+const random = seededRandom(11);
+const fused = fusedShape(spec), batched = batchedShape(spec)!;
+const fe = shapeExtents(fused, m), be = shapeExtents(batched, m);
+const params = paramsBuffer(device, m);
+const x = storageBuffer(device, randomNonZero(fe.x, random), "x", GPUBufferUsage.COPY_DST);
+const yFused = storageBuffer(device, new Float32Array(fe.y), "fused y");
+const ownX = storageBuffer(device, randomNonZero(fe.y, random), "batched x of its own");
+const yBatched = storageBuffer(device, new Float32Array(be.y), "batched y");
+const weights = (n: number, label: string) =>
+  Array.from(
+    { length: copies },
+    (_, i) => storageBuffer(device, packWeights(randomNonZero(n, random), dtype), `${label} ${i}`),
+  );
+const groups = (w: GPUBuffer[], input: GPUBuffer, y: GPUBuffer): KernelBindGroup[] =>
+  w.map((wi) => kernelBindGroup(device, { params, x: input, w: wi, y }));
+const fusedGroups = groups(weights(fe.w + (fe.w % 2), "fused w"), x, yFused);
+const batchedW = weights(be.w + (be.w % 2), "batched w");
+const dependent = groups(batchedW, yFused, yBatched);
+const independent = groups(batchedW, ownX, yBatched);
+const fusedKernel = await compileKernel(device, parseConfigName(tuned.fused.config), fused, dtype);
+const batchedKernel = await compileKernel(
+  device,
+  parseConfigName(tuned.batched.config),
+  batched,
+  dtype,
+);
+
+const chain = new RunChain(device, x);
+type Step = [CompiledKernel, KernelBindGroup[]];
+const run = (steps: Step[], last: GPUBuffer) => ({
+  encode: (pass: GPUComputePassEncoder, rep: number) => {
+    for (const [kernel, g] of steps) dispatchKernel(pass, kernel, g[rep % g.length], m);
+    chain.link(pass, last);
+  },
+});
+const cases: [string, ReturnType<typeof run>][] = [
+  ["fused alone", run([[fusedKernel, fusedGroups]], yFused)],
+  ["batched alone", run([[batchedKernel, independent]], yBatched)],
+  [
+    "fused + dependent batched",
+    run([[fusedKernel, fusedGroups], [batchedKernel, dependent]], yBatched),
+  ],
+  [
+    "fused + independent batched",
+    run([[fusedKernel, fusedGroups], [batchedKernel, independent]], yBatched),
+  ],
+];
+const timing = { warmup: 3, repeats: 15, probe };
+const [link] = await timeItems(device, [chain.alone()], timing);
+const timings = await timeItems(device, cases.map(([, item]) => item), timing);
+console.log(`${spec.name} ${dtype} m=${m}: ${tuned.fused.config} + ${tuned.batched.config}`);
+console.log(`chain link ${link.medianUs.toFixed(2)} us, taken off`);
+cases.forEach(([name], i) => {
+  const t = timings[i];
+  console.log(
+    `${name.padEnd(28)} ${(t.medianUs - link.medianUs).toFixed(2)} us (spread ${
+      t.spreadPct.toFixed(1)
+    }%)`,
+  );
+});
+await heater?.destroy();
+probe?.destroy();
+device.destroy();
