@@ -7,7 +7,9 @@
  * own (independent: what a recompute kernel would be), then a chain link from the batched
  * output back to X, so each run waits for the one before as in a model (bench/chain.ts). The
  * link's own time is taken off. If "fused + independent" reads about "fused alone", the two
- * kernels overlap and the recompute plan can hide the batched stage.
+ * kernels overlap and the recompute plan can hide the batched stage. The last two cases time
+ * the recompute kernel itself (kernels/recompute.ts): alone, and after the fused GEMV, which is
+ * the whole projection in the recompute plan.
  *
  *   source .gpu/setup.sh && deno run --cached-only -A bench/overlap_probe.ts \
  *     [--problem kimi-linear-tp4] [--dtype f16] [--m 1]
@@ -29,6 +31,14 @@ import {
   storageBuffer,
 } from "../kernels/gpu.ts";
 import { batchedShape, fusedShape } from "../kernels/problem.ts";
+import type { RecomputeConfig } from "../kernels/recompute.ts";
+import {
+  recomputeGrid,
+  recomputeLayout,
+  recomputeName,
+  recomputeProblem,
+  recomputeWgsl,
+} from "../kernels/recompute.ts";
 import { isSoftwareAdapter, openGpu } from "../tuner/gpu_device.ts";
 import { clockKeepers } from "../tuner/heater.ts";
 import { findProblem } from "../tuner/problems.ts";
@@ -75,7 +85,8 @@ const weights = (n: number, label: string) =>
   );
 const groups = (w: GPUBuffer[], input: GPUBuffer, y: GPUBuffer): KernelBindGroup[] =>
   w.map((wi) => kernelBindGroup(device, { params, x: input, w: wi, y }));
-const fusedGroups = groups(weights(fe.w + (fe.w % 2), "fused w"), x, yFused);
+const fusedW = weights(fe.w + (fe.w % 2), "fused w");
+const fusedGroups = groups(fusedW, x, yFused);
 const batchedW = weights(be.w + (be.w % 2), "batched w");
 const dependent = groups(batchedW, yFused, yBatched);
 const independent = groups(batchedW, ownX, yBatched);
@@ -87,11 +98,44 @@ const batchedKernel = await compileKernel(
   dtype,
 );
 
+// The recompute kernel: X, the fused and the batched weights in, the batched output out.
+const recompute: RecomputeConfig = { threads: 256, lanes: 8, cols: 128, rows: Math.max(1, m) };
+const invalid = recomputeProblem(recompute, spec, gpu.caps);
+if (invalid) throw new Error(`${recomputeName(recompute)}: ${invalid}`);
+const layout = recomputeLayout(device);
+const recomputePipeline = device.createComputePipeline({
+  layout: layout.pipeline,
+  compute: {
+    module: device.createShaderModule({ code: recomputeWgsl(recompute, spec, dtype) }),
+    entryPoint: "main",
+  },
+});
+const recomputeGroups = fusedW.map((w, i) =>
+  device.createBindGroup({
+    layout: layout.bindGroup,
+    entries: [params, x, w, batchedW[i], yBatched].map((buffer, binding) => ({
+      binding,
+      resource: { buffer },
+    })),
+  })
+);
+const recomputeRun = (pass: GPUComputePassEncoder, rep: number) => {
+  pass.setPipeline(recomputePipeline);
+  pass.setBindGroup(0, recomputeGroups[rep % recomputeGroups.length]);
+  pass.dispatchWorkgroups(...recomputeGrid(recompute, spec));
+};
+
 const chain = new RunChain(device, x);
-type Step = [CompiledKernel, KernelBindGroup[]];
+/** A stage: a kernel and its bind groups, or a function that records the recompute kernel. */
+type Step =
+  | [CompiledKernel, KernelBindGroup[]]
+  | ((pass: GPUComputePassEncoder, rep: number) => void);
 const run = (steps: Step[], last: GPUBuffer) => ({
   encode: (pass: GPUComputePassEncoder, rep: number) => {
-    for (const [kernel, g] of steps) dispatchKernel(pass, kernel, g[rep % g.length], m);
+    for (const step of steps) {
+      if (typeof step === "function") step(pass, rep);
+      else dispatchKernel(pass, step[0], step[1][rep % step[1].length], m);
+    }
     chain.link(pass, last);
   },
 });
@@ -106,11 +150,14 @@ const cases: [string, ReturnType<typeof run>][] = [
     "fused + independent batched",
     run([[fusedKernel, fusedGroups], [batchedKernel, independent]], yBatched),
   ],
+  ["recompute alone", run([recomputeRun], yBatched)],
+  ["fused + recompute", run([[fusedKernel, fusedGroups], recomputeRun], yBatched)],
 ];
 const timing = { warmup: 3, repeats: 15, probe };
 const [link] = await timeItems(device, [chain.alone()], timing);
 const timings = await timeItems(device, cases.map(([, item]) => item), timing);
-console.log(`${spec.name} ${dtype} m=${m}: ${tuned.fused.config} + ${tuned.batched.config}`);
+const configs = `${tuned.fused.config} + ${tuned.batched.config}; ${recomputeName(recompute)}`;
+console.log(`${spec.name} ${dtype} m=${m}: ${configs}`);
 console.log(`chain link ${link.medianUs.toFixed(2)} us, taken off`);
 cases.forEach(([name], i) => {
   const t = timings[i];

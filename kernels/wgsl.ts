@@ -21,7 +21,7 @@ export function xVec(vec: number): number {
 }
 
 /** WGSL type one weight load reads from storage for `vec` elements. */
-function storedVec(dtype: WeightDtype, vec: number): string {
+export function storedVec(dtype: WeightDtype, vec: number): string {
   if (dtype === "f32") return f32Vec(vec);
   return vec === 2 ? "u32" : `vec${vec / 2}<u32>`; // 16-bit values packed two per u32
 }
@@ -35,9 +35,10 @@ function widen(dtype: WeightDtype, u: string): string {
 
 /**
  * `loadW(i)`: the i-th group of `vec` weights (i in vec units), widened to f32; eight 16-bit
- * weights come back as a `Wide8` pair of vec4s.
+ * weights come back as a `Wide8` pair of vec4s. `array` and `name` give another binding's loader
+ * (vec up to 4).
  */
-function weightLoader(dtype: WeightDtype, vec: number): string {
+export function weightLoader(dtype: WeightDtype, vec: number, array = "W", name = "loadW"): string {
   if (vec === 8) {
     return [
       "struct Wide8 { lo: vec4<f32>, hi: vec4<f32> }",
@@ -51,10 +52,14 @@ function weightLoader(dtype: WeightDtype, vec: number): string {
   }
   const t = f32Vec(vec);
   let body: string;
-  if (dtype === "f32") body = "return W[i];";
-  else if (vec === 2) body = `return ${widen(dtype, "W[i]")};`;
-  else body = `let u = W[i];\n  return vec4<f32>(${widen(dtype, "u.x")}, ${widen(dtype, "u.y")});`;
-  return `fn loadW(i: u32) -> ${t} {\n  ${body}\n}`;
+  if (dtype === "f32") body = `return ${array}[i];`;
+  else if (vec === 2) body = `return ${widen(dtype, `${array}[i]`)};`;
+  else {
+    body = `let u = ${array}[i];\n  return vec4<f32>(${widen(dtype, "u.x")}, ${
+      widen(dtype, "u.y")
+    });`;
+  }
+  return `fn ${name}(i: u32) -> ${t} {\n  ${body}\n}`;
 }
 
 /** The shared top of a kernel: header comment, bindings, shape constants and `loadW`. */

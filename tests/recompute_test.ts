@@ -1,0 +1,166 @@
+/**
+ * The recompute kernel (kernels/recompute.ts) on the CPU adapter: the batched stage computed
+ * from X alone matches the float64 reference for each weight type and row count, leaves the
+ * rows past m untouched, and a kernel recomputing the wrong input is caught.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { packWeights, roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import { paramsBuffer, readBuffer, storageBuffer } from "../kernels/gpu.ts";
+import type { ProjectionSpec } from "../kernels/problem.ts";
+import { batchedInputWidth, fusedWidth, segmentOffsets } from "../kernels/problem.ts";
+import type { RecomputeConfig } from "../kernels/recompute.ts";
+import {
+  recomputeGrid,
+  recomputeLayout,
+  recomputeName,
+  recomputeProblem,
+  recomputeWgsl,
+} from "../kernels/recompute.ts";
+import { errorBound } from "../kernels/reference.ts";
+import { openGpu } from "../tuner/gpu_device.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+import { loadProblem } from "../tuner/yaml_file.ts";
+
+const problem = (name: string) =>
+  loadProblem(fileURLToPath(new URL(`../problems/${name}.yaml`, import.meta.url)));
+const CONFIGS: RecomputeConfig[] = [
+  { threads: 64, lanes: 4, cols: 16, rows: 4 },
+  { threads: 256, lanes: 8, cols: 128, rows: 4 },
+];
+
+/** The batched outputs of rows < m in float64, each with its error bound. */
+function reference(
+  spec: ProjectionSpec,
+  m: number,
+  x: Float32Array,
+  w: Float64Array,
+  wb: Float64Array,
+): { values: Float64Array; bounds: Float64Array } {
+  const b = spec.batched!, kb = batchedInputWidth(spec), k = spec.k;
+  const offsets = segmentOffsets(spec);
+  const width = b.n * b.inputs.length;
+  const values = new Float64Array(m * width), bounds = new Float64Array(m * width);
+  for (let r = 0; r < m; r++) {
+    b.inputs.forEach((name, batch) => {
+      const column0 = offsets.get(name)!;
+      const a = new Float64Array(kb), aError = new Float64Array(kb);
+      for (let j = 0; j < kb; j++) {
+        let sum = 0, magnitude = 0;
+        for (let t = 0; t < k; t++) {
+          const p = x[r * k + t] * w[(column0 + j) * k + t];
+          sum += p;
+          magnitude += Math.abs(p);
+        }
+        a[j] = sum;
+        aError[j] = errorBound(k, magnitude);
+      }
+      for (let c = 0; c < b.n; c++) {
+        let sum = 0, magnitude = 0, carried = 0;
+        for (let j = 0; j < kb; j++) {
+          const wj = wb[(batch * b.n + c) * kb + j];
+          sum += a[j] * wj;
+          magnitude += Math.abs(a[j] * wj);
+          carried += aError[j] * Math.abs(wj);
+        }
+        values[r * width + batch * b.n + c] = sum;
+        bounds[r * width + batch * b.n + c] = errorBound(kb, magnitude) + carried;
+      }
+    });
+  }
+  return { values, bounds };
+}
+
+/** Runs a config's kernel at m on random data; the output has a NaN row past m. */
+async function run(
+  device: GPUDevice,
+  spec: ProjectionSpec,
+  config: RecomputeConfig,
+  dtype: WeightDtype,
+  m: number,
+  wgsl = recomputeWgsl(config, spec, dtype),
+): Promise<string | undefined> {
+  const random = seededRandom(1000 * m + config.threads);
+  const b = spec.batched!, kb = batchedInputWidth(spec);
+  const x = randomNonZero(m * spec.k, random);
+  const w = randomNonZero(fusedWidth(spec) * spec.k, random);
+  const wb = randomNonZero(b.inputs.length * b.n * kb, random);
+  const width = b.n * b.inputs.length;
+  const layout = recomputeLayout(device);
+  const pipeline = device.createComputePipeline({
+    layout: layout.pipeline,
+    compute: { module: device.createShaderModule({ code: wgsl }), entryPoint: "main" },
+  });
+  const y = storageBuffer(device, new Float32Array((m + 1) * width).fill(NaN), "y");
+  const buffers = [
+    paramsBuffer(device, m),
+    storageBuffer(device, x, "x"),
+    storageBuffer(device, packWeights(w, dtype), "w"),
+    storageBuffer(device, packWeights(wb, dtype), "wb"),
+    y,
+  ];
+  try {
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(
+      0,
+      device.createBindGroup({
+        layout: layout.bindGroup,
+        entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      }),
+    );
+    pass.dispatchWorkgroups(...recomputeGrid(config, spec));
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    const got = await readBuffer(device, y);
+    const ref = reference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
+    for (let i = 0; i < m * width; i++) {
+      const err = Math.abs(got[i] - ref.values[i]);
+      if (!(err <= ref.bounds[i])) return `Y[${i}] = ${got[i]}, expected ${ref.values[i]}`;
+    }
+    for (let i = m * width; i < got.length; i++) {
+      if (!Number.isNaN(got[i])) return `wrote Y[${i}] in row ${m}, past m`;
+    }
+    return undefined;
+  } finally {
+    for (const buffer of buffers) buffer.destroy();
+  }
+}
+
+Deno.test("the recompute kernel matches the float64 reference and writes only rows < m", async () => {
+  const gpu = await openGpu();
+  try {
+    for (const name of ["tiny", "kimi-linear-tp8"]) {
+      const spec = await problem(name);
+      for (const config of CONFIGS) {
+        assert.equal(recomputeProblem(config, spec, gpu.caps), undefined, recomputeName(config));
+        for (const dtype of WEIGHT_DTYPES) {
+          for (const m of [1, 3]) {
+            const what = `${name} ${recomputeName(config)} ${dtype} m=${m}`;
+            assert.equal(await run(gpu.device, spec, config, dtype, m), undefined, what);
+          }
+        }
+      }
+    }
+  } finally {
+    gpu.device.destroy();
+  }
+});
+
+Deno.test("a recompute kernel reading the wrong input, or too many threads, is caught", async () => {
+  const gpu = await openGpu();
+  try {
+    const spec = await problem("tiny");
+    const swapped = { ...spec, batched: { ...spec.batched!, inputs: ["g", "f"] } };
+    const config = CONFIGS[0];
+    const wrong = recomputeWgsl(config, swapped, "f32");
+    assert.match(await run(gpu.device, spec, config, "f32", 2, wrong) ?? "", /expected/);
+    const big = { ...config, threads: gpu.caps.maxInvocations * 2 };
+    assert.match(recomputeProblem(big, spec, gpu.caps) ?? "", /threads exceed/);
+    assert.match(recomputeProblem({ ...config, lanes: 3 }, spec, gpu.caps) ?? "", /multiple/);
+  } finally {
+    gpu.device.destroy();
+  }
+});
