@@ -5,7 +5,8 @@
  * bench/results/.
  *
  * Every variant runs through `createProjection`, with weights rotated over copies whose total
- * is past the L2, inside one process and one heater-warmed session, so ratios come from one run.
+ * is past the L2, inside one process and one heater-warmed session, and the variants of a weight
+ * type are timed in the same submits, interleaved, so ratios come from one measurement.
  * Each run waits for the one before (chain.ts), as the tuner's runs do, and timings taken while
  * the GPU's clock moved are measured again (tuner/clock_probe.ts).
  *
