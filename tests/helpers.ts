@@ -58,9 +58,22 @@ export interface CliRun {
 }
 
 /** Runs `deno run -A tuner/cli.ts ...args` from the repository root and waits for it. */
-export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runScript("tuner/cli.ts", args, { env });
+}
+
+/**
+ * Runs `deno run <permissions> <script> ...args` from the repository root and waits for it.
+ *
+ * @param options `permissions` default to `-A`; `env` is added to the test's own.
+ */
+export async function runScript(
+  script: string,
+  args: string[],
+  { env = {}, permissions = ["-A"] }: { env?: Record<string, string>; permissions?: string[] } = {},
+): Promise<CliRun> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tuner/cli.ts", ...args],
+    args: ["run", ...permissions, script, ...args],
     cwd: ROOT,
     env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1", ...env },
     stdout: "piped",

@@ -14,7 +14,7 @@ import type { Evaluation } from "../tuner/search.ts";
 import { runSearch } from "../tuner/search.ts";
 import { exhaustive, fitLogTime, guided, local, random } from "../tuner/strategies.ts";
 import type { Trial } from "../tuner/trial_log.ts";
-import { ROOT } from "./helpers.ts";
+import { ROOT, runScript } from "./helpers.ts";
 
 /** 5 x 5 x 3 tile configs, timed by a smooth bowl with its minimum at bm 64, bn 64, bk 16. */
 const SPACE = enumerateSpace({
@@ -162,14 +162,11 @@ Deno.test("deno task replay replays the committed H100 exhaustive log with the d
   const log =
     `${ROOT}cache/logs/4318-9008-nvidia-h100-80gb-hbm3/kimi-linear-tp4-f16-exhaustive.jsonl`;
   const replayCli = async (strategy: string) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-read", "tuner/replay_cli.ts", "--log", log, "--strategy", strategy],
-      cwd: ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const text = new TextDecoder().decode(out.stdout).trim();
+    const out = await runScript("tuner/replay_cli.ts", ["--log", log, "--strategy", strategy], {
+      permissions: ["--allow-read"],
+    });
+    assert.equal(out.code, 0, out.stderr);
+    const text = out.stdout.trim();
     const last = text.split("\n").at(-1)!;
     const m =
       /^replay: worst regret ([\d.]+)% \(median ([\d.]+)%\) at 15\.0% of evaluations, 14 buckets, 20 seeds$/
@@ -186,16 +183,8 @@ Deno.test("deno task replay replays the committed H100 exhaustive log with the d
 });
 
 Deno.test("deno task replay: --help, and bad flags or a missing log name the value, exit 2", async () => {
-  const replayCli = async (...args: string[]) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-read", "tuner/replay_cli.ts", ...args],
-      cwd: ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = (b: Uint8Array) => new TextDecoder().decode(b);
-    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-  };
+  const replayCli = (...args: string[]) =>
+    runScript("tuner/replay_cli.ts", args, { permissions: ["--allow-read"] });
   const help = await replayCli("--help");
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^usage: deno task replay --log/);
