@@ -32,13 +32,7 @@ import {
 } from "../kernels/gpu.ts";
 import { batchedShape, fusedShape } from "../kernels/problem.ts";
 import type { RecomputeConfig } from "../kernels/recompute.ts";
-import {
-  recomputeGrid,
-  recomputeLayout,
-  recomputeName,
-  recomputeProblem,
-  recomputeWgsl,
-} from "../kernels/recompute.ts";
+import { compileRecompute, recomputeName, recomputeProblem } from "../kernels/recompute.ts";
 import { isSoftwareAdapter, openGpu } from "../tuner/gpu_device.ts";
 import { clockKeepers } from "../tuner/heater.ts";
 import { findProblem } from "../tuner/problems.ts";
@@ -102,28 +96,12 @@ const batchedKernel = await compileKernel(
 const recompute: RecomputeConfig = { threads: 256, lanes: 8, cols: 128, rows: Math.max(1, m) };
 const invalid = recomputeProblem(recompute, spec, gpu.caps);
 if (invalid) throw new Error(`${recomputeName(recompute)}: ${invalid}`);
-const layout = recomputeLayout(device);
-const recomputePipeline = device.createComputePipeline({
-  layout: layout.pipeline,
-  compute: {
-    module: device.createShaderModule({ code: recomputeWgsl(recompute, spec, dtype) }),
-    entryPoint: "main",
-  },
-});
+const recomputeKernel = compileRecompute(device, recompute, spec, dtype);
 const recomputeGroups = fusedW.map((w, i) =>
-  device.createBindGroup({
-    layout: layout.bindGroup,
-    entries: [params, x, w, batchedW[i], yBatched].map((buffer, binding) => ({
-      binding,
-      resource: { buffer },
-    })),
-  })
+  recomputeKernel.bindGroup({ params, x, w, wb: batchedW[i], y: yBatched })
 );
-const recomputeRun = (pass: GPUComputePassEncoder, rep: number) => {
-  pass.setPipeline(recomputePipeline);
-  pass.setBindGroup(0, recomputeGroups[rep % recomputeGroups.length]);
-  pass.dispatchWorkgroups(...recomputeGrid(recompute, spec));
-};
+const recomputeRun = (pass: GPUComputePassEncoder, rep: number) =>
+  recomputeKernel.dispatch(pass, recomputeGroups[rep % recomputeGroups.length]);
 
 const chain = new RunChain(device, x);
 /** A stage: a kernel and its bind groups, or a function that records the recompute kernel. */

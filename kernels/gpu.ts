@@ -49,32 +49,43 @@ export class KernelCompileError extends Error {
   }
 }
 
-const layouts = new WeakMap<
-  GPUDevice,
-  { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout }
->();
+/** A bind group layout of buffers (binding i of type i) and the pipeline layout of it alone. */
+export interface BufferLayout {
+  bindGroup: GPUBindGroupLayout;
+  pipeline: GPUPipelineLayout;
+}
 
-/** The layout shared by every kernel: uniform m, X, W (read-only) and Y. */
-export function kernelLayout(
-  device: GPUDevice,
-): { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
-  let layout = layouts.get(device);
+const layouts = new WeakMap<GPUDevice, Map<string, BufferLayout>>();
+
+/**
+ * The layout of a compute pipeline whose group 0 binds buffers of these types in order, made
+ * once per device and list.
+ */
+export function bufferLayout(device: GPUDevice, types: GPUBufferBindingType[]): BufferLayout {
+  let known = layouts.get(device);
+  if (!known) layouts.set(device, known = new Map());
+  const key = types.join(",");
+  let layout = known.get(key);
   if (!layout) {
     const bindGroup = device.createBindGroupLayout({
-      entries: [
-        { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
-        { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
-        { binding: 2, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
-        { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
-      ],
+      entries: types.map((type, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type },
+      })),
     });
     layout = {
       bindGroup,
       pipeline: device.createPipelineLayout({ bindGroupLayouts: [bindGroup] }),
     };
-    layouts.set(device, layout);
+    known.set(key, layout);
   }
   return layout;
+}
+
+/** The layout shared by every kernel: uniform m, X, W (read-only) and Y. */
+export function kernelLayout(device: GPUDevice): BufferLayout {
+  return bufferLayout(device, ["uniform", "read-only-storage", "read-only-storage", "storage"]);
 }
 
 /**

@@ -13,6 +13,8 @@
  */
 import type { DeviceCaps } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
+import type { BufferLayout } from "./gpu.ts";
+import { bufferLayout } from "./gpu.ts";
 import type { ProjectionSpec } from "./problem.ts";
 import { batchedInputWidth, segmentOffsets } from "./problem.ts";
 import { storedVec, weightLoader } from "./wgsl.ts";
@@ -164,36 +166,62 @@ export function recomputeWgsl(
   ].join("\n");
 }
 
-const layouts = new WeakMap<
-  GPUDevice,
-  { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout }
->();
-
 /** The layout of recompute kernels: uniform m, X, fused W, batched W (read-only), output. */
-export function recomputeLayout(
+export function recomputeLayout(device: GPUDevice): BufferLayout {
+  const read = "read-only-storage";
+  return bufferLayout(device, ["uniform", read, read, read, "storage"]);
+}
+
+/** The buffers a recompute kernel binds, in binding order after `params`. */
+export interface RecomputeBuffers {
+  /** 16-byte uniform holding m as its first u32. */
+  params: GPUBuffer;
+  x: GPUBuffer;
+  /** The fused weights. */
+  w: GPUBuffer;
+  /** The batched weights. */
+  wb: GPUBuffer;
+  /** The batched output. */
+  y: GPUBuffer;
+}
+
+/** A compiled recompute kernel: its bind groups, and its dispatch into a pass. */
+export interface RecomputeKernel {
+  bindGroup(buffers: RecomputeBuffers): GPUBindGroup;
+  dispatch(pass: GPUComputePassEncoder, group: GPUBindGroup): void;
+}
+
+/**
+ * Compiles a config for a spec (uncached; check it first with {@linkcode recomputeProblem}).
+ *
+ * @param wgsl The source, the config's own by default (a test swaps in a wrong one).
+ */
+export function compileRecompute(
   device: GPUDevice,
-): { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
-  let layout = layouts.get(device);
-  if (!layout) {
-    const entry = (binding: number, type: GPUBufferBindingType) => ({
-      binding,
-      visibility: GPUShaderStage.COMPUTE,
-      buffer: { type },
-    });
-    const bindGroup = device.createBindGroupLayout({
-      entries: [
-        entry(0, "uniform"),
-        entry(1, "read-only-storage"),
-        entry(2, "read-only-storage"),
-        entry(3, "read-only-storage"),
-        entry(4, "storage"),
-      ],
-    });
-    layout = {
-      bindGroup,
-      pipeline: device.createPipelineLayout({ bindGroupLayouts: [bindGroup] }),
-    };
-    layouts.set(device, layout);
-  }
-  return layout;
+  c: RecomputeConfig,
+  spec: ProjectionSpec,
+  dtype: WeightDtype,
+  wgsl = recomputeWgsl(c, spec, dtype),
+): RecomputeKernel {
+  const layout = recomputeLayout(device);
+  const pipeline = device.createComputePipeline({
+    layout: layout.pipeline,
+    compute: { module: device.createShaderModule({ code: wgsl }), entryPoint: "main" },
+  });
+  const grid = recomputeGrid(c, spec);
+  return {
+    bindGroup: ({ params, x, w, wb, y }) =>
+      device.createBindGroup({
+        layout: layout.bindGroup,
+        entries: [params, x, w, wb, y].map((buffer, binding) => ({
+          binding,
+          resource: { buffer },
+        })),
+      }),
+    dispatch: (pass, group) => {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(...grid);
+    },
+  };
 }

@@ -12,8 +12,7 @@ import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, fusedWidth, segmentOffsets } from "../kernels/problem.ts";
 import type { RecomputeConfig } from "../kernels/recompute.ts";
 import {
-  recomputeGrid,
-  recomputeLayout,
+  compileRecompute,
   recomputeName,
   recomputeProblem,
   recomputeWgsl,
@@ -87,34 +86,21 @@ async function run(
   const w = randomNonZero(fusedWidth(spec) * spec.k, random);
   const wb = randomNonZero(b.inputs.length * b.n * kb, random);
   const width = b.n * b.inputs.length;
-  const layout = recomputeLayout(device);
-  const pipeline = device.createComputePipeline({
-    layout: layout.pipeline,
-    compute: { module: device.createShaderModule({ code: wgsl }), entryPoint: "main" },
-  });
-  const y = storageBuffer(device, new Float32Array((m + 1) * width).fill(NaN), "y");
-  const buffers = [
-    paramsBuffer(device, m),
-    storageBuffer(device, x, "x"),
-    storageBuffer(device, packWeights(w, dtype), "w"),
-    storageBuffer(device, packWeights(wb, dtype), "wb"),
-    y,
-  ];
+  const kernel = compileRecompute(device, config, spec, dtype, wgsl);
+  const bound = {
+    params: paramsBuffer(device, m),
+    x: storageBuffer(device, x, "x"),
+    w: storageBuffer(device, packWeights(w, dtype), "w"),
+    wb: storageBuffer(device, packWeights(wb, dtype), "wb"),
+    y: storageBuffer(device, new Float32Array((m + 1) * width).fill(NaN), "y"),
+  };
   try {
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: layout.bindGroup,
-        entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-      }),
-    );
-    pass.dispatchWorkgroups(...recomputeGrid(config, spec));
+    kernel.dispatch(pass, kernel.bindGroup(bound));
     pass.end();
     device.queue.submit([encoder.finish()]);
-    const got = await readBuffer(device, y);
+    const got = await readBuffer(device, bound.y);
     const ref = reference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
     for (let i = 0; i < m * width; i++) {
       const err = Math.abs(got[i] - ref.values[i]);
@@ -125,7 +111,7 @@ async function run(
     }
     return undefined;
   } finally {
-    for (const buffer of buffers) buffer.destroy();
+    for (const buffer of Object.values(bound)) buffer.destroy();
   }
 }
 
