@@ -14,24 +14,21 @@
  */
 import { parseArgs } from "node:util";
 import type { CacheEntry } from "../cache/schema.ts";
-import { adapterFingerprint, cacheFileName, problemKey } from "../cache/schema.ts";
-import { loadCacheFile } from "../cache/store.ts";
+import { cacheFileName, problemKey } from "../cache/schema.ts";
 import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
 import { createProjection } from "../dispatch/create.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import { precisionProblem, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, fusedWidth, projectionFlops, weightBytes } from "../kernels/problem.ts";
-import { DEFAULT_BUCKETS, findProblem } from "../tuner/problems.ts";
-import { isSoftwareAdapter, openGpu } from "../tuner/gpu_device.ts";
-import { clockKeepers } from "../tuner/heater.ts";
+import { DEFAULT_BUCKETS } from "../tuner/problems.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { formatTable } from "../tuner/report.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { cacheWith } from "./cache_with.ts";
 import { ceilingsOf } from "./ceilings.ts";
-import { RunChain } from "./chain.ts";
 import type { Row } from "./row.ts";
+import { chainedInput, openSession } from "./session.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -80,32 +77,16 @@ function parseBenchArgs(argv: string[]) {
 
 const args = parseBenchArgs(Deno.args);
 
-const gpu = await openGpu();
+const session = await openSession(args.problem, args["cache-dir"]);
+const { gpu, probe, spec, fingerprint, cachePath, cache } = session;
 const device = gpu.device;
-// The tuner's heater and clock watch: timings taken while the clock moved are measured again.
-const { heater, probe } = clockKeepers(device, !isSoftwareAdapter(gpu.adapter));
-heater?.start();
 let worstDriftPct = 0;
-const spec = await findProblem(args.problem);
 const ceilings = ceilingsOf(gpu.adapter.info.description);
-const fingerprint = adapterFingerprint(gpu.adapter.info);
-const cachePath = `${args["cache-dir"]}/${cacheFileName(fingerprint)}`;
-const cache = await loadCacheFile(cachePath);
 const buckets = args.buckets ? args.buckets.split(",").map(Number) : DEFAULT_BUCKETS;
 const maxM = Math.max(...buckets);
 const random = seededRandom(7);
-const x = device.createBuffer({
-  size: maxM * spec.k * 4,
-  usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-});
-device.queue.writeBuffer(x, 0, randomNonZero(maxM * spec.k, random) as Float32Array<ArrayBuffer>);
 // Each run waits for the one before, as in a model; the links' own cost is taken off.
-const chain = new RunChain(device, x);
-const [link] = await timeItems(device, [chain.alone()], {
-  warmup: 3,
-  repeats: Number(args.repeats),
-  probe,
-});
+const { x, chain, link } = await chainedInput(session, maxM, random, Number(args.repeats));
 const torch = args.torch ? await runTorch(spec, buckets) : [];
 console.error(
   `GPU: ${fingerprint.description}; cache ${cache ? cachePath : "none (tuned = default)"}`,
@@ -201,8 +182,7 @@ for (const label of args.dtype.split(",")) {
     }x`,
   );
 }
-await heater?.destroy();
-probe?.destroy();
+await session.close();
 chain.destroy();
 console.log(`chain link: ${link.medianUs.toFixed(2)} us per run, taken off every time`);
 if (probe) {

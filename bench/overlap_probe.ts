@@ -17,8 +17,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { adapterFingerprint, cacheFileName, problemKey } from "../cache/schema.ts";
-import { loadCacheFile } from "../cache/store.ts";
+import { problemKey } from "../cache/schema.ts";
 import { parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
@@ -33,13 +32,10 @@ import {
 import { batchedShape, fusedShape } from "../kernels/problem.ts";
 import type { RecomputeConfig } from "../kernels/recompute.ts";
 import { compileRecompute, recomputeName, recomputeProblem } from "../kernels/recompute.ts";
-import { isSoftwareAdapter, openGpu } from "../tuner/gpu_device.ts";
-import { clockKeepers } from "../tuner/heater.ts";
-import { findProblem } from "../tuner/problems.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { shapeExtents } from "../tuner/verify.ts";
-import { RunChain } from "./chain.ts";
+import { chainedInput, openSession } from "./session.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -50,15 +46,12 @@ const { values: args } = parseArgs({
     copies: { type: "string", default: "10" },
   },
 });
-const gpu = await openGpu();
+const session = await openSession(args.problem);
+const { gpu, probe, spec, cache } = session;
 const device = gpu.device;
-const { heater, probe } = clockKeepers(device, !isSoftwareAdapter(gpu.adapter));
-heater?.start();
-const spec = await findProblem(args.problem);
 const dtype = args.dtype as WeightDtype;
 const m = Number(args.m);
 const copies = Number(args.copies);
-const cache = await loadCacheFile(`cache/${cacheFileName(adapterFingerprint(gpu.adapter.info))}`);
 const tuned = cache?.entries[problemKey(spec, dtype, "exact")]?.buckets[String(m)];
 if (!tuned?.batched) {
   throw new Error(`No tuned ${spec.name} ${dtype} entry with a batched stage at m=${m}`);
@@ -68,7 +61,7 @@ const random = seededRandom(11);
 const fused = fusedShape(spec), batched = batchedShape(spec)!;
 const fe = shapeExtents(fused, m), be = shapeExtents(batched, m);
 const params = paramsBuffer(device, m);
-const x = storageBuffer(device, randomNonZero(fe.x, random), "x", GPUBufferUsage.COPY_DST);
+const { x, chain, link } = await chainedInput(session, m, random, 15);
 const yFused = storageBuffer(device, new Float32Array(fe.y), "fused y");
 const ownX = storageBuffer(device, randomNonZero(fe.y, random), "batched x of its own");
 const yBatched = storageBuffer(device, new Float32Array(be.y), "batched y");
@@ -103,7 +96,6 @@ const recomputeGroups = fusedW.map((w, i) =>
 const recomputeRun = (pass: GPUComputePassEncoder, rep: number) =>
   recomputeKernel.dispatch(pass, recomputeGroups[rep % recomputeGroups.length]);
 
-const chain = new RunChain(device, x);
 /** A stage: a kernel and its bind groups, or a function that records the recompute kernel. */
 type Step =
   | [CompiledKernel, KernelBindGroup[]]
@@ -132,7 +124,6 @@ const cases: [string, ReturnType<typeof run>][] = [
   ["fused + recompute", run([[fusedKernel, fusedGroups], recomputeRun], yBatched)],
 ];
 const timing = { warmup: 3, repeats: 15, probe };
-const [link] = await timeItems(device, [chain.alone()], timing);
 const timings = await timeItems(device, cases.map(([, item]) => item), timing);
 const configs = `${tuned.fused.config} + ${tuned.batched.config}; ${recomputeName(recompute)}`;
 console.log(`${spec.name} ${dtype} m=${m}: ${configs}`);
@@ -145,6 +136,6 @@ cases.forEach(([name], i) => {
     }%)`,
   );
 });
-await heater?.destroy();
-probe?.destroy();
+await session.close();
+chain.destroy();
 device.destroy();

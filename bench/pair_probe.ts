@@ -11,8 +11,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { adapterFingerprint, cacheFileName, problemKey } from "../cache/schema.ts";
-import { loadCacheFile } from "../cache/store.ts";
+import { problemKey } from "../cache/schema.ts";
 import { createProjection } from "../dispatch/create.ts";
 import { defaultConfig } from "../dispatch/defaults.ts";
 import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
@@ -20,14 +19,11 @@ import { configName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, batchedShape, fusedShape, fusedWidth } from "../kernels/problem.ts";
-import { isSoftwareAdapter, openGpu } from "../tuner/gpu_device.ts";
-import { clockKeepers } from "../tuner/heater.ts";
-import { findProblem } from "../tuner/problems.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { formatTable } from "../tuner/report.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { cacheWith } from "./cache_with.ts";
-import { RunChain } from "./chain.ts";
+import { chainedInput, openSession } from "./session.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -38,25 +34,14 @@ const { values: args } = parseArgs({
     copies: { type: "string", default: "10" },
   },
 });
-const gpu = await openGpu();
+const session = await openSession(args.problem);
+const { gpu, probe, spec, fingerprint, cache } = session;
 const device = gpu.device;
-const { heater, probe } = clockKeepers(device, !isSoftwareAdapter(gpu.adapter));
-heater?.start();
-const spec = await findProblem(args.problem);
-const fingerprint = adapterFingerprint(gpu.adapter.info);
-const cache = await loadCacheFile(`cache/${cacheFileName(fingerprint)}`);
 const buckets = args.buckets.split(",").map(Number);
 const copies = Number(args.copies);
 const random = seededRandom(7);
-const maxM = Math.max(...buckets);
-const x = device.createBuffer({
-  size: maxM * spec.k * 4,
-  usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-});
-device.queue.writeBuffer(x, 0, randomNonZero(maxM * spec.k, random) as Float32Array<ArrayBuffer>);
-const chain = new RunChain(device, x);
 const timing = { warmup: 3, repeats: 15, probe };
-const [link] = await timeItems(device, [chain.alone()], timing);
+const { x, chain, link } = await chainedInput(session, Math.max(...buckets), random, 15);
 
 /** Median us per run of each projection set at m, chained (link off) or free to overlap. */
 async function timeAt(sets: Projection[][], m: number, chained: boolean): Promise<number[]> {
@@ -147,5 +132,5 @@ console.log(formatTable(
   ],
   rows,
 ));
-await heater?.destroy();
-probe?.destroy();
+await session.close();
+chain.destroy();
