@@ -7,9 +7,11 @@
  * own (independent: what a recompute kernel would be), then a chain link from the batched
  * output back to X, so each run waits for the one before as in a model (bench/chain.ts). The
  * link's own time is taken off. If "fused + independent" reads about "fused alone", the two
- * kernels overlap and the recompute plan can hide the batched stage. The last two cases time
- * the recompute kernel itself (kernels/recompute.ts): alone, and after the fused GEMV, which is
- * the whole projection in the recompute plan.
+ * kernels overlap and the recompute plan can hide the batched stage. Then the recompute kernel
+ * (kernels/recompute.ts) in a few configs: alone, and after the fused GEMV, which is the whole
+ * projection in the recompute plan; and the one-dispatch decode kernel (kernels/decode.ts) with
+ * the tuned GEMV widened to 256-1024 threads. The decode and recompute kernels are checked by
+ * tests/decode_test.ts and tests/recompute_test.ts, not here. Results: NOTES.md.
  *
  *   source .gpu/setup.sh && deno run --cached-only -A bench/overlap_probe.ts \
  *     [--problem kimi-linear-tp4] [--dtype f16] [--m 1]
@@ -36,6 +38,10 @@ import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { shapeExtents } from "../tuner/verify.ts";
 import { chainedInput, openSession } from "./session.ts";
+import type { DecodeConfig } from "../kernels/decode.ts";
+import { compileDecode, decodeName, decodeProblem } from "../kernels/decode.ts";
+import type { GemvConfig } from "../kernels/config.ts";
+import { SUBGROUPS_DIRECTIVE, wantsSubgroupsDirective } from "../kernels/gpu.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -85,21 +91,48 @@ const batchedKernel = await compileKernel(
   dtype,
 );
 
-// The recompute kernel: X, the fused and the batched weights in, the batched output out.
-const recompute: RecomputeConfig = { threads: 256, lanes: 8, cols: 128, rows: Math.max(1, m) };
-const invalid = recomputeProblem(recompute, spec, gpu.caps);
-if (invalid) throw new Error(`${recomputeName(recompute)}: ${invalid}`);
-const recomputeKernel = compileRecompute(device, recompute, spec, dtype);
-const recomputeGroups = fusedW.map((w, i) =>
-  recomputeKernel.bindGroup({ params, x, w, wb: batchedW[i], y: yBatched })
-);
-const recomputeRun = (pass: GPUComputePassEncoder, rep: number) =>
-  recomputeKernel.dispatch(pass, recomputeGroups[rep % recomputeGroups.length]);
+// The recompute kernels: X, the fused and the batched weights in, the batched output out.
+const recomputes: RecomputeConfig[] = [256, 1024].flatMap((threads) =>
+  [8, 32].flatMap((lanes) =>
+    [128, 1024].map((cols) => ({ threads, lanes, cols, rows: Math.max(1, m) }))
+  )
+).filter((c) => recomputeProblem(c, spec, gpu.caps) === undefined);
+type Record = (pass: GPUComputePassEncoder, rep: number) => void;
+const recomputeRuns = recomputes.map((config): Record => {
+  const kernel = compileRecompute(device, config, spec, dtype);
+  const bindGroups = fusedW.map((w, i) =>
+    kernel.bindGroup({ params, x, w, wb: batchedW[i], y: yBatched })
+  );
+  return (pass, rep) => kernel.dispatch(pass, bindGroups[rep % bindGroups.length]);
+});
+
+// The one-dispatch decode kernels: the tuned fused GEMV widened to 256-1024 threads, with a
+// recompute part beside it.
+const tunedGemv = parseConfigName(tuned.fused.config) as GemvConfig;
+const prefix = tunedGemv.subgroup && await wantsSubgroupsDirective(device)
+  ? SUBGROUPS_DIRECTIVE
+  : "";
+const decodes: DecodeConfig[] = [256, 512, 1024].flatMap((threads) =>
+  [8, 32].flatMap((lanes) =>
+    [128, 512].map((cols) => ({
+      gemv: { ...tunedGemv, nc: threads / tunedGemv.lanes, rm: Math.max(tunedGemv.rm, m) },
+      lanes,
+      cols,
+    }))
+  )
+).filter((c) => decodeProblem(c, spec, dtype, gpu.caps) === undefined);
+const decodeRuns = decodes.map((config): Record => {
+  const kernel = compileDecode(device, config, spec, dtype, prefix);
+  const bindGroups = fusedW.map((w, i) =>
+    kernel.bindGroup({ params, x, w, y: yFused, wb: batchedW[i], yb: yBatched })
+  );
+  return (pass, rep) => kernel.dispatch(pass, bindGroups[rep % bindGroups.length]);
+});
 
 /** A stage: a kernel and its bind groups, or a function that records the recompute kernel. */
 type Step =
   | [CompiledKernel, KernelBindGroup[]]
-  | ((pass: GPUComputePassEncoder, rep: number) => void);
+  | Record;
 const run = (steps: Step[], last: GPUBuffer) => ({
   encode: (pass: GPUComputePassEncoder, rep: number) => {
     for (const step of steps) {
@@ -120,18 +153,27 @@ const cases: [string, ReturnType<typeof run>][] = [
     "fused + independent batched",
     run([[fusedKernel, fusedGroups], [batchedKernel, independent]], yBatched),
   ],
-  ["recompute alone", run([recomputeRun], yBatched)],
-  ["fused + recompute", run([[fusedKernel, fusedGroups], recomputeRun], yBatched)],
+  ...recomputes.flatMap((config, i): [string, ReturnType<typeof run>][] => [
+    [`${recomputeName(config)} alone`, run([recomputeRuns[i]], yBatched)],
+    [
+      `fused + ${recomputeName(config)}`,
+      run([[fusedKernel, fusedGroups], recomputeRuns[i]], yBatched),
+    ],
+  ]),
+  ...decodes.map((config, i): [string, ReturnType<typeof run>] => [
+    decodeName(config),
+    run([decodeRuns[i]], yBatched),
+  ]),
 ];
 const timing = { warmup: 3, repeats: 15, probe };
 const timings = await timeItems(device, cases.map(([, item]) => item), timing);
-const configs = `${tuned.fused.config} + ${tuned.batched.config}; ${recomputeName(recompute)}`;
+const configs = `${tuned.fused.config} + ${tuned.batched.config}`;
 console.log(`${spec.name} ${dtype} m=${m}: ${configs}`);
 console.log(`chain link ${link.medianUs.toFixed(2)} us, taken off`);
 cases.forEach(([name], i) => {
   const t = timings[i];
   console.log(
-    `${name.padEnd(28)} ${(t.medianUs - link.medianUs).toFixed(2)} us (spread ${
+    `${name.padEnd(50)} ${(t.medianUs - link.medianUs).toFixed(2)} us (spread ${
       t.spreadPct.toFixed(1)
     }%)`,
   );

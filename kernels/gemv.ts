@@ -31,8 +31,18 @@ interface Parts {
   rowsCols: (f: (r: number, j: number) => void) => void;
 }
 
-/** Generates the WGSL of a split-k GEMV. Validate the config first with `configProblem`. */
-export function gemvWgsl(c: GemvConfig, shape: GemmShape, dtype: WeightDtype): string {
+/**
+ * Generates the WGSL of a split-k GEMV. Validate the config first with `configProblem`.
+ *
+ * @param entry `false` makes the body `fn gemvBlock(wg, li)` instead of the entry point `main`,
+ * for a kernel that runs it in some of its workgroups (kernels/decode.ts).
+ */
+export function gemvWgsl(
+  c: GemvConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+  entry = true,
+): string {
   const p: Parts = {
     c,
     threads: c.nc * c.lanes,
@@ -42,7 +52,7 @@ export function gemvWgsl(c: GemvConfig, shape: GemmShape, dtype: WeightDtype): s
     },
   };
   const lines = [
-    ...gemvStart(p, shape, dtype),
+    ...gemvStart(p, shape, dtype, entry),
     ...gemvLoop(p, shape),
     ...(c.subgroup ? subgroupReduce(p) : workgroupReduce(p)),
     "}",
@@ -51,7 +61,7 @@ export function gemvWgsl(c: GemvConfig, shape: GemmShape, dtype: WeightDtype): s
 }
 
 /** Everything before the k loop: bindings, constants, the thread's columns and rows, zeroes. */
-function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype): string[] {
+function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolean): string[] {
   const { c } = p;
   const lines = [
     kernelPrelude(`split-k GEMV ${configName(c)}`, shape, dtype, c.vec),
@@ -63,8 +73,12 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype): string[] {
   if (!c.subgroup) lines.push(`\nvar<workgroup> partial: array<f32, ${c.rm * c.cn * p.threads}>;`);
   lines.push(
     "",
-    `@compute @workgroup_size(${p.threads})`,
-    "fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {",
+    ...(entry
+      ? [
+        `@compute @workgroup_size(${p.threads})`,
+        "fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {",
+      ]
+      : ["fn gemvBlock(wg: vec3<u32>, li: u32) {"]),
     "  let m = params.m;",
     "  let b = wg.z;",
     batchOffsets(shape, c.vec, "  ").trimEnd(),

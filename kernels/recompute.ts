@@ -6,8 +6,10 @@
  * the fused GEMV: the two can run side by side. Rows up to `rows` per dispatch (decode sizes).
  *
  * Bindings (group 0): 0 = uniform m, 1 = X (f32), 2 = the fused weights, 3 = the batched
- * weights (both stored as the weight type), 4 = the batched output (f32). Not yet a family of
- * the tuner's space: {@linkcode recomputeWgsl} and its checks come first.
+ * weights (both stored as the weight type), 4 = the batched output (f32). Not a family of the
+ * tuner's space: on the H100 it took 22 us alone at best against the 3.3 us of the batched GEMV it
+ * would replace (NOTES.md, "neither form of the one-dispatch decode plan wins"); the overlap probe
+ * (bench/overlap_probe.ts) and kernels/decode.ts use it.
  *
  * @module
  */
@@ -68,7 +70,10 @@ export function recomputeProblem(
   if (c.threads > caps.maxInvocations) {
     return `${c.threads} threads exceed the device's ${caps.maxInvocations} per workgroup`;
   }
-  const shared = 4 * c.rows * kb * (c.lanes + 1);
+  if ((spec.k / 4) % c.lanes !== 0) {
+    return `lanes (${c.lanes}) must divide k / 4 (${spec.k / 4})`;
+  }
+  const shared = 4 * c.rows * (kb + c.threads);
   if (shared > caps.maxWorkgroupStorage) {
     return `${shared} bytes of workgroup memory exceed the device's ${caps.maxWorkgroupStorage}`;
   }
@@ -84,6 +89,170 @@ export function recomputeGrid(c: RecomputeConfig, spec: ProjectionSpec): [number
   return [Math.ceil(b.n / c.cols), b.inputs.length, 1];
 }
 
+/** Largest divisor of `steps` up to `most`: loop trips unrolled into one. */
+function unrollOf(steps: number, most = 8): number {
+  for (let u = Math.min(steps, most); u > 1; u--) if (steps % u === 0) return u;
+  return 1;
+}
+
+/** Largest power of two up to `most` that divides `n`. */
+function pow2Divisor(n: number, most: number): number {
+  let p = 1;
+  while (p * 2 <= most && n % (p * 2) === 0) p *= 2;
+  return p;
+}
+
+/** Threads that share one output column's dot product in the second step. */
+export function outputLanes(c: RecomputeConfig, spec: ProjectionSpec): number {
+  return pow2Divisor(batchedInputWidth(spec) / 4, Math.max(1, Math.floor(c.threads / c.cols)));
+}
+
+/**
+ * One thread's share of a dot product of length `len` vec4s split over `lanes` threads: all
+ * `unroll` loads of a trip first (so they are in flight together), then the FMAs of each row.
+ * `x(r, i)` and `w(i)` are the WGSL of row r's and the weights' i-th vec4.
+ */
+function dotLoop(
+  rows: number,
+  len: number,
+  lanes: number,
+  lane: string,
+  x: (r: number, i: string) => string,
+  w: (i: string) => string,
+): string[] {
+  const unroll = unrollOf(len / lanes);
+  const at = (u: number) => (u === 0 ? "i" : `i + ${u * lanes}u`);
+  const lines = Array.from({ length: rows }, (_, r) => `    var acc${r} = 0.0;`);
+  lines.push(`    for (var i = ${lane}; i < ${len}u; i += ${lanes * unroll}u) {`);
+  for (let u = 0; u < unroll; u++) lines.push(`      let w${u} = ${w(at(u))};`);
+  for (let u = 0; u < unroll; u++) {
+    for (let r = 0; r < rows; r++) lines.push(`      acc${r} += dot(${x(r, at(u))}, w${u});`);
+  }
+  lines.push("    }");
+  return lines;
+}
+
+/** The binding numbers of a recompute part: X, fused W, batched W, batched Y. */
+export interface RecomputeBindings {
+  x: number;
+  w: number;
+  wb: number;
+  y: number;
+}
+
+/**
+ * Declarations of a recompute part (bindings, constants, loaders, workgroup memory), every
+ * name starting with `R`/`r` so a kernel with a GEMV part can hold both. `params` (m) is the
+ * caller's.
+ */
+export function recomputeDecls(
+  c: RecomputeConfig,
+  spec: ProjectionSpec,
+  dtype: WeightDtype,
+  bind: RecomputeBindings,
+): string {
+  const b = spec.batched!;
+  const kb = batchedInputWidth(spec);
+  const perPass = c.threads / c.lanes, lanes2 = outputLanes(c, spec);
+  const cols2 = c.threads / lanes2;
+  const vec = storedVec(dtype, 4);
+  return [
+    `@group(0) @binding(${bind.x}) var<storage, read> RX: array<vec4<f32>>;`,
+    `@group(0) @binding(${bind.w}) var<storage, read> RW: array<${vec}>;`,
+    `@group(0) @binding(${bind.wb}) var<storage, read> RWB: array<${vec}>;`,
+    `@group(0) @binding(${bind.y}) var<storage, read_write> RY: array<f32>;`,
+    "",
+    `const R_K4 = ${spec.k / 4}u; // X row and fused weight column, in vec4s`,
+    `const R_KB4 = ${kb / 4}u; // batched input width, in vec4s`,
+    `const R_N = ${b.n}u; // batched output columns per input`,
+    `const R_Y_STRIDE = ${b.n * b.inputs.length}u;`,
+    `const R_PER_PASS = ${perPass}u; // input columns recomputed at once (${c.lanes} threads each)`,
+    `const R_COLS2 = ${cols2}u; // output columns at once (${lanes2} threads each)`,
+    `const R_COLS = ${c.cols}u; // output columns per workgroup`,
+    "",
+    weightLoader(dtype, 4, "RW", "loadRW"),
+    weightLoader(dtype, 4, "RWB", "loadRWB"),
+    "",
+    `var<workgroup> rPart: array<f32, ${c.rows * c.threads}>;`,
+    `var<workgroup> rA: array<vec4<f32>, ${(c.rows * kb) / 4}>;`,
+  ].join("\n");
+}
+
+/**
+ * `fn recomputeBlock(t, wg)`: workgroup `wg` of {@linkcode recomputeGrid}, thread `t`. Step 1
+ * recomputes the input's `kb` columns for every row into `rA`, `lanes` threads per column;
+ * step 2 computes the workgroup's output columns from `rA`, a few threads per column.
+ */
+export function recomputeBlock(c: RecomputeConfig, spec: ProjectionSpec): string {
+  const b = spec.batched!;
+  const kb = batchedInputWidth(spec), k4 = spec.k / 4;
+  const offsets = segmentOffsets(spec);
+  const inputs = b.inputs.map((name) => `${offsets.get(name)}u`).join(", ");
+  const perPass = c.threads / c.lanes, lanes2 = outputLanes(c, spec), cols2 = c.threads / lanes2;
+  const rows = Array.from({ length: c.rows }, (_, r) => r);
+  const sumLanes = (lanes: number, slot: (r: number) => string) =>
+    rows.map((r) =>
+      `      var s${r} = 0.0;\n      for (var l = 0u; l < ${lanes}u; l++) { s${r} += rPart[${
+        slot(r)
+      } + l]; }`
+    );
+  return [
+    "fn recomputeBlock(t: u32, wg: vec3<u32>) {",
+    "  let m = params.m;",
+    `  var inputs = array<u32, ${b.inputs.length}>(${inputs});`,
+    "  let column0 = inputs[wg.y]; // the input's first column in the fused output",
+    ...rows.map((r) => `  let x${r} = min(${r}u, m - 1u) * R_K4; // rows past m are clamped`),
+    `  // 1: the input's ${kb} columns for every row`,
+    `  let lane = t % ${c.lanes}u;`,
+    `  for (var step = 0u; step < ${Math.ceil(kb / perPass)}u; step++) {`,
+    "    let j = min(step * R_PER_PASS + t / " + c.lanes + "u, R_KB4 * 4u - 1u);",
+    "    let wAt = (column0 + j) * R_K4;",
+    ...dotLoop(
+      c.rows,
+      k4,
+      c.lanes,
+      "lane",
+      (r, i) => `RX[x${r} + ${i}]`,
+      (i) => `loadRW(wAt + ${i})`,
+    ),
+    ...rows.map((r) =>
+      `    rPart[(${r}u * R_PER_PASS + t / ${c.lanes}u) * ${c.lanes}u + lane] = acc${r};`
+    ),
+    "    workgroupBarrier();",
+    `    if (lane == 0u && step * R_PER_PASS + t / ${c.lanes}u < R_KB4 * 4u) {`,
+    ...sumLanes(c.lanes, (r) => `(${r}u * R_PER_PASS + t / ${c.lanes}u) * ${c.lanes}u`),
+    ...rows.map((r) => `      rA[${r}u * R_KB4 + j / 4u][j % 4u] = s${r};`),
+    "    }",
+    "    workgroupBarrier();",
+    "  }",
+    `  // 2: this workgroup's output columns, ${lanes2} threads each`,
+    `  let lane2 = t % ${lanes2}u;`,
+    `  for (var step = 0u; step < ${Math.ceil(c.cols / cols2)}u; step++) {`,
+    `    let col = min(wg.x * R_COLS + step * R_COLS2 + t / ${lanes2}u, R_N - 1u);`,
+    "    let wAt = (wg.y * R_N + col) * R_KB4;",
+    ...dotLoop(
+      c.rows,
+      kb / 4,
+      lanes2,
+      "lane2",
+      (r, i) => `rA[${r}u * R_KB4 + ${i}]`,
+      (i) => `loadRWB(wAt + ${i})`,
+    ),
+    ...rows.map((r) => `    rPart[${r}u * ${c.threads}u + t] = acc${r};`),
+    "    workgroupBarrier();",
+    `    let own = step * R_COLS2 + t / ${lanes2}u;`,
+    `    if (lane2 == 0u && own < R_COLS && wg.x * R_COLS + own < R_N) {`,
+    ...sumLanes(lanes2, (r) => `${r}u * ${c.threads}u + t`),
+    ...rows.map((r) =>
+      `      if (${r}u < m) { RY[${r}u * R_Y_STRIDE + wg.y * R_N + col] = s${r}; }`
+    ),
+    "    }",
+    "    workgroupBarrier();",
+    "  }",
+    "}",
+  ].join("\n");
+}
+
 /** The WGSL of a config (see the module documentation; check it with `recomputeProblem`). */
 export function recomputeWgsl(
   c: RecomputeConfig,
@@ -91,76 +260,19 @@ export function recomputeWgsl(
   dtype: WeightDtype,
 ): string {
   const b = spec.batched!;
-  const kb = batchedInputWidth(spec);
-  const offsets = segmentOffsets(spec);
-  const inputs = b.inputs.map((name) => `${offsets.get(name)}u`).join(", ");
-  const perPass = c.threads / c.lanes;
   return [
     `// ${recomputeName(c)}: ${b.outputs.join(", ")} from X, recomputing ${b.inputs.join(", ")}`,
     `// weights stored as ${dtype}; rows up to ${c.rows}`,
     "",
     "struct Params { m: u32 }",
     "@group(0) @binding(0) var<uniform> params: Params;",
-    "@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;",
-    `@group(0) @binding(2) var<storage, read> W: array<${storedVec(dtype, 4)}>;`,
-    `@group(0) @binding(3) var<storage, read> WB: array<${storedVec(dtype, 4)}>;`,
-    "@group(0) @binding(4) var<storage, read_write> Y: array<f32>;",
+    recomputeDecls(c, spec, dtype, { x: 1, w: 2, wb: 3, y: 4 }),
     "",
-    `const K4 = ${spec.k / 4}u; // X row and fused weight column, in vec4s`,
-    `const KB = ${kb}u; // batched input width`,
-    `const N = ${b.n}u; // batched output columns per input`,
-    `const Y_STRIDE = ${b.n * b.inputs.length}u;`,
-    `const ROWS = ${c.rows}u;`,
-    `const LANES = ${c.lanes}u;`,
-    `const THREADS = ${c.threads}u;`,
-    `const PER_PASS = ${perPass}u; // input columns recomputed at once`,
-    `const COLS = ${c.cols}u;`,
-    "",
-    weightLoader(dtype, 4),
-    weightLoader(dtype, 4, "WB", "loadWB"),
-    "",
-    "var<workgroup> part: array<f32, ROWS * KB * LANES>;",
-    "var<workgroup> a: array<f32, ROWS * KB>;",
+    recomputeBlock(c, spec),
     "",
     `@compute @workgroup_size(${c.threads})`,
     "fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {",
-    "  let m = min(params.m, ROWS);",
-    "  let batch = wg.y;",
-    `  var inputs = array<u32, ${b.inputs.length}>(${inputs});`,
-    "  let column0 = inputs[batch]; // the input's first column in the fused output",
-    "  let lane = t % LANES;",
-    "  // 1: the input's KB columns for every row, LANES threads per column, partial sums kept",
-    "  for (var step = 0u; step < (KB + PER_PASS - 1u) / PER_PASS; step++) {",
-    "    let j = step * PER_PASS + t / LANES;",
-    "    if (j < KB) {",
-    "      var acc = array<f32, ROWS>(); // explicit: naga does not re-zero a bare var per iteration (gfx-rs/wgpu#9489)",
-    "      for (var i = lane; i < K4; i += LANES) {",
-    "        let w = loadW((column0 + j) * K4 + i);",
-    "        for (var r = 0u; r < m; r++) { acc[r] += dot(X[r * K4 + i], w); }",
-    "      }",
-    "      for (var r = 0u; r < ROWS; r++) { part[(r * KB + j) * LANES + lane] = acc[r]; }",
-    "    }",
-    "  }",
-    "  workgroupBarrier();",
-    "  for (var q = t; q < ROWS * KB; q += THREADS) {",
-    "    var s = 0.0;",
-    "    for (var l = 0u; l < LANES; l++) { s += part[q * LANES + l]; }",
-    "    a[q] = s;",
-    "  }",
-    "  workgroupBarrier();",
-    "  // 2: this workgroup's output columns, a thread per column",
-    "  let end = min((wg.x + 1u) * COLS, N);",
-    "  for (var col = wg.x * COLS + t; col < end; col += THREADS) {",
-    "    var acc = array<f32, ROWS>();",
-    "    for (var i = 0u; i < KB / 4u; i++) {",
-    "      let w = loadWB((batch * N + col) * (KB / 4u) + i);",
-    "      for (var r = 0u; r < m; r++) {",
-    "        let at = r * KB + 4u * i;",
-    "        acc[r] += dot(vec4<f32>(a[at], a[at + 1u], a[at + 2u], a[at + 3u]), w);",
-    "      }",
-    "    }",
-    "    for (var r = 0u; r < m; r++) { Y[r * Y_STRIDE + batch * N + col] = acc[r]; }",
-    "  }",
+    "  recomputeBlock(t, wg);",
     "}",
     "",
   ].join("\n");

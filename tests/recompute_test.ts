@@ -9,7 +9,7 @@ import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights, roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import { paramsBuffer, readBuffer, storageBuffer } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
-import { batchedInputWidth, fusedWidth, segmentOffsets } from "../kernels/problem.ts";
+import { batchedInputWidth, fusedWidth } from "../kernels/problem.ts";
 import type { RecomputeConfig } from "../kernels/recompute.ts";
 import {
   compileRecompute,
@@ -17,10 +17,10 @@ import {
   recomputeProblem,
   recomputeWgsl,
 } from "../kernels/recompute.ts";
-import { errorBound } from "../kernels/reference.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
+import { batchedReference } from "./recompute_reference.ts";
 
 const problem = (name: string) =>
   loadProblem(fileURLToPath(new URL(`../problems/${name}.yaml`, import.meta.url)));
@@ -28,48 +28,6 @@ const CONFIGS: RecomputeConfig[] = [
   { threads: 64, lanes: 4, cols: 16, rows: 4 },
   { threads: 256, lanes: 8, cols: 128, rows: 4 },
 ];
-
-/** The batched outputs of rows < m in float64, each with its error bound. */
-function reference(
-  spec: ProjectionSpec,
-  m: number,
-  x: Float32Array,
-  w: Float64Array,
-  wb: Float64Array,
-): { values: Float64Array; bounds: Float64Array } {
-  const b = spec.batched!, kb = batchedInputWidth(spec), k = spec.k;
-  const offsets = segmentOffsets(spec);
-  const width = b.n * b.inputs.length;
-  const values = new Float64Array(m * width), bounds = new Float64Array(m * width);
-  for (let r = 0; r < m; r++) {
-    b.inputs.forEach((name, batch) => {
-      const column0 = offsets.get(name)!;
-      const a = new Float64Array(kb), aError = new Float64Array(kb);
-      for (let j = 0; j < kb; j++) {
-        let sum = 0, magnitude = 0;
-        for (let t = 0; t < k; t++) {
-          const p = x[r * k + t] * w[(column0 + j) * k + t];
-          sum += p;
-          magnitude += Math.abs(p);
-        }
-        a[j] = sum;
-        aError[j] = errorBound(k, magnitude);
-      }
-      for (let c = 0; c < b.n; c++) {
-        let sum = 0, magnitude = 0, carried = 0;
-        for (let j = 0; j < kb; j++) {
-          const wj = wb[(batch * b.n + c) * kb + j];
-          sum += a[j] * wj;
-          magnitude += Math.abs(a[j] * wj);
-          carried += aError[j] * Math.abs(wj);
-        }
-        values[r * width + batch * b.n + c] = sum;
-        bounds[r * width + batch * b.n + c] = errorBound(kb, magnitude) + carried;
-      }
-    });
-  }
-  return { values, bounds };
-}
 
 /** Runs a config's kernel at m on random data; the output has a NaN row past m. */
 async function run(
@@ -101,7 +59,7 @@ async function run(
     pass.end();
     device.queue.submit([encoder.finish()]);
     const got = await readBuffer(device, bound.y);
-    const ref = reference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
+    const ref = batchedReference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
     for (let i = 0; i < m * width; i++) {
       const err = Math.abs(got[i] - ref.values[i]);
       if (!(err <= ref.bounds[i])) return `Y[${i}] = ${got[i]}, expected ${ref.values[i]}`;

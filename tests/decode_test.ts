@@ -1,0 +1,121 @@
+/**
+ * The one-dispatch decode kernel (kernels/decode.ts) on the CPU adapter: both its outputs, the
+ * fused segments and the batched outputs recomputed from X, match the float64 reference for
+ * each weight type and row count, and nothing past row m is written.
+ */
+import assert from "node:assert/strict";
+import type { DecodeConfig } from "../kernels/decode.ts";
+import { compileDecode, decodeName, decodeProblem } from "../kernels/decode.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { packWeights, roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import {
+  paramsBuffer,
+  readBuffer,
+  storageBuffer,
+  SUBGROUPS_DIRECTIVE,
+  wantsSubgroupsDirective,
+} from "../kernels/gpu.ts";
+import type { ProjectionSpec } from "../kernels/problem.ts";
+import { batchedInputWidth, fusedWidth } from "../kernels/problem.ts";
+import { errorBound, referenceRows } from "../kernels/reference.ts";
+import { fusedShape } from "../kernels/problem.ts";
+import { openGpu } from "../tuner/gpu_device.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+import { loadProblem } from "../tuner/yaml_file.ts";
+import { gemvConfig, ROOT } from "./helpers.ts";
+import { batchedReference } from "./recompute_reference.ts";
+
+const CONFIGS: DecodeConfig[] = [
+  { gemv: gemvConfig({ nc: 4, cn: 1, lanes: 16, rm: 4, vec: 4 }), lanes: 4, cols: 16 },
+  { gemv: gemvConfig({ nc: 8, cn: 2, lanes: 8, rm: 4, vec: 8 }), lanes: 8, cols: 32 },
+];
+
+/** Index and message of the first value of `got` outside its bound, or undefined. */
+function firstOff(got: Float32Array, want: Float64Array, bound: (i: number) => number) {
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= bound(i))) return `[${i}] = ${got[i]}, expected ${want[i]}`;
+  }
+  for (let i = want.length; i < got.length; i++) {
+    if (!Number.isNaN(got[i])) return `[${i}] written, past row m`;
+  }
+  return undefined;
+}
+
+/** Runs a config at m on random data; both outputs have a NaN row past m. */
+async function run(
+  device: GPUDevice,
+  spec: ProjectionSpec,
+  config: DecodeConfig,
+  dtype: WeightDtype,
+  m: number,
+): Promise<string | undefined> {
+  const random = seededRandom(100 * m + config.cols);
+  const b = spec.batched!, n = fusedWidth(spec), nb = b.n * b.inputs.length;
+  const x = randomNonZero(m * spec.k, random);
+  const w = randomNonZero(n * spec.k, random);
+  const wb = randomNonZero(nb * batchedInputWidth(spec), random);
+  const prefix = config.gemv.subgroup && await wantsSubgroupsDirective(device)
+    ? SUBGROUPS_DIRECTIVE
+    : "";
+  const kernel = compileDecode(device, config, spec, dtype, prefix);
+  const bound = {
+    params: paramsBuffer(device, m),
+    x: storageBuffer(device, x, "x"),
+    w: storageBuffer(device, packWeights(w, dtype), "w"),
+    y: storageBuffer(device, new Float32Array((m + 1) * n).fill(NaN), "y"),
+    wb: storageBuffer(device, packWeights(wb, dtype), "wb"),
+    yb: storageBuffer(device, new Float32Array((m + 1) * nb).fill(NaN), "yb"),
+  };
+  try {
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    kernel.dispatch(pass, kernel.bindGroup(bound));
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    const rows = Array.from({ length: m }, (_, r) => r);
+    const fused = referenceRows(fusedShape(spec), x, roundWeights(w, dtype), rows);
+    const fusedOff = firstOff(
+      await readBuffer(device, bound.y),
+      fused.values,
+      (i) => errorBound(spec.k, fused.magnitudes[i]),
+    );
+    if (fusedOff) return `fused Y${fusedOff}`;
+    const batched = batchedReference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
+    const batchedOff = firstOff(
+      await readBuffer(device, bound.yb),
+      batched.values,
+      (i) => batched.bounds[i],
+    );
+    return batchedOff && `batched Y${batchedOff}`;
+  } finally {
+    for (const buffer of Object.values(bound)) buffer.destroy();
+  }
+}
+
+Deno.test("the decode kernel's fused and batched outputs match the float64 reference", async () => {
+  const gpu = await openGpu();
+  try {
+    for (const name of ["tiny", "kimi-linear-tp8"]) {
+      const spec = await loadProblem(`${ROOT}problems/${name}.yaml`);
+      const configs = [
+        ...CONFIGS,
+        ...(gpu.caps.subgroups
+          ? [{ ...CONFIGS[1], gemv: { ...CONFIGS[1].gemv, subgroup: true } }]
+          : []),
+      ];
+      for (const config of configs) {
+        // vec 8 is for 16-bit weights only.
+        for (const dtype of WEIGHT_DTYPES.filter((d) => config.gemv.vec < 8 || d !== "f32")) {
+          const invalid = decodeProblem(config, spec, dtype, gpu.caps);
+          assert.equal(invalid, undefined, decodeName(config));
+          for (const m of [1, 3]) {
+            const what = `${name} ${decodeName(config)} ${dtype} m=${m}`;
+            assert.equal(await run(gpu.device, spec, config, dtype, m), undefined, what);
+          }
+        }
+      }
+    }
+  } finally {
+    gpu.device.destroy();
+  }
+});
