@@ -32,7 +32,8 @@ import { STRATEGIES } from "./strategies.ts";
 import { logFileName, TrialLog } from "./trial_log.ts";
 import { DEFAULT_BUCKETS, findProblem } from "./problems.ts";
 import { planSpace } from "./plan.ts";
-import type { ProgressEvent, TrialBudget, TuneResult } from "./tune.ts";
+import type { TrialBudget } from "./budget_plan.ts";
+import type { ProgressEvent, TuneResult } from "./tune.ts";
 import { DEFAULT_TRIAL_TIMEOUT_MS, tune } from "./tune.ts";
 import { loadSpace } from "./yaml_file.ts";
 
@@ -50,7 +51,8 @@ Options:
   --buckets <list>     m buckets, comma-separated (default 1,2,4,...,16384)
   --strategy <s>       guided (default) | local | random | exhaustive (see tuner/strategies.ts)
   --max-trials <n|p%>  most configs timed per stage and bucket: a count, or a share of the
-                       bucket's valid configs (default 15%)
+                       run's valid configs (default 15%; a stage's first bucket, searched
+                       with no hint, gets 2.5 times the others' share: tuner/budget_plan.ts)
   --max-seconds <s>    stop starting trials after this long (default 900)
   --seed <n>           seed for data and random search (default: the log's last, else random)
   --space <file>       search space YAML (default: the built-in space)

@@ -9,6 +9,7 @@
 import type { KernelConfig } from "../kernels/config.ts";
 import { configName, parseConfigName } from "../kernels/config.ts";
 import { suitsRows } from "../kernels/space.ts";
+import { budgetPlan } from "./budget_plan.ts";
 import { seededRandom } from "./random.ts";
 import type { Evaluation, Strategy } from "./search.ts";
 import { runSearch } from "./search.ts";
@@ -91,9 +92,26 @@ export interface ReplayResult {
 export type Budget = { trials: number } | { fraction: number };
 
 /**
+ * Each recorded stage and bucket's trials under a budget, planned as the tuner plans its run
+ * (budget_plan.ts): the smallest bucket of each stage is its first.
+ */
+export function replayPlan(recorded: readonly RecordedBucket[], budget: Budget): number[] {
+  const buckets = [...new Set(recorded.map((b) => b.bucket))].sort((a, b) => a - b);
+  const targets = [...new Set(recorded.map((b) => b.target))];
+  const at = (bucket: number, target: string) =>
+    recorded.find((b) => b.bucket === bucket && b.target === target);
+  const valid = buckets.map((m) => targets.map((t) => at(m, t)?.candidates.length ?? 0));
+  const plan = budgetPlan(
+    "trials" in budget ? budget.trials : { percent: 100 * budget.fraction },
+    valid,
+  );
+  return recorded.map((b) => plan[buckets.indexOf(b.bucket)][targets.indexOf(b.target)]);
+}
+
+/**
  * Replays a strategy over every recorded stage and bucket with one seed. Buckets run smallest
  * first per stage, and each gets the winner found at the bucket before as a hint, as the tuner
- * does.
+ * does; their budgets are planned as the tuner's ({@linkcode replayPlan}).
  */
 export async function replay(
   strategy: Strategy,
@@ -103,15 +121,14 @@ export async function replay(
 ): Promise<ReplayResult[]> {
   const results: ReplayResult[] = [];
   const winners = new Map<string, KernelConfig>(); // by target: the last bucket's find
+  const plan = replayPlan(recorded, budget);
   for (const [i, b] of recorded.entries()) {
     const evaluate = (configs: KernelConfig[]): Promise<Evaluation[]> =>
       Promise.resolve(configs.map((config) => {
         const name = configName(config);
         return { config, name, medianUs: b.times.get(name) ?? null };
       }));
-    const limit = "trials" in budget
-      ? budget.trials
-      : Math.max(1, Math.round(budget.fraction * b.candidates.length));
+    const limit = plan[i];
     const hint = winners.get(b.target);
     const context = {
       candidates: b.candidates,

@@ -20,6 +20,8 @@
  *
  * @module
  */
+import type { TrialBudget } from "./budget_plan.ts";
+import { budgetPlan } from "./budget_plan.ts";
 import type { BucketResult, CacheEntry, StageResult } from "../cache/schema.ts";
 import { GENERATOR_VERSION, storedProblem } from "../cache/schema.ts";
 import type { KernelConfig } from "../kernels/config.ts";
@@ -59,7 +61,7 @@ export interface TuneOptions {
   strategy: Strategy;
   /**
    * Most configs timed per stage and bucket: a count, or a share of the stage's valid configs
-   * at the bucket (see {@linkcode trialBudget}).
+   * at the bucket, the first bucket more (see budget_plan.ts).
    */
   maxTrials: TrialBudget;
   /** Stop starting new trials after this many seconds. */
@@ -86,28 +88,6 @@ export interface TuneOptions {
    */
   ahead?: CompileAhead;
   onProgress?: (event: ProgressEvent) => void;
-}
-
-/** A trial budget: a count of configs, or a percentage of the valid ones. */
-export type TrialBudget = number | { percent: number };
-
-/**
- * The trials a budget allows among `valid` configs: the count, or the percentage rounded up,
- * never more than there are. Replay of exhaustive H100 logs (README) chose 15%: the count that
- * a space's size needs grows with it.
- *
- * @example
- * ```ts
- * import { trialBudget } from "./tune.ts";
- * if (trialBudget(40, 537) !== 40) throw new Error("a count");
- * if (trialBudget({ percent: 15 }, 537) !== 81) throw new Error("15% of 537, rounded up");
- * if (trialBudget({ percent: 15 }, 3) !== 1) throw new Error("at least one");
- * if (trialBudget(40, 12) !== 12) throw new Error("never more than there are");
- * ```
- */
-export function trialBudget(budget: TrialBudget, valid: number): number {
-  const n = typeof budget === "number" ? budget : Math.ceil((budget.percent / 100) * valid);
-  return Math.min(n, valid);
 }
 
 /** The default of {@linkcode TuneOptions.trialTimeoutMs}. */
@@ -227,10 +207,9 @@ async function logInvalid(book: TrialBook, target: Target, invalid: Map<string, 
  */
 async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const { options, runner, book } = run;
-  const plan = buckets.map((m) =>
-    runner.targets.map((t) =>
-      trialBudget(options.maxTrials, t.valid.filter((c) => suitsRows(c, m)).length)
-    )
+  const plan = budgetPlan(
+    options.maxTrials,
+    buckets.map((m) => runner.targets.map((t) => t.valid.filter((c) => suitsRows(c, m)).length)),
   );
   book.total = plan.flat().reduce((a, b) => a + b, 0);
   const rankings: Ranked[][][] = [];
