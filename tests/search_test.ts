@@ -146,7 +146,8 @@ Deno.test("replay answers from a log: exhaustive at 100% has no regret, budgets 
   const full = await replay(exhaustive, recorded, { fraction: 1 }, 1);
   assert.deepEqual(full.map((r) => r.regret), [0, 0]);
   const some = await replay(local, recorded, { trials: 12 }, 2);
-  assert.deepEqual(some.map((r) => r.evaluations), [12, 12]);
+  // 12 each, and m = 1 also times m = 64's winner, which its search had not (the cross-check).
+  assert.deepEqual(some.map((r) => r.evaluations), [13, 12]);
   const report = formatReplay([...full, ...some], 2);
   assert.match(
     report.split("\n").at(-1)!,
@@ -156,6 +157,30 @@ Deno.test("replay answers from a log: exhaustive at 100% has no regret, budgets 
   assert.deepEqual(parseBudget("30"), { trials: 30 });
   assert.throws(() => parseBudget("0%"), RangeError);
   assert.throws(() => parseBudget("many"), /--budget must be a percentage/);
+});
+
+Deno.test("replay runs the tuner's cross-check: a bucket is given its neighbour's winner", async () => {
+  // Exhaustive with one trial asks each bucket's first candidate in log order: a at m = 1, b at
+  // m = 2. b is also the best at m = 1, which only the cross-check finds; m = 2 then has nothing
+  // new to try (m = 1's winner is now b).
+  const [a, b] = [configName(SPACE[0]), configName(SPACE[1])];
+  const trial = (bucket: number, config: string, medianUs: number): Trial => ({
+    generator: 1,
+    target: "fused",
+    bucket,
+    config,
+    outcome: "ok",
+    medianUs,
+    at: "",
+  });
+  const recorded = recordedBuckets([
+    trial(1, a, 5),
+    trial(1, b, 1),
+    trial(2, b, 2),
+    trial(2, a, 9),
+  ]);
+  const got = await replay(exhaustive, recorded, { trials: 1 }, 1);
+  assert.deepEqual(got.map((r) => [r.bucket, r.foundUs, r.evaluations]), [[1, 1, 2], [2, 2, 1]]);
 });
 
 Deno.test("deno task replay replays the committed H100 exhaustive log with the default strategy", async () => {
@@ -172,14 +197,15 @@ Deno.test("deno task replay replays the committed H100 exhaustive log with the d
       /^replay: worst regret ([\d.]+)% \(median ([\d.]+)%\) at ([\d.]+)% of evaluations, 20 buckets, 20 seeds$/
         .exec(last);
     assert.ok(m, last);
-    assert.ok(Number(m[3]) <= 15, `${m[3]}% of evaluations, over the 15% budget`);
-    return { text, worst: Number(m[1]), median: Number(m[2]) };
+    return { text, worst: Number(m[1]), median: Number(m[2]), evaluated: Number(m[3]) };
   };
   // The defaults: guided, 15% of the candidates (2.5 times the others' share at each stage's
   // first bucket), 20 seeds (README: 0.0%, median 0.0%).
   const guided = await replayCli("guided");
+  // The search's plan and the cross-check together (random's cross-check times more).
+  assert.ok(guided.evaluated <= 15, `${guided.evaluated}% of evaluations, over the 15% budget`);
   assert.match(guided.text, /\| fused \| 1 \| 162 \| 61 \|/);
-  assert.match(guided.text, /\| batched \| 1024 \| 381 \| 53 \|/);
+  assert.match(guided.text, /\| batched \| 4096 \| 381 \| 5\d(\.5)? \|/);
   const random = await replayCli("random");
   assert.ok(guided.worst < random.worst, `guided ${guided.worst}% vs random ${random.worst}%`);
   assert.ok(guided.median <= random.median);

@@ -10,6 +10,7 @@ import type { KernelConfig } from "../kernels/config.ts";
 import { configName, parseConfigName } from "../kernels/config.ts";
 import { suitsRows } from "../kernels/space.ts";
 import { budgetPlan } from "./budget_plan.ts";
+import { CROSS_CHECK_PASSES, neighbourWinners } from "./cross_check.ts";
 import { seededRandom } from "./random.ts";
 import type { Evaluation, Strategy } from "./search.ts";
 import { runSearch } from "./search.ts";
@@ -111,7 +112,8 @@ export function replayPlan(recorded: readonly RecordedBucket[], budget: Budget):
 /**
  * Replays a strategy over every recorded stage and bucket with one seed. Buckets run smallest
  * first per stage, and each gets the winner found at the bucket before as a hint, as the tuner
- * does; their budgets are planned as the tuner's ({@linkcode replayPlan}).
+ * does; their budgets are planned as the tuner's ({@linkcode replayPlan}), and the tuner's
+ * cross-check follows the search (evaluations count every config a bucket was answered for).
  */
 export async function replay(
   strategy: Strategy,
@@ -119,36 +121,70 @@ export async function replay(
   budget: Budget,
   seed: number,
 ): Promise<ReplayResult[]> {
-  const results: ReplayResult[] = [];
   const winners = new Map<string, KernelConfig>(); // by target: the last bucket's find
   const plan = replayPlan(recorded, budget);
+  const searched: Searched[] = [];
   for (const [i, b] of recorded.entries()) {
-    const evaluate = (configs: KernelConfig[]): Promise<Evaluation[]> =>
-      Promise.resolve(configs.map((config) => {
-        const name = configName(config);
-        return { config, name, medianUs: b.times.get(name) ?? null };
-      }));
-    const limit = plan[i];
     const hint = winners.get(b.target);
     const context = {
       candidates: b.candidates,
       hints: hint ? [hint] : [],
       random: seededRandom((seed * 1000003 + i) >>> 0),
     };
-    const done = await runSearch(strategy, context, evaluate, limit);
-    const timed = done.filter((e) => e.medianUs !== null);
-    const best = timed.sort((x, y) => x.medianUs! - y.medianUs!)[0];
+    const done = await runSearch(strategy, context, (configs) => evaluateAt(b, configs), plan[i]);
+    const tried = new Set(done.map((e) => e.name));
+    const best = done.filter((e) => e.medianUs !== null)
+      .sort((x, y) => x.medianUs! - y.medianUs!)[0];
     if (best) winners.set(b.target, best.config);
-    const foundUs = best?.medianUs ?? Infinity;
-    results.push({
+    searched.push({ tried, best: best && { name: best.name, us: best.medianUs! } });
+  }
+  crossCheckReplay(recorded, searched);
+  return recorded.map((b, i) => {
+    const foundUs = searched[i].best?.us ?? Infinity;
+    return {
       target: b.target,
       bucket: b.bucket,
       seed,
       foundUs,
       regret: foundUs / b.bestUs - 1,
-      evaluations: done.length,
+      evaluations: searched[i].tried.size,
       candidates: b.candidates.length,
-    });
+    };
+  });
+}
+
+/** What a replayed search of one stage and bucket tried, and the best it found. */
+interface Searched {
+  tried: Set<string>;
+  best?: { name: string; us: number };
+}
+
+/** The recorded answer for configs at a bucket. */
+function evaluateAt(b: RecordedBucket, configs: KernelConfig[]): Promise<Evaluation[]> {
+  return Promise.resolve(configs.map((config) => {
+    const name = configName(config);
+    return { config, name, medianUs: b.times.get(name) ?? null };
+  }));
+}
+
+/**
+ * The tuner's cross-check (cross_check.ts) on replayed searches: each bucket "times" the winners
+ * of the stage's buckets either side that it did not try, while that changes a winner.
+ */
+function crossCheckReplay(recorded: readonly RecordedBucket[], searched: Searched[]): void {
+  const same = (i: number, j: number) => recorded[j]?.target === recorded[i].target;
+  for (let pass = 0; pass < CROSS_CHECK_PASSES; pass++) {
+    let timed = 0;
+    for (const [i, b] of recorded.entries()) {
+      const either = [i - 1, i + 1].map((j) => (same(i, j) ? searched[j].best?.name : undefined));
+      const valid = new Set(b.times.keys());
+      for (const name of neighbourWinners(either, valid, searched[i].tried)) {
+        searched[i].tried.add(name);
+        timed++;
+        const us = b.times.get(name);
+        if (us != null && us < (searched[i].best?.us ?? Infinity)) searched[i].best = { name, us };
+      }
+    }
+    if (timed === 0) break;
   }
-  return results;
 }

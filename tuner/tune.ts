@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { CROSS_CHECK_PASSES, neighbourWinners } from "./cross_check.ts";
 import type { TrialBudget } from "./budget_plan.ts";
 import { budgetPlan } from "./budget_plan.ts";
 import type { BucketResult, CacheEntry, StageResult } from "../cache/schema.ts";
@@ -283,9 +284,6 @@ async function crossCheck(run: Run, buckets: number[], rankings: Ranked[][][]): 
   }
 }
 
-/** Most passes of {@linkcode crossCheck}; each times only winners new to a bucket. */
-const CROSS_CHECK_PASSES = 4;
-
 /** One bucket's part of a {@linkcode crossCheck} pass; how many configs it timed. */
 async function crossCheckBucket(
   run: Run,
@@ -303,10 +301,9 @@ async function crossCheckBucket(
     const valid = new Map(
       target.valid.filter((c) => suitsRows(c, m)).map((c) => [configName(c), c]),
     );
-    const names = [rankings[bi - 1]?.[ti]?.[0], rankings[bi + 1]?.[ti]?.[0]]
-      .map((r) => r?.config)
-      .filter((name): name is string => !!name && valid.has(name) && !tried.has(name));
-    const fresh = [...new Set(names)].map((name) => valid.get(name)!);
+    const either = [rankings[bi - 1]?.[ti]?.[0], rankings[bi + 1]?.[ti]?.[0]];
+    const names = neighbourWinners(either.map((r) => r?.config), new Set(valid.keys()), tried);
+    const fresh = names.map((name) => valid.get(name)!);
     if (fresh.length === 0) continue;
     book.total += fresh.length;
     timed += fresh.length;
