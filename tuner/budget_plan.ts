@@ -4,9 +4,9 @@
  * percentage of all its valid configs, but a stage's first bucket, which the search starts with
  * no hint, gets {@linkcode FIRST_BUCKET_WEIGHT} times the share of the others. Replay of the
  * H100's exhaustive logs and three fresh H100 tunes chose it (NOTES.md): at 15% everywhere the
- * search missed the best basin of tp4 f16 fused m = 1 by 4-8% in 11 of 40 replayed seeds and in
- * all three fresh runs, while the buckets after it start from their neighbour's winner. No Deno
- * API here.
+ * search missed the best basin of tp4 f16 fused m = 1 by 4-8% in 14 of 40 replayed seeds and in
+ * all three fresh runs (with it: none of 40, neither of two), while the buckets after it start
+ * from their neighbour's winner. No Deno API here.
  *
  * @module
  */

@@ -20,9 +20,6 @@
  *
  * @module
  */
-import { CROSS_CHECK_PASSES, neighbourWinners } from "./cross_check.ts";
-import type { TrialBudget } from "./budget_plan.ts";
-import { budgetPlan } from "./budget_plan.ts";
 import type { BucketResult, CacheEntry, StageResult } from "../cache/schema.ts";
 import { GENERATOR_VERSION, storedProblem } from "../cache/schema.ts";
 import type { KernelConfig } from "../kernels/config.ts";
@@ -32,6 +29,9 @@ import type { WgslMutation } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { suitsRows } from "../kernels/space.ts";
+import type { TrialBudget } from "./budget_plan.ts";
+import { budgetPlan } from "./budget_plan.ts";
+import { CROSS_CHECK_PASSES, neighbourWinners } from "./cross_check.ts";
 import type { Gpu } from "./gpu_device.ts";
 import type { CompileAhead } from "./gpu_runner.ts";
 import { GpuRunner, TIMING_CHUNK } from "./gpu_runner.ts";
