@@ -1,33 +1,72 @@
 /**
  * The cross-check's rule, shared by the tuner (tune.ts) and its replay (replay.ts): after the
- * search, each bucket times the winners of the buckets either side that it did not try, again
- * while that changes a winner, up to {@linkcode CROSS_CHECK_PASSES} passes. The search runs
- * smallest bucket first and starts from the winner below; the winner above is only known
- * afterwards. No Deno API here.
+ * search, each bucket times the winners of the buckets either side that it did not try, each
+ * also scaled to this bucket's rows (see {@linkcode rowScaled}), again while that changes a
+ * winner, up to {@linkcode CROSS_CHECK_PASSES} passes. The search runs smallest bucket first and
+ * starts from the winner below; the winner above is only known afterwards. No Deno API here.
  *
  * @module
  */
+import { configName, parseConfigName } from "../kernels/config.ts";
 
 /** Most passes of a cross-check; each times only winners new to a bucket. */
 export const CROSS_CHECK_PASSES = 4;
 
 /**
- * The configs a bucket times in a cross-check pass: the winners below and above (by name, either
- * may be missing), those valid at the bucket and not tried there yet, once each.
+ * A winner as it would be at `factor` times its bucket's rows: its rows per workgroup (`bm`, or
+ * a GEMV's `rm`) times `factor`, and for split-K configs also with the split divided by it (the
+ * same number of workgroups per tile column). On the H100 (tp4, m = 32) the winner at 64 rows,
+ * `outer-bm64-bn64-bk16-rm8-rn4-s4`, is not valid at 32 (tiles no taller than 32 rows) and the
+ * best there was `outer-bm32-bn64-bk16-rm8-rn4-s8`, which the search found in half the seeds.
+ *
+ * @example
+ * ```ts
+ * import { rowScaled } from "./cross_check.ts";
+ * const got = rowScaled("outer-bm64-bn64-bk16-rm8-rn4-s4", 0.5);
+ * if (got.join() !== "outer-bm32-bn64-bk16-rm8-rn4-s4,outer-bm32-bn64-bk16-rm8-rn4-s8") {
+ *   throw new Error(got.join());
+ * }
+ * if (rowScaled("gemv-nc4-cn2-l32-rm2-v8-sg", 2).join() !== "gemv-nc4-cn2-l32-rm4-v8-sg") {
+ *   throw new Error("a GEMV's rows");
+ * }
+ * ```
+ */
+export function rowScaled(name: string, factor: number): string[] {
+  const c = parseConfigName(name);
+  if (c.family === "gemv") return [configName({ ...c, rm: c.rm * factor })];
+  if (c.family === "tile") return [configName({ ...c, bm: c.bm * factor })];
+  const scaled = { ...c, bm: c.bm * factor };
+  return [configName(scaled), configName({ ...scaled, split: Math.max(1, c.split / factor) })];
+}
+
+/** A neighbouring bucket's rows and its winner's name, if it has one. */
+export interface Neighbour {
+  m: number;
+  winner?: string;
+}
+
+/**
+ * The configs a bucket of `m` rows times in a cross-check pass: each neighbour's winner and its
+ * {@linkcode rowScaled} forms, those valid here and not tried here yet, once each.
  *
  * @example
  * ```ts
  * import { neighbourWinners } from "./cross_check.ts";
- * const valid = new Set(["a", "b", "c"]);
- * const got = neighbourWinners(["b", "b", "x", "a"], valid, new Set(["a"]));
- * if (got.join() !== "b") throw new Error("b once; x is not valid here, a was tried");
+ * const valid = new Set(["tile-bm16-bn32-bk8-rm2-rn2-v4", "tile-bm32-bn32-bk8-rm2-rn2-v4"]);
+ * const got = neighbourWinners(16, [{ m: 32, winner: "tile-bm32-bn32-bk8-rm2-rn2-v4" }], valid, new Set());
+ * if (got.join() !== "tile-bm32-bn32-bk8-rm2-rn2-v4,tile-bm16-bn32-bk8-rm2-rn2-v4") {
+ *   throw new Error(got.join());
+ * }
  * ```
  */
 export function neighbourWinners(
-  winners: (string | undefined)[],
+  m: number,
+  neighbours: Neighbour[],
   valid: ReadonlySet<string>,
   tried: ReadonlySet<string>,
 ): string[] {
-  return [...new Set(winners)]
-    .filter((name): name is string => !!name && valid.has(name) && !tried.has(name));
+  const names = neighbours.flatMap(({ m: theirs, winner }) =>
+    winner ? [winner, ...rowScaled(winner, m / theirs)] : []
+  );
+  return [...new Set(names)].filter((name) => valid.has(name) && !tried.has(name));
 }

@@ -169,16 +169,18 @@ function evaluateAt(b: RecordedBucket, configs: KernelConfig[]): Promise<Evaluat
 
 /**
  * The tuner's cross-check (cross_check.ts) on replayed searches: each bucket "times" the winners
- * of the stage's buckets either side that it did not try, while that changes a winner.
+ * of the stage's buckets either side, and their forms scaled to its rows, that it did not try,
+ * while that changes a winner.
  */
 function crossCheckReplay(recorded: readonly RecordedBucket[], searched: Searched[]): void {
   const same = (i: number, j: number) => recorded[j]?.target === recorded[i].target;
   for (let pass = 0; pass < CROSS_CHECK_PASSES; pass++) {
     let timed = 0;
     for (const [i, b] of recorded.entries()) {
-      const either = [i - 1, i + 1].map((j) => (same(i, j) ? searched[j].best?.name : undefined));
+      const either = [i - 1, i + 1].filter((j) => same(i, j))
+        .map((j) => ({ m: recorded[j].bucket, winner: searched[j].best?.name }));
       const valid = new Set(b.times.keys());
-      for (const name of neighbourWinners(either, valid, searched[i].tried)) {
+      for (const name of neighbourWinners(b.bucket, either, valid, searched[i].tried)) {
         searched[i].tried.add(name);
         timed++;
         const us = b.times.get(name);

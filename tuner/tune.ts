@@ -266,7 +266,8 @@ async function searchBucket(run: Run, m: number, budgets: number[]): Promise<Ran
 
 /**
  * Times, at each bucket and stage, the winners of the buckets either side that its search did
- * not try, and ranks them in; again while that changes a winner, so that a rerun from the log
+ * not try, and their forms scaled to its rows (cross_check.ts), and ranks them in; again while
+ * that changes a winner, so that a rerun from the log
  * finds nothing left to time. The search runs smallest bucket first and starts from the winner
  * below; the winner above is only known afterwards. Measured on the H100 (tp4 f16): the batched
  * stage at m = 4096 settled on a tile config 16% slower than the outer config that won at
@@ -278,7 +279,7 @@ async function crossCheck(run: Run, buckets: number[], rankings: Ranked[][][]): 
   for (let pass = 0; pass < CROSS_CHECK_PASSES; pass++) {
     let timed = 0;
     for (const bi of buckets.keys()) {
-      timed += await crossCheckBucket(run, buckets[bi], rankings, asked, bi);
+      timed += await crossCheckBucket(run, buckets, rankings, asked, bi);
     }
     if (timed === 0) return;
   }
@@ -287,12 +288,13 @@ async function crossCheck(run: Run, buckets: number[], rankings: Ranked[][][]): 
 /** One bucket's part of a {@linkcode crossCheck} pass; how many configs it timed. */
 async function crossCheckBucket(
   run: Run,
-  m: number,
+  buckets: number[],
   rankings: Ranked[][][],
   asked: Set<string>[][],
   bi: number,
 ): Promise<number> {
   const { runner, book } = run;
+  const m = buckets[bi];
   let timed = 0;
   for (const [ti, target] of runner.targets.entries()) {
     const ranking = rankings[bi][ti];
@@ -301,8 +303,9 @@ async function crossCheckBucket(
     const valid = new Map(
       target.valid.filter((c) => suitsRows(c, m)).map((c) => [configName(c), c]),
     );
-    const either = [rankings[bi - 1]?.[ti]?.[0], rankings[bi + 1]?.[ti]?.[0]];
-    const names = neighbourWinners(either.map((r) => r?.config), new Set(valid.keys()), tried);
+    const either = [bi - 1, bi + 1].filter((j) => j >= 0 && j < buckets.length)
+      .map((j) => ({ m: buckets[j], winner: rankings[j]?.[ti]?.[0]?.config }));
+    const names = neighbourWinners(m, either, new Set(valid.keys()), tried);
     const fresh = names.map((name) => valid.get(name)!);
     if (fresh.length === 0) continue;
     book.total += fresh.length;
