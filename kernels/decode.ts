@@ -19,8 +19,8 @@ import type { DeviceCaps, GemvConfig } from "./config.ts";
 import { configName, configProblem } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import { gemvWgsl } from "./gemv.ts";
-import type { BufferLayout } from "./gpu.ts";
-import { bufferLayout } from "./gpu.ts";
+import type { BufferLayout, LayoutKernel } from "./gpu.ts";
+import { bufferLayout, compileLayoutKernel } from "./gpu.ts";
 import type { ProjectionSpec } from "./problem.ts";
 import { fusedShape } from "./problem.ts";
 import type { RecomputeConfig } from "./recompute.ts";
@@ -108,10 +108,7 @@ export interface DecodeBuffers {
 }
 
 /** A compiled decode kernel: its bind groups, and its dispatch into a pass. */
-export interface DecodeKernel {
-  bindGroup(buffers: DecodeBuffers): GPUBindGroup;
-  dispatch(pass: GPUComputePassEncoder, group: GPUBindGroup): void;
-}
+export type DecodeKernel = LayoutKernel<DecodeBuffers>;
 
 /**
  * Compiles a config for a spec (uncached; check it first with {@linkcode decodeProblem}).
@@ -125,26 +122,12 @@ export function compileDecode(
   dtype: WeightDtype,
   prefix = "",
 ): DecodeKernel {
-  const layout = decodeLayout(device);
-  const code = prefix + decodeWgsl(c, spec, dtype);
-  const pipeline = device.createComputePipeline({
-    layout: layout.pipeline,
-    compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
-  });
-  const grid = decodeGrid(c, spec);
-  return {
-    bindGroup: ({ params, x, w, y, wb, yb }) =>
-      device.createBindGroup({
-        layout: layout.bindGroup,
-        entries: [params, x, w, y, x, w, wb, yb].map((buffer, binding) => ({
-          binding,
-          resource: { buffer },
-        })),
-      }),
-    dispatch: (pass, group) => {
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(...grid);
-    },
-  };
+  return compileLayoutKernel(
+    device,
+    decodeLayout(device),
+    prefix + decodeWgsl(c, spec, dtype),
+    decodeGrid(c, spec),
+    // X and the fused weights twice: as the GEMV part and as the recompute part reads them.
+    ({ params, x, w, y, wb, yb }: DecodeBuffers) => [params, x, w, y, x, w, wb, yb],
+  );
 }

@@ -282,22 +282,63 @@ export interface KernelBindGroup {
   scratchBytes: number;
 }
 
+/** A bind group of a {@linkcode bufferLayout}: buffer i at binding i. */
+export function bufferBindGroup(
+  device: GPUDevice,
+  layout: BufferLayout,
+  buffers: GPUBuffer[],
+): GPUBindGroup {
+  return device.createBindGroup({
+    layout: layout.bindGroup,
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+}
+
 /** The bind groups for any kernel of the shared layout over the given buffers. */
 export function kernelBindGroup(device: GPUDevice, buffers: KernelBuffers): KernelBindGroup {
   const group = (x: GPUBuffer, y: GPUBuffer) =>
-    device.createBindGroup({
-      layout: kernelLayout(device).bindGroup,
-      entries: [buffers.params, x, buffers.w, y].map((buffer, binding) => ({
-        binding,
-        resource: { buffer },
-      })),
-    });
+    bufferBindGroup(device, kernelLayout(device), [buffers.params, x, buffers.w, y]);
   const { x, y, scratch } = buffers;
   return {
     direct: group(x, y),
     split: scratch && group(x, scratch),
     reduce: scratch && group(scratch, y),
     scratchBytes: scratch?.size ?? 0,
+  };
+}
+
+/**
+ * A kernel outside the tuner's families (the decode plan's, kernels/recompute.ts and
+ * kernels/decode.ts), with a layout of its own and one grid: its bind groups over named
+ * buffers, and its dispatch into a pass.
+ */
+export interface LayoutKernel<B> {
+  bindGroup(buffers: B): GPUBindGroup;
+  dispatch(pass: GPUComputePassEncoder, group: GPUBindGroup): void;
+}
+
+/**
+ * Compiles `code` for `layout` (uncached), to dispatch `grid` workgroups; `order` lists a set
+ * of named buffers in binding order.
+ */
+export function compileLayoutKernel<B>(
+  device: GPUDevice,
+  layout: BufferLayout,
+  code: string,
+  grid: [number, number, number],
+  order: (buffers: B) => GPUBuffer[],
+): LayoutKernel<B> {
+  const pipeline = device.createComputePipeline({
+    layout: layout.pipeline,
+    compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
+  });
+  return {
+    bindGroup: (buffers) => bufferBindGroup(device, layout, order(buffers)),
+    dispatch: (pass, group) => {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(...grid);
+    },
   };
 }
 

@@ -15,8 +15,8 @@
  */
 import type { DeviceCaps } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
-import type { BufferLayout } from "./gpu.ts";
-import { bufferLayout } from "./gpu.ts";
+import type { BufferLayout, LayoutKernel } from "./gpu.ts";
+import { bufferLayout, compileLayoutKernel } from "./gpu.ts";
 import type { ProjectionSpec } from "./problem.ts";
 import { batchedInputWidth, segmentOffsets } from "./problem.ts";
 import { storedVec, weightLoader } from "./wgsl.ts";
@@ -298,10 +298,7 @@ export interface RecomputeBuffers {
 }
 
 /** A compiled recompute kernel: its bind groups, and its dispatch into a pass. */
-export interface RecomputeKernel {
-  bindGroup(buffers: RecomputeBuffers): GPUBindGroup;
-  dispatch(pass: GPUComputePassEncoder, group: GPUBindGroup): void;
-}
+export type RecomputeKernel = LayoutKernel<RecomputeBuffers>;
 
 /**
  * Compiles a config for a spec (uncached; check it first with {@linkcode recomputeProblem}).
@@ -315,25 +312,11 @@ export function compileRecompute(
   dtype: WeightDtype,
   wgsl = recomputeWgsl(c, spec, dtype),
 ): RecomputeKernel {
-  const layout = recomputeLayout(device);
-  const pipeline = device.createComputePipeline({
-    layout: layout.pipeline,
-    compute: { module: device.createShaderModule({ code: wgsl }), entryPoint: "main" },
-  });
-  const grid = recomputeGrid(c, spec);
-  return {
-    bindGroup: ({ params, x, w, wb, y }) =>
-      device.createBindGroup({
-        layout: layout.bindGroup,
-        entries: [params, x, w, wb, y].map((buffer, binding) => ({
-          binding,
-          resource: { buffer },
-        })),
-      }),
-    dispatch: (pass, group) => {
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(...grid);
-    },
-  };
+  return compileLayoutKernel(
+    device,
+    recomputeLayout(device),
+    wgsl,
+    recomputeGrid(c, spec),
+    ({ params, x, w, wb, y }: RecomputeBuffers) => [params, x, w, wb, y],
+  );
 }

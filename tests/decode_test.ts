@@ -23,23 +23,12 @@ import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import { gemvConfig, ROOT } from "./helpers.ts";
-import { batchedReference } from "./recompute_reference.ts";
+import { batchedReference, dispatchOnce, firstOff } from "./recompute_reference.ts";
 
 const CONFIGS: DecodeConfig[] = [
   { gemv: gemvConfig({ nc: 4, cn: 1, lanes: 16, rm: 4, vec: 4 }), lanes: 4, cols: 16 },
   { gemv: gemvConfig({ nc: 8, cn: 2, lanes: 8, rm: 4, vec: 8 }), lanes: 8, cols: 32 },
 ];
-
-/** Index and message of the first value of `got` outside its bound, or undefined. */
-function firstOff(got: Float32Array, want: Float64Array, bound: (i: number) => number) {
-  for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= bound(i))) return `[${i}] = ${got[i]}, expected ${want[i]}`;
-  }
-  for (let i = want.length; i < got.length; i++) {
-    if (!Number.isNaN(got[i])) return `[${i}] written, past row m`;
-  }
-  return undefined;
-}
 
 /** Runs a config at m on random data; both outputs have a NaN row past m. */
 async function run(
@@ -67,11 +56,7 @@ async function run(
     yb: storageBuffer(device, new Float32Array((m + 1) * nb).fill(NaN), "yb"),
   };
   try {
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    kernel.dispatch(pass, kernel.bindGroup(bound));
-    pass.end();
-    device.queue.submit([encoder.finish()]);
+    dispatchOnce(device, kernel, bound);
     const rows = Array.from({ length: m }, (_, r) => r);
     const fused = referenceRows(fusedShape(spec), x, roundWeights(w, dtype), rows);
     const fusedOff = firstOff(

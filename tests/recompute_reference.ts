@@ -1,7 +1,9 @@
 /**
- * The float64 reference of the batched outputs computed from X alone (recompute and decode
- * kernels), with error bounds that carry the recomputed input's error.
+ * What the recompute and decode kernels' tests share: the float64 reference of the batched
+ * outputs computed from X alone, with error bounds that carry the recomputed input's error; one
+ * dispatch of a kernel; and the comparison of an output with its reference.
  */
+import type { LayoutKernel } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, segmentOffsets } from "../kernels/problem.ts";
 import { errorBound } from "../kernels/reference.ts";
@@ -46,4 +48,24 @@ export function batchedReference(
     });
   }
   return { values, bounds };
+}
+
+/** Runs a kernel once over `buffers` and submits it. */
+export function dispatchOnce<B>(device: GPUDevice, kernel: LayoutKernel<B>, buffers: B): void {
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  kernel.dispatch(pass, kernel.bindGroup(buffers));
+  pass.end();
+  device.queue.submit([encoder.finish()]);
+}
+
+/** Index and message of the first value of `got` outside its bound, or undefined. */
+export function firstOff(got: Float32Array, want: Float64Array, bound: (i: number) => number) {
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= bound(i))) return `[${i}] = ${got[i]}, expected ${want[i]}`;
+  }
+  for (let i = want.length; i < got.length; i++) {
+    if (!Number.isNaN(got[i])) return `[${i}] written, past row m`;
+  }
+  return undefined;
 }

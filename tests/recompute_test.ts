@@ -20,7 +20,7 @@ import {
 import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { batchedReference } from "./recompute_reference.ts";
+import { batchedReference, dispatchOnce, firstOff } from "./recompute_reference.ts";
 
 const problem = (name: string) =>
   loadProblem(fileURLToPath(new URL(`../problems/${name}.yaml`, import.meta.url)));
@@ -53,21 +53,10 @@ async function run(
     y: storageBuffer(device, new Float32Array((m + 1) * width).fill(NaN), "y"),
   };
   try {
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    kernel.dispatch(pass, kernel.bindGroup(bound));
-    pass.end();
-    device.queue.submit([encoder.finish()]);
-    const got = await readBuffer(device, bound.y);
+    dispatchOnce(device, kernel, bound);
     const ref = batchedReference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
-    for (let i = 0; i < m * width; i++) {
-      const err = Math.abs(got[i] - ref.values[i]);
-      if (!(err <= ref.bounds[i])) return `Y[${i}] = ${got[i]}, expected ${ref.values[i]}`;
-    }
-    for (let i = m * width; i < got.length; i++) {
-      if (!Number.isNaN(got[i])) return `wrote Y[${i}] in row ${m}, past m`;
-    }
-    return undefined;
+    const off = firstOff(await readBuffer(device, bound.y), ref.values, (i) => ref.bounds[i]);
+    return off && `Y${off}`;
   } finally {
     for (const buffer of Object.values(bound)) buffer.destroy();
   }
