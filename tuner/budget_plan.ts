@@ -55,18 +55,14 @@ export function budgetPlan(
   valid: number[][],
   weight = FIRST_BUCKET_WEIGHT,
 ): number[][] {
-  if (typeof budget === "number" || valid.length < 2) {
-    return valid.map((stages, bi) =>
-      stages.map((n) =>
-        bi === 0 && typeof budget !== "number"
-          ? trialBudget({ percent: budget.percent * weight }, n)
-          : trialBudget(budget, n)
-      )
-    );
+  if (typeof budget === "number") {
+    return valid.map((stages) => stages.map((n) => trialBudget(budget, n)));
   }
+  if (valid.length === 0) return [];
+  const first = valid[0].map((n) => trialBudget({ percent: budget.percent * weight }, n));
+  if (valid.length === 1) return [first];
   const fraction = budget.percent / 100;
   const all = valid.flat().reduce((a, b) => a + b, 0);
-  const first = valid[0].map((n) => trialBudget({ percent: budget.percent * weight }, n));
   const rest = all - valid[0].reduce((a, b) => a + b, 0);
   const left = Math.max(0, fraction * all - first.reduce((a, b) => a + b, 0));
   const share = rest > 0 ? left / rest : 0;
