@@ -23,7 +23,7 @@ import { problemKey } from "../cache/schema.ts";
 import { parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
-import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
+import type { CompiledKernel, KernelBindGroup, LayoutKernel } from "../kernels/gpu.ts";
 import {
   compileKernel,
   dispatchKernel,
@@ -98,13 +98,17 @@ const recomputes: RecomputeConfig[] = [256, 1024].flatMap((threads) =>
   )
 ).filter((c) => recomputeProblem(c, spec, gpu.caps) === undefined);
 type Record = (pass: GPUComputePassEncoder, rep: number) => void;
-const recomputeRuns = recomputes.map((config): Record => {
-  const kernel = compileRecompute(device, config, spec, dtype);
-  const bindGroups = fusedW.map((w, i) =>
-    kernel.bindGroup({ params, x, w, wb: batchedW[i], y: yBatched })
-  );
+/** Records a kernel with the weight copy of each run, `buffers(i)` being copy i's buffers. */
+const rotating = <B>(kernel: LayoutKernel<B>, buffers: (i: number) => B): Record => {
+  const bindGroups = fusedW.map((_, i) => kernel.bindGroup(buffers(i)));
   return (pass, rep) => kernel.dispatch(pass, bindGroups[rep % bindGroups.length]);
-});
+};
+const recomputeRuns = recomputes.map((config) =>
+  rotating(
+    compileRecompute(device, config, spec, dtype),
+    (i) => ({ params, x, w: fusedW[i], wb: batchedW[i], y: yBatched }),
+  )
+);
 
 // The one-dispatch decode kernels: the tuned fused GEMV widened to 256-1024 threads, with a
 // recompute part beside it.
@@ -121,13 +125,12 @@ const decodes: DecodeConfig[] = [256, 512, 1024].flatMap((threads) =>
     }))
   )
 ).filter((c) => decodeProblem(c, spec, dtype, gpu.caps) === undefined);
-const decodeRuns = decodes.map((config): Record => {
-  const kernel = compileDecode(device, config, spec, dtype, prefix);
-  const bindGroups = fusedW.map((w, i) =>
-    kernel.bindGroup({ params, x, w, y: yFused, wb: batchedW[i], yb: yBatched })
-  );
-  return (pass, rep) => kernel.dispatch(pass, bindGroups[rep % bindGroups.length]);
-});
+const decodeRuns = decodes.map((config) =>
+  rotating(
+    compileDecode(device, config, spec, dtype, prefix),
+    (i) => ({ params, x, w: fusedW[i], y: yFused, wb: batchedW[i], yb: yBatched }),
+  )
+);
 
 /** A stage: a kernel and its bind groups, or a function that records the recompute kernel. */
 type Step =
