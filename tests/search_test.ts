@@ -100,6 +100,25 @@ Deno.test("fitLogTime() recovers times whose logarithm adds up over the knobs", 
   assert.equal(configName(fastest), "tile-bm32-bn128-bk16-rm4-rn4-v4");
 });
 
+Deno.test("fitLogTime() sees a GEMV's values per load trip, which no sum over cn and vec fits", () => {
+  // As on the H100 at fused m = 4: vec 8 is the fastest with 2 columns per thread and the
+  // slowest with 1, so neither knob alone says whether vec 8 is good.
+  const gemvs = enumerateSpace({
+    gemv: { nc: [2, 4], cn: [1, 2, 4], lanes: [32], rm: [2], vec: [2, 4, 8], subgroup: [true] },
+  });
+  const time = (c: KernelConfig) => {
+    const g = c as { cn: number; vec: number };
+    return 10 * 1.3 ** Math.abs(Math.log2(g.cn * g.vec) - 4);
+  };
+  const timed = gemvs.filter((c) => configName(c) !== "gemv-nc4-cn2-l32-rm2-v8-sg")
+    .map((config) => ({ config, name: configName(config), medianUs: time(config) }));
+  const predict = fitLogTime(timed);
+  for (const c of gemvs) assert.ok(Math.abs(predict(c) - Math.log(time(c))) < 0.1, configName(c));
+  // The config left out, never timed, is predicted among the fastest (cn x vec = 16).
+  const ranked = [...gemvs].sort((a, b) => predict(a) - predict(b)).map(configName);
+  assert.ok(ranked.indexOf("gemv-nc4-cn2-l32-rm2-v8-sg") < 4, ranked.join());
+});
+
 Deno.test("guided search finds the best of another family than its hint's", async () => {
   // The tile bowl (best 10) and an outer family whose best is 8, far from the tile hint. The
   // previous guided search (no config of each family first, no model) found it in 7 of 20.

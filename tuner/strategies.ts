@@ -7,8 +7,8 @@
  *   used up), and a random restart when no evaluated config has an untried neighbour;
  * - `guided` (the default): the hints, a random config of each kernel family and a few more
  *   first, then the untried config within two knob steps of the best that a least-squares model
- *   of log time (additive over the knobs' values) predicts fastest; every fourth pick, the one
- *   it predicts fastest anywhere.
+ *   of log time (additive over the knobs' values, and a GEMV's values per load trip) predicts
+ *   fastest; every fourth pick, the one it predicts fastest anywhere.
  *
  * @module
  */
@@ -165,12 +165,17 @@ function everyFamily(order: readonly KernelConfig[], count: number): KernelConfi
   return [...out, ...order.filter((c) => !out.includes(c)).slice(0, count - out.length)];
 }
 
-/** What the model sees of a config: its family, and each knob's value in that family. */
+/**
+ * What the model sees of a config: its family, each knob's value in that family, and for a GEMV
+ * the values each thread loads per trip (`cn` columns x `vec`), whose effect no sum over the two
+ * knobs alone captures. On the H100 (tp4 f16, fused m = 4) `cn` 1 with `vec` 8 is 76% slower
+ * than the best, `cn` 2 with `vec` 8; with this term, replay at 15% ends there more often (23 -> 16
+ * of 40 seeds more than 3% off; NOTES.md).
+ */
 function features(c: KernelConfig): string[] {
-  return [
-    c.family,
-    ...Object.entries(c).filter(([k]) => k !== "family").map(([k, v]) => `${c.family}.${k}=${v}`),
-  ];
+  const knobs = Object.entries(c).filter(([k]) => k !== "family");
+  const derived = c.family === "gemv" ? [`gemv.cn*vec=${c.cn * c.vec}`] : [];
+  return [c.family, ...knobs.map(([k, v]) => `${c.family}.${k}=${v}`), ...derived];
 }
 
 /** Solves `a x = b` in place by Gaussian elimination with partial pivoting. */
@@ -196,7 +201,8 @@ function solve(a: number[][], b: number[]): number[] {
 }
 
 /**
- * Fits log time as the mean plus one term per feature (family, and each knob's value) by ridge
+ * Fits log time as the mean plus one term per feature (family, each knob's value, and the
+ * GEMV's values per load trip) by ridge
  * least squares, and returns the predicted log time of any config; unseen features add nothing.
  */
 export function fitLogTime(timed: readonly Evaluation[]): (c: KernelConfig) => number {
