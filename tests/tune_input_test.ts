@@ -277,6 +277,19 @@ Deno.test("the CLI checks a --print-wgsl name before it opens the GPU, and exits
   assert.match(invalid.stderr, /is invalid here: k 64 is not a multiple of bk 128/);
 });
 
+Deno.test("the CLI makes the folder __GL_SHADER_DISK_CACHE_PATH names before it opens the GPU", async () => {
+  await withTempDir("tune_shader_cache_", async (dir) => {
+    // The NVIDIA driver does not make it, and compiles without its disk cache (NOTES.md).
+    const folder = `${dir}/shaders/nvidia`;
+    const run = await runCli(["--problem", "tiny", "--cache-dir", `${dir}/cache`, "--quiet"], {
+      DENO_WEBGPU_BACKEND: "metal", // no such backend on Linux: the run stops at the adapter
+      __GL_SHADER_DISK_CACHE_PATH: folder,
+    });
+    assert.equal(run.code, 1, run.stderr);
+    assert.ok((await Deno.stat(folder)).isDirectory);
+  });
+});
+
 Deno.test("the CLI refuses bad problem and space files, spaces with no valid config and odd k with f16, writing nothing", async () => {
   await withTempDir("tune_input_", async (dir) => {
     const inputs = `${dir}/inputs`;
