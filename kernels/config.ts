@@ -63,6 +63,11 @@ export interface OuterConfig {
    * accumulators. Needs the device's "shader-f16" feature.
    */
   half: boolean;
+  /**
+   * Double-buffered tiles: two of each in workgroup memory, so that a slice is stored into one
+   * while the other is read, with one barrier per slice instead of two (twice the memory).
+   */
+  double: boolean;
 }
 
 /** Any kernel configuration. */
@@ -122,7 +127,8 @@ export function configName(c: KernelConfig): string {
   }
   if (c.family === "outer") {
     const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
-    return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${split}${c.half ? "-h" : ""}`;
+    const knobs = `${split}${c.half ? "-h" : ""}${c.double ? "-db" : ""}`;
+    return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${knobs}`;
   }
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
 }
@@ -138,11 +144,11 @@ export function parseConfigName(name: string): KernelConfig {
     const [bm, bn, bk, rm, rn, vec] = m.slice(1).map(Number);
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
-  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(-h)?$/.exec(name);
+  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(-h)?(-db)?$/.exec(name);
   if (m) {
     const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
-    const [split, half] = [Number(m[6] ?? 1), m[7] !== undefined];
-    return { family: "outer", bm, bn, bk, rm, rn, split, half };
+    const [split, half, double] = [Number(m[6] ?? 1), m[7] !== undefined, m[8] !== undefined];
+    return { family: "outer", bm, bn, bk, rm, rn, split, half, double };
   }
   m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
   if (m) {
@@ -163,7 +169,9 @@ export function workgroupBytes(c: KernelConfig): number {
     const rowVecs = c.bk / c.vec + 1; // one vector of padding per row against bank conflicts
     return (c.bm + c.bn) * rowVecs * c.vec * 4;
   }
-  if (c.family === "outer") return c.bk * (c.bm / 4 + 1 + c.bn / 4 + 1) * (c.half ? 8 : 16);
+  if (c.family === "outer") {
+    return c.bk * (c.bm / 4 + 1 + c.bn / 4 + 1) * (c.half ? 8 : 16) * (c.double ? 2 : 1);
+  }
   return c.subgroup ? 0 : c.rm * c.cn * c.nc * c.lanes * 4;
 }
 
@@ -184,7 +192,7 @@ export const SPLIT_ROWS = 2048;
  * ```ts
  * import { scratchBytes } from "./config.ts";
  * const shape = { k: 64, n: 8, xRowStride: 64, xOffsets: [0], wOffset: 0, yOffsets: [0], yRowStride: 8 };
- * const c = { family: "outer", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, split: 4, half: false } as const;
+ * const c = { family: "outer", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, split: 4, half: false, double: false } as const;
  * if (scratchBytes(c, shape, 3) !== 4 * 3 * 8 * 4) throw new Error("scratch");
  * ```
  */
@@ -273,6 +281,9 @@ function outerProblem(
   }
   if ((shape.k / c.bk) % c.split !== 0) {
     return `k / bk = ${shape.k / c.bk} slices do not split evenly ${c.split} ways`;
+  }
+  if (c.double && (shape.k / c.bk / c.split) % 2 !== 0) {
+    return `double-buffered tiles take two slices per trip, and ${shape.k / c.bk / c.split} is odd`;
   }
   if (c.split > 1 && SPLIT_ROWS * shape.yRowStride * 4 > caps.maxStorageBinding) {
     return `split-K scratch of ${SPLIT_ROWS} x ${shape.yRowStride} floats exceeds the device's ${caps.maxStorageBinding}-byte binding`;

@@ -103,12 +103,20 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
     lines.push(`const SPLIT = ${c.split}u; // workgroups per tile, each over KV / SPLIT`);
     lines.push(`const PART = ${shape.k / 4 / c.split}u; // k vectors per workgroup`);
   }
+  const tiles = c.double ? 2 : 1;
+  if (c.double) {
+    lines.push(`const X_TILE = ${c.bk * xPitch}u; // the second xTile's start`);
+    lines.push(`const W_TILE = ${c.bk * wPitch}u;`);
+  }
+  const of = c.double ? ", two of them" : "";
   lines.push(
     "",
-    `var<workgroup> xTile: array<vec4<${t}>, ${c.bk * xPitch}>; // [k][row / 4], pitch ${xPitch}`,
+    `var<workgroup> xTile: array<vec4<${t}>, ${
+      tiles * c.bk * xPitch
+    }>; // [k][row / 4], pitch ${xPitch}${of}`,
     `var<workgroup> wTile: array<vec4<${t}>, ${
-      c.bk * wPitch
-    }>; // [k][column / 4], pitch ${wPitch}`,
+      tiles * c.bk * wPitch
+    }>; // [k][column / 4], pitch ${wPitch}${of}`,
     "",
   );
   return lines;
@@ -143,44 +151,95 @@ function accumulators(l: Layout, name: string, type: string, indent: string): st
 
 /**
  * The k loop: store the prefetched slice transposed, prefetch the next, and multiply. With f16
- * math each thread sums a slice into `hacc` and then adds that into `acc`.
+ * math each thread sums a slice into `hacc` and then adds that into `acc`. Single-buffered, a
+ * barrier comes before the stores (everyone is done reading) and one after them; double-buffered,
+ * a trip stores the next slice into the other tiles and multiplies this one, with one barrier.
  */
 function outerSlices(l: Layout): string[] {
-  const { c, t, xPitch, wPitch, rmv, rnv } = l;
+  const c = l.c;
+  if (!c.double) {
+    return [
+      `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += SLICE) {`,
+      "    workgroupBarrier(); // everyone is done reading the previous slice",
+      ...sliceStores(l, "0u", "0u"),
+      "    workgroupBarrier();",
+      "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
+      ...slicePrefetch(l, "k + SLICE"),
+      ...sliceProducts(l, 0, 0),
+      "  }",
+    ];
+  }
+  const [xTile, wTile] = [c.bk * l.xPitch, c.bk * l.wPitch];
+  return [
+    ...sliceStores(l, "0u", "0u").map((line) => line.slice(2)),
+    "  workgroupBarrier();",
+    ...slicePrefetch(l, `${l.kBegin} + SLICE`).map((line) => line.slice(2)),
+    // Two slices per trip, so that every tile index is a constant plus the thread's.
+    `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += 2u * SLICE) {`,
+    "    // Slice k + 1 into the second tiles, whose last readers passed the last barrier; the",
+    "    // one after it is prefetched (the last trips reload the last slice, unused).",
+    ...sliceStores(l, "X_TILE", "W_TILE"),
+    ...slicePrefetch(l, "k + 2u * SLICE"),
+    "    {", // each half's names in a scope of their own
+    ...sliceProducts(l, 0, 0),
+    "    }",
+    "    workgroupBarrier(); // slice k + 1 is stored, and slice k read",
+    ...sliceStores(l, "0u", "0u"),
+    ...slicePrefetch(l, "k + 3u * SLICE", "next2"),
+    "    {",
+    ...sliceProducts(l, xTile, wTile),
+    "    }",
+    "    workgroupBarrier();",
+    "  }",
+  ];
+}
+
+/** Stores of the prefetched slice, transposed, into the tiles starting at `xAt` and `wAt`. */
+function sliceStores(l: Layout, xAt: string, wAt: string): string[] {
+  const { c } = l;
   const guarded = (i: number, rows: number, body: string) =>
     (i + 1) * l.threads > rows * l.sliceVecs
       ? `if (li + ${i * l.threads}u < ${rows * l.sliceVecs}u) { ${body} }`
       : body;
-  const store = (tile: string, pitch: number, r: string, q: string, v: string) =>
+  const store = (tile: string, at: string, pitch: number, r: string, q: string, v: string) =>
     [0, 1, 2, 3].map((cc) =>
-      `${tile}[(4u * ${q} + ${cc}u) * ${pitch}u + ${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
+      `${tile}[${at} + (4u * ${q} + ${cc}u) * ${pitch}u + ${r} / 4u][${r} % 4u] = ${v}.${
+        "xyzw"[cc]
+      };`
     ).join(" ");
   const lines = [
-    `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += SLICE) {`,
-    "    workgroupBarrier(); // everyone is done reading the previous slice",
     "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
   ];
   for (let i = 0; i < l.xLoads; i++) {
-    lines.push(`    ${guarded(i, c.bm, store("xTile", xPitch, `xr${i}`, `xq${i}`, `xNext${i}`))}`);
+    const body = store("xTile", xAt, l.xPitch, `xr${i}`, `xq${i}`, `xNext${i}`);
+    lines.push(`    ${guarded(i, c.bm, body)}`);
   }
   for (let i = 0; i < l.wLoads; i++) {
-    lines.push(`    ${guarded(i, c.bn, store("wTile", wPitch, `wr${i}`, `wq${i}`, `wNext${i}`))}`);
+    const body = store("wTile", wAt, l.wPitch, `wr${i}`, `wq${i}`, `wNext${i}`);
+    lines.push(`    ${guarded(i, c.bn, body)}`);
   }
-  lines.push(
-    "    workgroupBarrier();",
-    "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
-    `    let next = min(k + SLICE, ${l.kEnd} - SLICE);`,
-  );
-  for (let i = 0; i < l.xLoads; i++) lines.push(`    xNext${i} = ${l.loadX(`xAt${i} + next`)};`);
-  for (let i = 0; i < l.wLoads; i++) lines.push(`    wNext${i} = ${l.loadW(`wAt${i} + next`)};`);
-  if (c.half) lines.push(...accumulators(l, "hacc", "f16", "    "));
+  return lines;
+}
+
+/** Loads of the slice at `from` (clamped to the last slice) into the prefetch registers. */
+function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
+  const lines = [`    let ${next} = min(${from}, ${l.kEnd} - SLICE);`];
+  for (let i = 0; i < l.xLoads; i++) lines.push(`    xNext${i} = ${l.loadX(`xAt${i} + ${next}`)};`);
+  for (let i = 0; i < l.wLoads; i++) lines.push(`    wNext${i} = ${l.loadW(`wAt${i} + ${next}`)};`);
+  return lines;
+}
+
+/** A slice's products from the tiles starting at vec4 `xAt` of xTile and `wAt` of wTile. */
+function sliceProducts(l: Layout, xAt: number, wAt: number): string[] {
+  const { c, t, xPitch, wPitch, rmv, rnv } = l;
+  const lines = c.half ? accumulators(l, "hacc", "f16", "    ") : [];
   const sum = c.half ? "hacc" : "acc";
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
-      lines.push(`    let a${kk}_${i} = xTile[${kk * xPitch}u + lid.y + ${l.ty * i}u];`);
+      lines.push(`    let a${kk}_${i} = xTile[${xAt + kk * xPitch}u + lid.y + ${l.ty * i}u];`);
     }
     for (let j = 0; j < rnv; j++) {
-      lines.push(`    let b${kk}_${j} = wTile[${kk * wPitch}u + lid.x + ${l.tx * j}u];`);
+      lines.push(`    let b${kk}_${j} = wTile[${wAt + kk * wPitch}u + lid.x + ${l.tx * j}u];`);
     }
     for (let i = 0; i < rmv; i++) {
       for (let ii = 0; ii < 4; ii++) {
@@ -196,7 +255,6 @@ function outerSlices(l: Layout): string[] {
       for (let j = 0; j < rnv; j++) lines.push(`    acc${i}_${j} += vec4<f32>(hacc${i}_${j});`);
     }
   }
-  lines.push("  }");
   return lines;
 }
 

@@ -10,7 +10,10 @@ import { SPLIT_ROWS } from "./config.ts";
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
   tile?: { bm: number[]; bn: number[]; bk: number[]; rm: number[]; rn: number[]; vec: number[] };
-  /** `split` (split-K ways) is `[1]` and `half` (f16 math) `[false]` when left out. */
+  /**
+   * `split` (split-K ways) is `[1]`, `half` (f16 math) and `double` (double-buffered tiles)
+   * `[false]` when left out.
+   */
   outer?: {
     bm: number[];
     bn: number[];
@@ -19,6 +22,7 @@ export interface SearchSpace {
     rn: number[];
     split?: number[];
     half?: boolean[];
+    double?: boolean[];
   };
   gemv?: {
     nc: number[];
@@ -78,7 +82,7 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
     : [];
   const outers: OuterConfig[] = space.outer
-    ? product({ split: [1], half: [false], ...space.outer }).map((c) => ({
+    ? product({ split: [1], half: [false], double: [false], ...space.outer }).map((c) => ({
       family: "outer" as const,
       ...c,
     }))

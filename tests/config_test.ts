@@ -211,6 +211,7 @@ Deno.test("split-K and half math: names, validation against k and the scratch li
     rn: 4,
     split,
     half: false,
+    double: false,
   });
   assert.equal(configName(outer(1)), "outer-bm32-bn64-bk16-rm4-rn4", "unsplit names are unchanged");
   assert.equal(configName(outer(4)), "outer-bm32-bn64-bk16-rm4-rn4-s4");
@@ -236,6 +237,16 @@ Deno.test("split-K and half math: names, validation against k and the scratch li
   const deep = { ...outer(1), bk: 32 } as KernelConfig;
   assert.equal(suitsRows(deep, 4096), false, "32-step slices only with f16 math");
   assert.equal(suitsRows({ ...deep, half: true } as KernelConfig, 4096), true);
+  const double = { ...half, double: true } as KernelConfig;
+  assert.equal(configName(double), "outer-bm32-bn64-bk16-rm4-rn4-s2-h-db");
+  assert.deepEqual(parseConfigName("outer-bm32-bn64-bk16-rm4-rn4-s2-h-db"), double);
+  assert.equal(workgroupBytes(double), 2 * workgroupBytes(half));
+  const tight = { ...CAPS, shaderF16: true, maxWorkgroupStorage: workgroupBytes(half) };
+  assert.equal(configProblem(half, shape(2048), "f16", tight), undefined);
+  assert.match(configProblem(double, shape(2048), "f16", tight) ?? "", /workgroup/);
+  const odd = { ...double, half: false, split: 1 } as KernelConfig;
+  assert.equal(configProblem(odd, shape(32), "f32", CAPS), undefined, "2 slices");
+  assert.match(configProblem(odd, shape(48), "f32", CAPS) ?? "", /two slices per trip, and 3/);
 });
 
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {

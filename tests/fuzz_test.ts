@@ -59,6 +59,7 @@ function drawConfig(random: Random): KernelConfig {
       rn: knob([4, 8]),
       split: knob([1, 2, 4, 8]),
       half: random() < 0.3,
+      double: random() < 0.5,
     };
   }
   return {

@@ -201,9 +201,51 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "double-buffered outer kernels match the reference, split or not, with either math",
+  fn: async () => {
+    const failures: string[] = [];
+    let checked = 0;
+    const configs: KernelConfig[] = [
+      { ...splitConfig(1), double: true } as KernelConfig,
+      { ...splitConfig(2), double: true } as KernelConfig,
+      { ...splitConfig(1), bk: 8, rm: 8, double: true } as KernelConfig,
+      { ...splitConfig(2), half: true, double: true } as KernelConfig,
+    ];
+    for (const [what, shape] of SHAPES) {
+      for (const dtype of ["f32", "f16"] as const) {
+        const data = makeCheckData(gpu.device, shape, dtype, 37, SEED);
+        try {
+          for (const config of configs) {
+            if (configProblem(config, shape, dtype, gpu.caps)) continue;
+            const kernel = await compileKernel(gpu.device, config, shape, dtype);
+            const mismatch = await checkKernel(gpu.device, kernel, data);
+            if (mismatch) failures.push(`${what} ${dtype} ${configName(config)}: ${mismatch}`);
+            checked++;
+          }
+        } finally {
+          destroyCheckData(data);
+        }
+      }
+    }
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= 20, `${checked} kernels checked`);
+  },
+});
+
 /** A small split-K `outer` config. */
 function splitConfig(split: number): KernelConfig {
-  return { family: "outer", bm: 32, bn: 32, bk: 4, rm: 4, rn: 4, split, half: false };
+  return {
+    family: "outer",
+    bm: 32,
+    bn: 32,
+    bk: 4,
+    rm: 4,
+    rn: 4,
+    split,
+    half: false,
+    double: false,
+  };
 }
 
 Deno.test({

@@ -43,6 +43,7 @@ const spaceSchema = z.object({
     rn: sizes,
     split: sizes.optional(),
     half: z.array(z.boolean()).min(1).optional(),
+    double: z.array(z.boolean()).min(1).optional(),
   }).strict().optional(),
   gemv: z.object({
     nc: sizes,
