@@ -161,7 +161,7 @@ function outerSlices(l: Layout): string[] {
     return [
       `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += SLICE) {`,
       "    workgroupBarrier(); // everyone is done reading the previous slice",
-      ...sliceStores(l, "0u", "0u"),
+      ...sliceStores(l, "", ""),
       "    workgroupBarrier();",
       "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
       ...slicePrefetch(l, "k + SLICE"),
@@ -171,20 +171,20 @@ function outerSlices(l: Layout): string[] {
   }
   const [xTile, wTile] = [c.bk * l.xPitch, c.bk * l.wPitch];
   return [
-    ...sliceStores(l, "0u", "0u").map((line) => line.slice(2)),
+    ...sliceStores(l, "", "").map((line) => line.slice(2)),
     "  workgroupBarrier();",
     ...slicePrefetch(l, `${l.kBegin} + SLICE`).map((line) => line.slice(2)),
     // Two slices per trip, so that every tile index is a constant plus the thread's.
     `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += 2u * SLICE) {`,
     "    // Slice k + 1 into the second tiles, whose last readers passed the last barrier; the",
     "    // one after it is prefetched (the last trips reload the last slice, unused).",
-    ...sliceStores(l, "X_TILE", "W_TILE"),
+    ...sliceStores(l, "X_TILE + ", "W_TILE + "),
     ...slicePrefetch(l, "k + 2u * SLICE"),
     "    {", // each half's names in a scope of their own
     ...sliceProducts(l, 0, 0),
     "    }",
     "    workgroupBarrier(); // slice k + 1 is stored, and slice k read",
-    ...sliceStores(l, "0u", "0u"),
+    ...sliceStores(l, "", ""),
     ...slicePrefetch(l, "k + 3u * SLICE", "next2"),
     "    {",
     ...sliceProducts(l, xTile, wTile),
@@ -194,7 +194,7 @@ function outerSlices(l: Layout): string[] {
   ];
 }
 
-/** Stores of the prefetched slice, transposed, into the tiles starting at `xAt` and `wAt`. */
+/** Stores of the prefetched slice, transposed, into the tiles at `xAt` and `wAt` ("" or "X_TILE + "). */
 function sliceStores(l: Layout, xAt: string, wAt: string): string[] {
   const { c } = l;
   const guarded = (i: number, rows: number, body: string) =>
@@ -203,9 +203,7 @@ function sliceStores(l: Layout, xAt: string, wAt: string): string[] {
       : body;
   const store = (tile: string, at: string, pitch: number, r: string, q: string, v: string) =>
     [0, 1, 2, 3].map((cc) =>
-      `${tile}[${at} + (4u * ${q} + ${cc}u) * ${pitch}u + ${r} / 4u][${r} % 4u] = ${v}.${
-        "xyzw"[cc]
-      };`
+      `${tile}[${at}(4u * ${q} + ${cc}u) * ${pitch}u + ${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
     ).join(" ");
   const lines = [
     "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
