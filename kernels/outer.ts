@@ -4,7 +4,7 @@
  * X and W are stored k-major (transposed) in workgroup memory, so at each k a thread reads its
  * `rm` rows and `rn` columns as vec4s and does `rm x rn` fused multiply-adds on vec4
  * accumulators: no dot products, no horizontal adds. The next slice is loaded into registers
- * while this one is computed.
+ * while this one is computed. With `double`, two of each tile take turns (NOTES.md, v6).
  *
  * A thread's rows and columns are interleaved in groups of four (`4 * (tid + threads * i)`),
  * so that neighbouring threads read neighbouring vec4s of workgroup memory and write
@@ -194,7 +194,10 @@ function outerSlices(l: Layout): string[] {
   ];
 }
 
-/** Stores of the prefetched slice, transposed, into the tiles at `xAt` and `wAt` ("" or "X_TILE + "). */
+/**
+ * Stores of the prefetched slice, transposed, into the first tiles (`xAt` and `wAt` "") or the
+ * second ("X_TILE + ", "W_TILE + ").
+ */
 function sliceStores(l: Layout, xAt: string, wAt: string): string[] {
   const { c } = l;
   const guarded = (i: number, rows: number, body: string) =>
