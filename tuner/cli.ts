@@ -641,7 +641,6 @@ if (import.meta.main) {
   }
 }
 
-/** Where a run's time went, and the clock the probe saw, in one line. */
 /** Share of a run spent waiting for compiles past which the pool's work ahead looks lost. */
 const COMPILE_WAIT_SHARE = 1 / 3;
 
@@ -672,6 +671,7 @@ export function compileWaitWarning(
     `(NVIDIA: ${SHADER_CACHE_ENV}, when set, must name a writable folder)`;
 }
 
+/** Where a run's time went, and the clock the probe saw, in one line. */
 function formatPhases({ phases: p, clock }: TuneResult): string {
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   // Phases overlap by a few ms (a compile started inside another phase): no "-0.0 s".
