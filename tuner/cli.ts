@@ -327,6 +327,36 @@ async function ensureShaderCacheFolder(): Promise<void> {
   }
 }
 
+/** Share of a run spent waiting for compiles past which the pool's work ahead looks lost. */
+const COMPILE_WAIT_SHARE = 1 / 3;
+
+/**
+ * A warning when a run with a compile pool spent over a third of its time waiting for
+ * compiles: the pool compiles ahead through the driver's shader cache, and without that cache
+ * the tuner compiles everything again. On the H100, fresh tp4 f16 runs waited 14-16 s of 79-86
+ * s with the cache and 151-174 s of 279-304 s without it.
+ *
+ * @example
+ * ```ts
+ * import { compileWaitWarning } from "./cli.ts";
+ * if (compileWaitWarning({ compileMs: 16_000, totalMs: 86_000 }, true)) throw new Error("fine");
+ * if (!compileWaitWarning({ compileMs: 151_000, totalMs: 279_000 }, true)) throw new Error("lost");
+ * // No pool (a software adapter, or --compile-workers 0): every compile is a wait.
+ * if (compileWaitWarning({ compileMs: 151_000, totalMs: 279_000 }, false)) throw new Error("pool");
+ * ```
+ */
+export function compileWaitWarning(
+  phases: { compileMs: number; totalMs: number },
+  pooled: boolean,
+): string | undefined {
+  if (!pooled || phases.compileMs <= COMPILE_WAIT_SHARE * phases.totalMs) return undefined;
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  return `warning: compile waits took ${s(phases.compileMs)} of ${
+    s(phases.totalMs)
+  }; the compile pool works ahead through the GPU driver's shader cache, so check that it is on ` +
+    `(NVIDIA: ${SHADER_CACHE_ENV}, when set, must name a writable folder)`;
+}
+
 /** Exit codes besides 0 (done) and 1 (an error, named on stderr). */
 export const EXIT = { usage: 2, deviceLost: 3, interrupted: 130 } as const;
 
@@ -639,36 +669,6 @@ if (import.meta.main) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);
   }
-}
-
-/** Share of a run spent waiting for compiles past which the pool's work ahead looks lost. */
-const COMPILE_WAIT_SHARE = 1 / 3;
-
-/**
- * A warning when a run with a compile pool spent over a third of its time waiting for
- * compiles: the pool compiles ahead through the driver's shader cache, and without that cache
- * the tuner compiles everything again. On the H100, fresh tp4 f16 runs waited 14-16 s of 79-86
- * s with the cache and 151-174 s of 279-304 s without it.
- *
- * @example
- * ```ts
- * import { compileWaitWarning } from "./cli.ts";
- * if (compileWaitWarning({ compileMs: 16_000, totalMs: 86_000 }, true)) throw new Error("fine");
- * if (!compileWaitWarning({ compileMs: 151_000, totalMs: 279_000 }, true)) throw new Error("lost");
- * // No pool (a software adapter, or --compile-workers 0): every compile is a wait.
- * if (compileWaitWarning({ compileMs: 151_000, totalMs: 279_000 }, false)) throw new Error("pool");
- * ```
- */
-export function compileWaitWarning(
-  phases: { compileMs: number; totalMs: number },
-  pooled: boolean,
-): string | undefined {
-  if (!pooled || phases.compileMs <= COMPILE_WAIT_SHARE * phases.totalMs) return undefined;
-  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-  return `warning: compile waits took ${s(phases.compileMs)} of ${
-    s(phases.totalMs)
-  }; the compile pool works ahead through the GPU driver's shader cache, so check that it is on ` +
-    `(NVIDIA: ${SHADER_CACHE_ENV}, when set, must name a writable folder)`;
 }
 
 /** Where a run's time went, and the clock the probe saw, in one line. */
