@@ -9,6 +9,7 @@ import type { KernelConfig } from "../kernels/config.ts";
 import { configName, configProblem } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import type { CompiledKernel } from "../kernels/gpu.ts";
 import { compileKernel } from "../kernels/gpu.ts";
 import type { GemmShape } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
@@ -201,33 +202,46 @@ Deno.test({
   },
 });
 
+/**
+ * Checks each config valid there on every shape and weight type at 37 rows (`each` sees every
+ * compiled kernel first): the mismatches, named, and how many kernels were checked.
+ */
+async function checkOnShapes(
+  configs: KernelConfig[],
+  dtypes: readonly WeightDtype[],
+  each: (kernel: CompiledKernel) => void = () => {},
+): Promise<{ failures: string[]; checked: number }> {
+  const failures: string[] = [];
+  let checked = 0;
+  for (const [what, shape] of SHAPES) {
+    for (const dtype of dtypes) {
+      const data = makeCheckData(gpu.device, shape, dtype, 37, SEED);
+      try {
+        for (const config of configs) {
+          if (configProblem(config, shape, dtype, gpu.caps)) continue;
+          const kernel = await compileKernel(gpu.device, config, shape, dtype);
+          each(kernel);
+          const mismatch = await checkKernel(gpu.device, kernel, data);
+          if (mismatch) failures.push(`${what} ${dtype} ${configName(config)}: ${mismatch}`);
+          checked++;
+        }
+      } finally {
+        destroyCheckData(data);
+      }
+    }
+  }
+  return { failures, checked };
+}
+
 Deno.test({
   name: "double-buffered outer kernels match the reference, split or not, with either math",
   fn: async () => {
-    const failures: string[] = [];
-    let checked = 0;
-    const configs: KernelConfig[] = [
+    const { failures, checked } = await checkOnShapes([
       { ...splitConfig(1), double: true } as KernelConfig,
       { ...splitConfig(2), double: true } as KernelConfig,
       { ...splitConfig(1), bk: 8, rm: 8, double: true } as KernelConfig,
       { ...splitConfig(2), half: true, double: true } as KernelConfig,
-    ];
-    for (const [what, shape] of SHAPES) {
-      for (const dtype of ["f32", "f16"] as const) {
-        const data = makeCheckData(gpu.device, shape, dtype, 37, SEED);
-        try {
-          for (const config of configs) {
-            if (configProblem(config, shape, dtype, gpu.caps)) continue;
-            const kernel = await compileKernel(gpu.device, config, shape, dtype);
-            const mismatch = await checkKernel(gpu.device, kernel, data);
-            if (mismatch) failures.push(`${what} ${dtype} ${configName(config)}: ${mismatch}`);
-            checked++;
-          }
-        } finally {
-          destroyCheckData(data);
-        }
-      }
-    }
+    ], ["f32", "f16"]);
     assert.deepEqual(failures, []);
     assert.ok(checked >= 20, `${checked} kernels checked`);
   },
@@ -251,22 +265,11 @@ function splitConfig(split: number): KernelConfig {
 Deno.test({
   name: "split-K kernels match the reference at every split, and a part left unwritten is caught",
   fn: async () => {
-    const failures: string[] = [];
-    for (const [what, shape] of SHAPES) {
-      const data = makeCheckData(gpu.device, shape, "f16", 37, SEED);
-      try {
-        for (const split of [2, 4, 8]) {
-          const config = splitConfig(split);
-          if (configProblem(config, shape, "f16", gpu.caps)) continue;
-          const kernel = await compileKernel(gpu.device, config, shape, "f16");
-          assert.ok(kernel.reduce, "a split kernel has its reduction");
-          const mismatch = await checkKernel(gpu.device, kernel, data);
-          if (mismatch) failures.push(`${what} split ${split}: ${mismatch}`);
-        }
-      } finally {
-        destroyCheckData(data);
-      }
-    }
+    const { failures } = await checkOnShapes(
+      [2, 4, 8].map(splitConfig),
+      ["f16"],
+      (kernel) => assert.ok(kernel.reduce, "a split kernel has its reduction"),
+    );
     assert.deepEqual(failures, []);
     // The last part skips its stores: its slab of the scratch keeps the poison.
     const shape = fusedShape(tiny);
