@@ -276,6 +276,12 @@ export function defaultCompileWorkers(adapter: GPUAdapter): number {
   return Math.max(0, Math.min(16, (navigator.hardwareConcurrency ?? 1) - 1));
 }
 
+/** An environment variable's value, or undefined when it is unset or not readable (no permission). */
+function grantedEnv(name: string): string | undefined {
+  const access = Deno.permissions.querySync({ name: "env", variable: name });
+  return access.state === "granted" ? Deno.env.get(name) : undefined;
+}
+
 /**
  * Test-only fault injection for the exit-3 path, which no real fault triggers on demand: with
  * `TUNE_TEST_LOSE_DEVICE_AFTER=N` in the environment (and --allow-env), the device is
@@ -285,8 +291,7 @@ function withDeviceLoss(
   onProgress: ((event: ProgressEvent) => void) | undefined,
   device: GPUDevice,
 ): ((event: ProgressEvent) => void) | undefined {
-  const access = Deno.permissions.querySync({ name: "env", variable: LOSE_DEVICE_ENV });
-  const after = access.state === "granted" ? Number(Deno.env.get(LOSE_DEVICE_ENV)) : NaN;
+  const after = Number(grantedEnv(LOSE_DEVICE_ENV) ?? NaN);
   if (!(after > 0)) return onProgress;
   let trials = 0;
   return (event) => {
@@ -314,8 +319,7 @@ const SHADER_CACHE_ENV = "__GL_SHADER_DISK_CACHE_PATH";
  * rule stands (a warning says so).
  */
 async function ensureShaderCacheFolder(): Promise<void> {
-  const access = Deno.permissions.querySync({ name: "env", variable: SHADER_CACHE_ENV });
-  const folder = access.state === "granted" ? Deno.env.get(SHADER_CACHE_ENV) : undefined;
+  const folder = grantedEnv(SHADER_CACHE_ENV);
   if (!folder) return;
   try {
     await Deno.mkdir(folder, { recursive: true });
