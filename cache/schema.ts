@@ -26,7 +26,15 @@ const READABLE_VERSIONS = [1, CACHE_SCHEMA_VERSION];
  * Version of the kernel generators. Bump it when generated code changes meaning or speed, so
  * that old trial logs are not resumed as if they measured today's kernels.
  */
-export const GENERATOR_VERSION = 1;
+export const GENERATOR_VERSION = 2;
+
+/**
+ * The oldest generator whose config names still name the same computation. The dispatcher runs
+ * a cache entry tuned with it or later (each config checked as always) and warns that its
+ * winners may no longer be the fastest; an older or newer entry is not used. Raise it when a
+ * config name changes meaning.
+ */
+export const OLDEST_RUNNABLE_GENERATOR = 1;
 
 /** What identifies a GPU: the fields of `GPUAdapterInfo`. */
 export interface AdapterFingerprint {

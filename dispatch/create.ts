@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { GENERATOR_VERSION } from "../cache/schema.ts";
 import { describeValue } from "../kernels/describe.ts";
 import { deviceCaps } from "../kernels/config.ts";
 import type { DeviceCaps } from "../kernels/config.ts";
@@ -142,6 +143,13 @@ async function chooseConfigs(
       ? "tuning is turned off (cache: false)"
       : `the cache has no tuning of "${spec.name}" with ${dtype} weights for this GPU`;
     return defaultBucketConfigs(shapes, dtype, caps, why);
+  }
+  if (entry.generatorVersion !== GENERATOR_VERSION) {
+    options.onWarning?.(
+      `The tuning of "${spec.name}" with ${dtype} weights was made with kernel generator ` +
+        `${entry.generatorVersion}, not this library's ${GENERATOR_VERSION}: its configs run, ` +
+        `but may no longer be the fastest. Tune again (deno task tune) to refresh it.`,
+    );
   }
   const configs: ProjectionConfig[] = [];
   const leftOut: string[] = [];

@@ -11,6 +11,7 @@ import {
   cacheFileName,
   CacheFormatError,
   GENERATOR_VERSION,
+  OLDEST_RUNNABLE_GENERATOR,
   parseCacheFile,
   parseCacheText,
   problemKey,
@@ -74,7 +75,8 @@ export async function fetchCacheFile(url: URL, required = false): Promise<CacheF
  * must be valid for its stage's shape on some device (whether this device can run it is the
  * dispatcher's choice, per bucket and tier).
  *
- * @returns The entry, or `undefined` if the cache has none (or none for this generator).
+ * @returns The entry, or `undefined` if the cache has none, or none from a generator whose
+ * configs this one still runs (`OLDEST_RUNNABLE_GENERATOR` to `GENERATOR_VERSION`).
  * @throws {CacheFormatError} If the file (or object) is not a valid cache file, belongs to another
  * GPU, the entry's shape differs from the problem, or a config in it is invalid for the problem.
  * @throws {Error} If a cache URL the user named is missing or is a folder.
@@ -109,7 +111,8 @@ export async function tunedEntry(
   const keys = precision === "fast"
     ? [problemKey(spec, dtype, "fast"), problemKey(spec, dtype)]
     : [problemKey(spec, dtype)];
-  const key = keys.find((k) => file.entries[k]?.generatorVersion === GENERATOR_VERSION);
+  const runnable = (v: number) => v >= OLDEST_RUNNABLE_GENERATOR && v <= GENERATOR_VERSION;
+  const key = keys.find((k) => k in file.entries && runnable(file.entries[k].generatorVersion));
   if (key === undefined) return undefined;
   const entry = file.entries[key];
   if (JSON.stringify(entry.problem) !== JSON.stringify(storedProblem(spec, dtype))) {

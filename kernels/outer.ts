@@ -10,6 +10,12 @@
  * so that neighbouring threads read neighbouring vec4s of workgroup memory and write
  * neighbouring 16-byte chunks of Y.
  *
+ * Each tile is an array of k rows (`xTile[k][row / 4]`): a read's outer index is a constant of
+ * the unrolled loop and its inner index the same for every k, so the bounds clamp naga puts on
+ * every dynamic index is computed once per register block, not once per read (8-10% faster at
+ * m = 8192 on the H100; NOTES.md, v7). With f16 math a thread stores four tile rows' k vectors
+ * as four vec4s, transposed in registers, instead of sixteen scalar halves (quad stores).
+ *
  * @module
  */
 import type { OuterConfig } from "./config.ts";
@@ -31,6 +37,11 @@ interface Layout {
   wPitch: number;
   xLoads: number;
   wLoads: number;
+  /** With quad stores: groups of four tile rows each thread loads, per slice, of X and W. */
+  xGroups: number;
+  wGroups: number;
+  /** Quad stores (with f16 math): a thread's loads come in fours, stored as four vec4s. */
+  quad: boolean;
   rmv: number;
   rnv: number;
   /** The math type: f16 with half math, else f32. */
@@ -44,8 +55,12 @@ interface Layout {
 }
 
 function layoutOf(c: OuterConfig): Layout {
+  // Quad stores measured 0.6-35% slower in f32, 4-8% faster with f16 math (NOTES.md, v7).
+  const quad = c.half;
   const tx = c.bn / c.rn, ty = c.bm / c.rm, threads = tx * ty, sliceVecs = c.bk / 4;
   const split = c.split > 1;
+  const xGroups = Math.ceil((c.bm / 4 * sliceVecs) / threads);
+  const wGroups = Math.ceil((c.bn / 4 * sliceVecs) / threads);
   return {
     c,
     tx,
@@ -54,8 +69,11 @@ function layoutOf(c: OuterConfig): Layout {
     sliceVecs,
     xPitch: c.bm / 4 + 1,
     wPitch: c.bn / 4 + 1,
-    xLoads: Math.ceil((c.bm * sliceVecs) / threads),
-    wLoads: Math.ceil((c.bn * sliceVecs) / threads),
+    xLoads: quad ? 4 * xGroups : Math.ceil((c.bm * sliceVecs) / threads),
+    wLoads: quad ? 4 * wGroups : Math.ceil((c.bn * sliceVecs) / threads),
+    xGroups,
+    wGroups,
+    quad,
     rmv: c.rm / 4,
     rnv: c.rn / 4,
     t: c.half ? "f16" : "f32",
@@ -68,7 +86,11 @@ function layoutOf(c: OuterConfig): Layout {
 }
 
 /** Generates the WGSL of an outer-product GEMM. Validate the config first with `configProblem`. */
-export function outerWgsl(c: OuterConfig, shape: GemmShape, dtype: WeightDtype): string {
+export function outerWgsl(
+  c: OuterConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+): string {
   const l = layoutOf(c);
   const lines = [
     ...outerModule(l, shape, dtype),
@@ -105,18 +127,18 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
   }
   const tiles = c.double ? 2 : 1;
   if (c.double) {
-    lines.push(`const X_TILE = ${c.bk * xPitch}u; // the second xTile's start`);
-    lines.push(`const W_TILE = ${c.bk * wPitch}u;`);
+    lines.push(`const X_TILE = ${c.bk}u; // the second tiles' first k row`);
+    lines.push(`const W_TILE = ${c.bk}u;`);
   }
   const of = c.double ? ", two of them" : "";
   lines.push(
     "",
-    `var<workgroup> xTile: array<vec4<${t}>, ${
-      tiles * c.bk * xPitch
-    }>; // [k][row / 4], pitch ${xPitch}${of}`,
-    `var<workgroup> wTile: array<vec4<${t}>, ${
-      tiles * c.bk * wPitch
-    }>; // [k][column / 4], pitch ${wPitch}${of}`,
+    `var<workgroup> xTile: array<array<vec4<${t}>, ${xPitch}>, ${
+      tiles * c.bk
+    }>; // [k][row / 4]${of}`,
+    `var<workgroup> wTile: array<array<vec4<${t}>, ${wPitch}>, ${
+      tiles * c.bk
+    }>; // [k][column / 4]${of}`,
     "",
   );
   return lines;
@@ -133,7 +155,7 @@ function outerStart(l: Layout, shape: GemmShape): string[] {
   lines.push(
     "  // Each thread loads whole k vectors of some tile rows; rows past the edge are clamped.",
   );
-  lines.push(...tileLoadSlots(xLoads, wLoads, l.threads, "SLICE"));
+  lines.push(...(l.quad ? quadLoadSlots(l) : tileLoadSlots(xLoads, wLoads, l.threads, "SLICE")));
   for (let i = 0; i < xLoads; i++) lines.push(`  var xNext${i} = ${l.loadX(plus(`xAt${i}`))};`);
   for (let i = 0; i < wLoads; i++) lines.push(`  var wNext${i} = ${l.loadW(plus(`wAt${i}`))};`);
   lines.push(...accumulators(l, "acc", "f32", "  "));
@@ -165,11 +187,11 @@ function outerSlices(l: Layout): string[] {
       "    workgroupBarrier();",
       "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
       ...slicePrefetch(l, "k + SLICE"),
-      ...sliceProducts(l, 0, 0),
+      ...sliceProducts(l, 0),
       "  }",
     ];
   }
-  const [xTile, wTile] = [c.bk * l.xPitch, c.bk * l.wPitch];
+
   return [
     ...sliceStores(l, "", "").map((line) => line.slice(2)),
     "  workgroupBarrier();",
@@ -181,13 +203,13 @@ function outerSlices(l: Layout): string[] {
     ...sliceStores(l, "X_TILE + ", "W_TILE + "),
     ...slicePrefetch(l, "k + 2u * SLICE"),
     "    {", // each half's names in a scope of their own
-    ...sliceProducts(l, 0, 0),
+    ...sliceProducts(l, 0),
     "    }",
     "    workgroupBarrier(); // slice k + 1 is stored, and slice k read",
     ...sliceStores(l, "", ""),
     ...slicePrefetch(l, "k + 3u * SLICE", "next2"),
     "    {",
-    ...sliceProducts(l, xTile, wTile),
+    ...sliceProducts(l, c.bk),
     "    }",
     "    workgroupBarrier();",
     "  }",
@@ -199,48 +221,118 @@ function outerSlices(l: Layout): string[] {
  * second ("X_TILE + ", "W_TILE + ").
  */
 function sliceStores(l: Layout, xAt: string, wAt: string): string[] {
+  if (l.quad) return quadStores(l, xAt, wAt);
   const { c } = l;
   const guarded = (i: number, rows: number, body: string) =>
     (i + 1) * l.threads > rows * l.sliceVecs
       ? `if (li + ${i * l.threads}u < ${rows * l.sliceVecs}u) { ${body} }`
       : body;
-  const store = (tile: string, at: string, pitch: number, r: string, q: string, v: string) =>
+  const store = (tile: string, at: string, r: string, q: string, v: string) =>
     [0, 1, 2, 3].map((cc) =>
-      `${tile}[${at}(4u * ${q} + ${cc}u) * ${pitch}u + ${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
+      `${tile}[${at}4u * ${q} + ${cc}u][${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
     ).join(" ");
   const lines = [
     "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
   ];
   for (let i = 0; i < l.xLoads; i++) {
-    const body = store("xTile", xAt, l.xPitch, `xr${i}`, `xq${i}`, `xNext${i}`);
+    const body = store("xTile", xAt, `xr${i}`, `xq${i}`, `xNext${i}`);
     lines.push(`    ${guarded(i, c.bm, body)}`);
   }
   for (let i = 0; i < l.wLoads; i++) {
-    const body = store("wTile", wAt, l.wPitch, `wr${i}`, `wq${i}`, `wNext${i}`);
+    const body = store("wTile", wAt, `wr${i}`, `wq${i}`, `wNext${i}`);
     lines.push(`    ${guarded(i, c.bn, body)}`);
   }
   return lines;
 }
 
-/** Loads of the slice at `from` (clamped to the last slice) into the prefetch registers. */
-function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
-  const lines = [`    let ${next} = min(${from}, ${l.kEnd} - SLICE);`];
-  for (let i = 0; i < l.xLoads; i++) lines.push(`    xNext${i} = ${l.loadX(`xAt${i} + ${next}`)};`);
-  for (let i = 0; i < l.wLoads; i++) lines.push(`    wNext${i} = ${l.loadW(`wAt${i} + ${next}`)};`);
+/**
+ * Load slots for quad stores: a thread's loads come in fours, the same k vector of four
+ * consecutive tile rows (group `xg`/`wg` of rows, k vector `xq`/`wq`), so that it can store
+ * them transposed as four vec4s.
+ */
+function quadLoadSlots(l: Layout): string[] {
+  const lines: string[] = [];
+  const slots = (
+    n: string,
+    groups: number,
+    rows: string,
+    limit: string,
+    at: (row: string) => string,
+  ) => {
+    for (let j = 0; j < groups; j++) {
+      lines.push(`  let ${n}g${j} = (li + ${j * l.threads}u) / SLICE;`);
+      lines.push(`  let ${n}q${j} = (li + ${j * l.threads}u) % SLICE;`);
+      for (let t = 0; t < 4; t++) {
+        const row = `min(${rows} + 4u * ${n}g${j} + ${t}u, ${limit})`;
+        lines.push(`  let ${n}At${4 * j + t} = ${at(row)} + ${n}q${j};`);
+      }
+    }
+  };
+  slots("x", l.xGroups, "row0", "m - 1u", (row) => `xOffset + ${row} * X_STRIDE`);
+  slots("w", l.wGroups, "col0", "N - 1u", (row) => `W_OFFSET + b * W_BATCH + ${row} * KV`);
   return lines;
 }
 
-/** A slice's products from the tiles starting at vec4 `xAt` of xTile and `wAt` of wTile. */
-function sliceProducts(l: Layout, xAt: number, wAt: number): string[] {
-  const { c, t, xPitch, wPitch, rmv, rnv } = l;
+/**
+ * One line per quad group of a tile with `rows` rows, `body(j)` for group j; a group past the
+ * tile's groups (when there are fewer than threads) is skipped, so that nothing is loaded or
+ * stored for it.
+ */
+function quadGroupLines(l: Layout, groups: number, rows: number, body: (j: number) => string) {
+  const slots = (rows / 4) * l.sliceVecs;
+  return Array.from(
+    { length: groups },
+    (_, j) =>
+      (j + 1) * l.threads > slots
+        ? `    if (li + ${j * l.threads}u < ${slots}u) { ${body(j)} }`
+        : `    ${body(j)}`,
+  );
+}
+
+/** Quad stores: component c of four rows' k vectors goes to k row 4q + c as one vec4. */
+function quadStores(l: Layout, xAt: string, wAt: string): string[] {
+  const stores = (n: string, tile: string, at: string) => (j: number) =>
+    [0, 1, 2, 3].map((cc) => {
+      const v = [0, 1, 2, 3].map((t) => `${n}Next${4 * j + t}.${"xyzw"[cc]}`).join(", ");
+      return `${tile}[${at}4u * ${n}q${j} + ${cc}u][${n}g${j}] = vec4<${l.t}>(${v});`;
+    }).join(" ");
+  return [
+    "    // Store the prefetched slice transposed, four rows' k vectors as four vec4s.",
+    ...quadGroupLines(l, l.xGroups, l.c.bm, stores("x", "xTile", xAt)),
+    ...quadGroupLines(l, l.wGroups, l.c.bn, stores("w", "wTile", wAt)),
+  ];
+}
+
+/** Loads of the slice at `from` (clamped to the last slice) into the prefetch registers. */
+function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
+  const lines = [`    let ${next} = min(${from}, ${l.kEnd} - SLICE);`];
+  const load = (n: string, i: number) =>
+    `${n}Next${i} = ${(n === "x" ? l.loadX : l.loadW)(`${n}At${i} + ${next}`)};`;
+  if (l.quad) {
+    const loads = (n: string) => (j: number) =>
+      [0, 1, 2, 3].map((t) => load(n, 4 * j + t)).join(" ");
+    return [
+      ...lines,
+      ...quadGroupLines(l, l.xGroups, l.c.bm, loads("x")),
+      ...quadGroupLines(l, l.wGroups, l.c.bn, loads("w")),
+    ];
+  }
+  for (let i = 0; i < l.xLoads; i++) lines.push(`    ${load("x", i)}`);
+  for (let i = 0; i < l.wLoads; i++) lines.push(`    ${load("w", i)}`);
+  return lines;
+}
+
+/** A slice's products from the tiles starting at k row `at` (0, or the second tiles' `bk`). */
+function sliceProducts(l: Layout, at: number): string[] {
+  const { c, t, rmv, rnv } = l;
   const lines = c.half ? accumulators(l, "hacc", "f16", "    ") : [];
   const sum = c.half ? "hacc" : "acc";
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
-      lines.push(`    let a${kk}_${i} = xTile[${xAt + kk * xPitch}u + lid.y + ${l.ty * i}u];`);
+      lines.push(`    let a${kk}_${i} = xTile[${at + kk}u][lid.y + ${l.ty * i}u];`);
     }
     for (let j = 0; j < rnv; j++) {
-      lines.push(`    let b${kk}_${j} = wTile[${wAt + kk * wPitch}u + lid.x + ${l.tx * j}u];`);
+      lines.push(`    let b${kk}_${j} = wTile[${at + kk}u][lid.x + ${l.tx * j}u];`);
     }
     for (let i = 0; i < rmv; i++) {
       for (let ii = 0; ii < 4; ii++) {

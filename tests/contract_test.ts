@@ -16,6 +16,7 @@ import {
   CACHE_SCHEMA_VERSION,
   cacheFileName,
   GENERATOR_VERSION,
+  OLDEST_RUNNABLE_GENERATOR,
   problemKey,
   storedProblem,
 } from "../cache/schema.ts";
@@ -105,7 +106,9 @@ const bundled = await loadCacheFile(
 /** Where the bundled cache lookup takes a problem's configs from on this GPU. */
 function bundledSource(spec: ProjectionSpec, dtype: WeightDtype): "tuned" | "default" {
   const entry = bundled?.entries[problemKey(spec, dtype)];
-  return entry && entry.generatorVersion === GENERATOR_VERSION ? "tuned" : "default";
+  const runnable = entry && entry.generatorVersion >= OLDEST_RUNNABLE_GENERATOR &&
+    entry.generatorVersion <= GENERATOR_VERSION;
+  return runnable ? "tuned" : "default";
 }
 
 for (const tp of [1, 2, 4, 8]) {

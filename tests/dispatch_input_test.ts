@@ -12,6 +12,7 @@ import {
   adapterFingerprint,
   CACHE_SCHEMA_VERSION,
   GENERATOR_VERSION,
+  OLDEST_RUNNABLE_GENERATOR,
   problemKey,
   storedProblem,
 } from "../cache/schema.ts";
@@ -246,6 +247,41 @@ Deno.test({
     assert.equal(warnings.length, 2);
     assert.match(warnings[0], /m=4 \(fused stage: tile-bm256-bn256-bk8-rm2-rn2-v4: 16384 threads/);
     assert.match(warnings[0], /Those buckets are left out/);
+  },
+});
+
+Deno.test({
+  name: "an entry of an older kernel generator runs with a warning; a newer one is not used",
+  fn: async () => {
+    const sourceWith = async (generatorVersion: number) => {
+      const file = validCache();
+      file.entries[KEY].generatorVersion = generatorVersion;
+      const warnings: string[] = [];
+      const onWarning = (message: string) => warnings.push(message);
+      const proj = await createProjection(device, spec, { weights, cache: file, onWarning });
+      try {
+        return { source: proj.config(4).source, warnings };
+      } finally {
+        proj.destroy();
+      }
+    };
+    const printed = quietConsole();
+    try {
+      assert.deepEqual(await sourceWith(GENERATOR_VERSION), { source: "tuned", warnings: [] });
+      const older = await sourceWith(OLDEST_RUNNABLE_GENERATOR);
+      if (OLDEST_RUNNABLE_GENERATOR < GENERATOR_VERSION) {
+        assert.equal(older.source, "tuned");
+        assert.equal(older.warnings.length, 1);
+        assert.match(older.warnings[0], /made with kernel generator \d+, not this library's/);
+      }
+      const tooOld = await sourceWith(OLDEST_RUNNABLE_GENERATOR - 1);
+      assert.deepEqual(tooOld, { source: "default", warnings: [] });
+      const newer = await sourceWith(GENERATOR_VERSION + 1);
+      assert.deepEqual(newer, { source: "default", warnings: [] });
+    } finally {
+      printed.restore();
+    }
+    assert.deepEqual(printed.calls, [], "the library prints nothing");
   },
 });
 
