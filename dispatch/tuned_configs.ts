@@ -112,7 +112,9 @@ export async function tunedEntry(
     ? [problemKey(spec, dtype, "fast"), problemKey(spec, dtype)]
     : [problemKey(spec, dtype)];
   const runnable = (v: number) => v >= OLDEST_RUNNABLE_GENERATOR && v <= GENERATOR_VERSION;
-  const key = keys.find((k) => k in file.entries && runnable(file.entries[k].generatorVersion));
+  const key = keys.find((k) =>
+    Object.hasOwn(file.entries, k) && runnable(file.entries[k].generatorVersion)
+  );
   if (key === undefined) return undefined;
   const entry = file.entries[key];
   if (JSON.stringify(entry.problem) !== JSON.stringify(storedProblem(spec, dtype))) {

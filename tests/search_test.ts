@@ -204,7 +204,7 @@ Deno.test("replay runs the tuner's cross-check: a bucket is given its neighbour'
 
 Deno.test("deno task replay replays the committed H100 exhaustive logs: the default strategy meets the 3% criterion", async () => {
   const logOf = (dtype: string) =>
-    `${ROOT}cache/logs/4318-9008-nvidia-h100-80gb-hbm3/kimi-linear-tp4-${dtype}-exhaustive.jsonl`;
+    `${ROOT}cache/logs/4318-9008-nvidia-h100-80gb-hbm3/kimi-linear-tp4-${dtype}-exhaustive.jsonl.gz`;
   const replayCli = async (strategy: string, log = logOf("f16")) => {
     const out = await runScript("tuner/replay_cli.ts", ["--log", log, "--strategy", strategy], {
       permissions: ["--allow-read"],

@@ -25,6 +25,18 @@ Deno.test("readTrials() of a missing log is empty", async () => {
   });
 });
 
+Deno.test("readTrials() reads a gzipped log (.gz) as the plain one", async () => {
+  await withTempDir("trial_log_test_", async (dir) => {
+    const text = [trial("gemv-a"), trial("gemv-b")].map((t) => JSON.stringify(t)).join("\n");
+    await Deno.writeTextFile(`${dir}/log.jsonl`, text);
+    const gzipped = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+    await Deno.writeFile(`${dir}/log.jsonl.gz`, gzipped);
+    const plain = await readTrials(`${dir}/log.jsonl`);
+    assert.equal(plain.length, 2);
+    assert.deepEqual(await readTrials(`${dir}/log.jsonl.gz`), plain);
+  });
+});
+
 Deno.test("TrialLog appends one JSON line per trial and a reopened log reads them back", async () => {
   await withTempDir("trial_log_test_", async (dir) => {
     const path = `${dir}/sub/dir/log.jsonl`; // the first append creates the folder

@@ -2,7 +2,7 @@
  * `deno task replay`: how well a strategy finds the best config, replayed from a recorded
  * (ideally exhaustive) trial log with no GPU.
  *
- *   deno task replay --log cache/logs/<gpu>/<problem>-<dtype>-exhaustive.jsonl \
+ *   deno task replay --log cache/logs/<gpu>/<problem>-<dtype>-exhaustive.jsonl.gz \
  *     --strategy guided --budget 15% --seeds 20
  *
  * Prints, per stage and bucket, the median and worst regret over seeds (found best / recorded

@@ -92,15 +92,22 @@ function isRunRecord(x: unknown): x is RunRecord {
     typeof r.problem === "string";
 }
 
-/** Reads a log; a torn last line (from a kill mid-write) is skipped, other bad lines throw. */
+/**
+ * Reads a log; a torn last line (from a kill mid-write) is skipped, other bad lines throw. A path
+ * ending in `.gz` is read gzipped (logs kept as evidence are stored so, being 10x smaller).
+ */
 export async function readTrials(path: string): Promise<Trial[]> {
-  let text: string;
+  let bytes: Uint8Array<ArrayBuffer>;
   try {
-    text = await Deno.readTextFile(path);
+    bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return [];
     throw e;
   }
+  const text = path.endsWith(".gz")
+    ? await new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip")))
+      .text()
+    : new TextDecoder().decode(bytes);
   return parseTrials(text, path);
 }
 
