@@ -23,6 +23,12 @@ const KNOWN: [RegExp, Ceilings][] = [
     flops: 67e12,
     source: "measured on the GPU machine (../shared/gpu/README.md): HBM copy, FP32 at 1980 MHz",
   }],
+  [/H200/i, {
+    bytesPerS: 4.3e12,
+    flops: 67e12,
+    source: "the GPU machine's H200: a PyTorch device-to-device copy (read + write counted, " +
+      "KINDS.md of the device tool); FP32 as the H100's (same 132 SMs, 1980 MHz boost)",
+  }],
 ];
 
 /**

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine: tunes problems into the repo's cache/ (which travels with the
 # working tree), then packs the cache file and the trial logs this run wrote into $OUT.
-#   bash bench/gpu_tune.sh "kimi-linear-tp4" "f32,f16,bf16" [extra tune flags...]
+#   bash bench/gpu_tune.sh "kimi-linear-tp4" "f32,f16,f16-fast,bf16" [extra tune flags...]
+# "f16-fast" is f16 weights with --precision fast (the bench's name for it).
 # Back here, unpack them over the checkout: tar xzf <files_at>/tune.tgz
 # (one archive: the device returns a limited number of files, and a log left behind is lost).
 set -uo pipefail
@@ -12,8 +13,11 @@ touch "$OUT/.start"
 # Packed after each weight type, so that a run cut off by the time limit keeps what finished.
 for p in ${problems//,/ }; do
   for d in ${dtypes//,/ }; do
+    flags=(--dtype "$d")
+    [ "$d" = f16-fast ] && flags=(--dtype f16 --precision fast)
     # --cached-only: the machine has no network; .gpu carries every package of deno.lock.
-    deno run --cached-only -A tuner/cli.ts --problem "$p" --dtype "$d" --quiet "$@" 2>&1 | tee -a "$OUT/tune.log"
+    deno run --cached-only -A tuner/cli.ts --problem "$p" "${flags[@]}" --quiet "$@" 2>&1 |
+      tee -a "$OUT/tune.log"
     # The cache files, and only the logs written by this run (the exhaustive logs and other
     # adapters' logs stay).
     find cache -maxdepth 1 -name '*.json' > "$OUT/.files"
