@@ -133,6 +133,8 @@ export function defaultBucketConfigs(
     reason,
     mode: "fused",
     fused: configName(defaultConfig(shapes.fused, dtype, caps, bucket)),
-    batched: shapes.batched ? configName(defaultConfig(shapes.batched, dtype, caps, bucket)) : null,
+    batched: shapes.batched
+      ? configName(defaultConfig(shapes.batched, dtype, caps, bucket, "batched"))
+      : null,
   }));
 }

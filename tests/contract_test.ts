@@ -352,7 +352,7 @@ function cacheFor(
   const dtype = tuned?.dtype ?? "f32";
   const fused = tuned?.fused ?? configName(defaultConfig(fusedShape(spec), "f32", gpu.caps, 4));
   const batched = tuned?.batched ??
-    configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4));
+    configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4, "batched"));
   const stage = (config: string) => ({
     config,
     medianUs: 1,

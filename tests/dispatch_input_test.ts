@@ -42,7 +42,7 @@ const weights = weightsOf(spec) as { fused: Float32Array; batched: Float32Array 
 /** A valid cache for this GPU: one tuned bucket (m = 4) of default configs, unfused too. */
 function validCache(): CacheFile {
   const fused = configName(defaultConfig(fusedShape(spec), "f32", gpu.caps, 4));
-  const batched = configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4));
+  const batched = configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4, "batched"));
   const stage = (config: string) => ({
     config,
     medianUs: 1,

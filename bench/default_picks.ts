@@ -1,0 +1,107 @@
+/**
+ * Which config to make the default per bucket and stage (`dispatch/defaults.ts`), from trial
+ * logs: among the configs valid under WebGPU's default limits (`PORTABLE_CAPS`, no subgroups)
+ * for each log's problem and weight type, the one with the best geometric mean of its time over
+ * the best such config's, across the logs that timed it (at least half of them). f32 logs
+ * and 16-bit logs are ranked apart, since 16-bit weights can load 16 bytes (`v8`).
+ *
+ *   deno run --allow-read --allow-env bench/default_picks.ts cache/logs/<gpu>/<problem>-<dtype>-<hash>.jsonl ...
+ *
+ * A log's problem and weight type come from its name (`<problem>-<dtype>-<hash>.jsonl`).
+ *
+ * @module
+ */
+import { configProblem, parseConfigName } from "../kernels/config.ts";
+import { PORTABLE_CAPS } from "../kernels/device.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { batchedShape, fusedShape, type GemmShape } from "../kernels/problem.ts";
+import { findProblem } from "../tuner/problems.ts";
+import { readTrials } from "../tuner/trial_log.ts";
+
+/** A log's timings of portable configs: "stage m" -> config -> microseconds. */
+type Timings = Map<string, Map<string, number>>;
+
+/** A ranked candidate. */
+export interface Ranked {
+  config: string;
+  /** Geometric mean of time / the log's best portable time. */
+  geomean: number;
+  /** Logs that timed it. */
+  logs: number;
+}
+
+/**
+ * Ranks the configs of one stage and bucket over several logs' timings, best first.
+ *
+ * @example
+ * ```ts
+ * import { rankAcross } from "./default_picks.ts";
+ * const log = (a: number, b: number) => new Map([["fused 64", new Map([["a", a], ["b", b]])]]);
+ * const [first] = rankAcross([log(10, 11), log(10, 9), log(10, 12)], "fused 64");
+ * if (first.config !== "a" || first.logs !== 3) throw new Error(JSON.stringify(first));
+ * ```
+ */
+export function rankAcross(logs: readonly Timings[], at: string): Ranked[] {
+  const ratios = new Map<string, number[]>();
+  for (const log of logs) {
+    const times = log.get(at);
+    if (!times || times.size === 0) continue;
+    const best = Math.min(...times.values());
+    for (const [config, us] of times) ratios.set(config, [...ratios.get(config) ?? [], us / best]);
+  }
+  const present = logs.filter((l) => l.has(at)).length;
+  return [...ratios]
+    .filter(([, r]) => r.length >= Math.max(Math.min(2, present), Math.ceil(present / 2)))
+    .map(([config, r]) => ({
+      config,
+      geomean: Math.exp(r.reduce((s, x) => s + Math.log(x), 0) / r.length),
+      logs: r.length,
+    }))
+    .sort((a, b) => a.geomean - b.geomean);
+}
+
+/** A log's timings of the configs valid under WebGPU's default limits for its shapes. */
+async function portableTimings(path: string): Promise<{ dtype: WeightDtype; timings: Timings }> {
+  const match = /([^/]+)-(f32|f16|bf16)-[0-9a-f]{8}\.jsonl(\.gz)?$/.exec(path);
+  if (!match) {
+    throw new TypeError(`Expected a log named <problem>-<dtype>-<hash>.jsonl, got "${path}"`);
+  }
+  const [problem, dtype] = [match[1], match[2] as WeightDtype];
+  const spec = await findProblem(problem);
+  const shapes: Record<string, GemmShape | undefined> = {
+    fused: fusedShape(spec),
+    batched: batchedShape(spec),
+  };
+  const timings: Timings = new Map();
+  for (const t of await readTrials(path)) {
+    const shape = shapes[t.target];
+    if (t.outcome !== "ok" || t.medianUs === undefined || t.bucket === null || !shape) continue;
+    if (configProblem(parseConfigName(t.config), shape, dtype, PORTABLE_CAPS)) continue;
+    const at = `${t.target} ${t.bucket}`;
+    if (!timings.has(at)) timings.set(at, new Map());
+    timings.get(at)!.set(t.config, t.medianUs);
+  }
+  return { dtype, timings };
+}
+
+if (import.meta.main) {
+  if (Deno.args.length === 0) {
+    console.error(
+      "usage: deno run --allow-read --allow-env bench/default_picks.ts <log.jsonl> ...",
+    );
+    Deno.exit(2);
+  }
+  const logs = await Promise.all(Deno.args.map(portableTimings));
+  for (const group of ["f32", "16-bit"]) {
+    const of = logs.filter((l) => (l.dtype === "f32") === (group === "f32")).map((l) => l.timings);
+    const places = [...new Set(of.flatMap((l) => [...l.keys()]))].sort((a, b) =>
+      a.split(" ")[0].localeCompare(b.split(" ")[0]) ||
+      Number(a.split(" ")[1]) - Number(b.split(" ")[1])
+    );
+    for (const at of places) {
+      const top = rankAcross(of, at).slice(0, 3)
+        .map((r) => `${r.config} ${r.geomean.toFixed(3)} (${r.logs})`);
+      console.log(`${group.padEnd(6)} ${at.padEnd(14)} ${top.join("  ")}`);
+    }
+  }
+}
