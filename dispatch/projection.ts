@@ -8,7 +8,7 @@
  */
 import { describeValue } from "../kernels/describe.ts";
 import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
-import { scratchBytes } from "../kernels/config.ts";
+import { scratchBytes, scratchRows } from "../kernels/config.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
 import { dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts";
@@ -231,15 +231,14 @@ export class ProjectionRuntime implements Projection {
     );
     let rows = Math.floor(limit / (4 * widest));
     // Rows past the last bucket run its kernels: their grid must stay within the dispatch limit.
-    // Split-K kernels' scratch and reduction grid must fit too.
+    // Split-K and stream-K kernels' scratch must fit too, and split-K's reduction grid (a row
+    // each).
     for (const step of this.#plans.get(this.#buckets[this.#buckets.length - 1])?.steps ?? []) {
-      rows = Math.min(
-        rows,
-        rowsPerWorkgroup(step.kernel.config) * this.#caps.maxWorkgroupsPerDimension,
-      );
-      const perRow = scratchBytes(step.kernel.config, step.kernel.shape, 1);
-      if (perRow > 0) {
-        rows = Math.min(rows, Math.floor(limit / perRow), this.#caps.maxWorkgroupsPerDimension);
+      const { config, shape } = step.kernel;
+      rows = Math.min(rows, rowsPerWorkgroup(config) * this.#caps.maxWorkgroupsPerDimension);
+      rows = Math.min(rows, scratchRows(config, shape, limit));
+      if (config.family === "outer" && config.split > 1) {
+        rows = Math.min(rows, this.#caps.maxWorkgroupsPerDimension);
       }
     }
     return rows;

@@ -68,6 +68,13 @@ export interface OuterConfig {
    * while the other is read, with one barrier per slice instead of two (twice the memory).
    */
   double: boolean;
+  /**
+   * Stream-K (absent or 0: off): this many workgroups, each taking an equal run of all tiles' k
+   * slices in order, so that the last round of tiles does not leave most of the GPU idle. Every
+   * tile goes to a scratch buffer (partial tiles where a run starts or ends inside one) and a
+   * second dispatch adds them into Y (kernels/reduce.ts). Not with `split` or `double`.
+   */
+  stream?: number;
 }
 
 /** Any kernel configuration. */
@@ -127,7 +134,8 @@ export function configName(c: KernelConfig): string {
   }
   if (c.family === "outer") {
     const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
-    const knobs = `${split}${c.half ? "-h" : ""}${c.double ? "-db" : ""}`;
+    const stream = c.stream ? `-sk${c.stream}` : "";
+    const knobs = `${split}${stream}${c.half ? "-h" : ""}${c.double ? "-db" : ""}`;
     return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${knobs}`;
   }
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
@@ -144,11 +152,13 @@ export function parseConfigName(name: string): KernelConfig {
     const [bm, bn, bk, rm, rn, vec] = m.slice(1).map(Number);
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
-  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(-h)?(-db)?$/.exec(name);
+  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+))?(-h)?(-db)?$/
+    .exec(name);
   if (m) {
     const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
-    const [split, half, double] = [Number(m[6] ?? 1), m[7] !== undefined, m[8] !== undefined];
-    return { family: "outer", bm, bn, bk, rm, rn, split, half, double };
+    const [split, half, double] = [Number(m[6] ?? 1), m[8] !== undefined, m[9] !== undefined];
+    const stream = m[7] === undefined ? {} : { stream: Number(m[7]) };
+    return { family: "outer", bm, bn, bk, rm, rn, split, half, double, ...stream };
   }
   m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
   if (m) {
@@ -185,8 +195,19 @@ export const MAX_SPLIT = 8;
 export const SPLIT_ROWS = 2048;
 
 /**
+ * Most rows a stream-K kernel is used for (see `suitsRows`): it bounds the scratch buffer, which
+ * holds every tile of the output.
+ */
+export const STREAM_ROWS = 4096;
+
+/** Output tiles of an `outer` config at m rows, over every batch. */
+export function outerTiles(c: OuterConfig, shape: GemmShape, m: number): number {
+  return shape.yOffsets.length * Math.ceil(m / c.bm) * Math.ceil(shape.n / c.bn);
+}
+
+/**
  * Bytes of scratch a kernel needs at m rows: `split x m` rows of the output for a split-K
- * config, else none.
+ * config; for a stream-K one, every tile plus one partial tile per workgroup; else none.
  *
  * @example
  * ```ts
@@ -197,7 +218,32 @@ export const SPLIT_ROWS = 2048;
  * ```
  */
 export function scratchBytes(c: KernelConfig, shape: GemmShape, m: number): number {
-  return c.family === "outer" && c.split > 1 ? c.split * m * shape.yRowStride * 4 : 0;
+  if (c.family !== "outer") return 0;
+  if (c.stream) return (outerTiles(c, shape, m) + c.stream) * c.bm * c.bn * 4;
+  return c.split > 1 ? c.split * m * shape.yRowStride * 4 : 0;
+}
+
+/**
+ * Most rows whose scratch fits in `limit` bytes: `Infinity` for a kernel that needs none.
+ *
+ * @example
+ * ```ts
+ * import { scratchBytes, scratchRows } from "./config.ts";
+ * const shape = { k: 64, n: 8, xRowStride: 64, xOffsets: [0], wOffset: 0, yOffsets: [0], yRowStride: 8 };
+ * const c = { family: "outer", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, split: 1, half: false,
+ *   double: false, stream: 3 } as const;
+ * const rows = scratchRows(c, shape, 1 << 20);
+ * if (scratchBytes(c, shape, rows) > 1 << 20 || scratchBytes(c, shape, rows + 1) <= 1 << 20) {
+ *   throw new Error(String(rows));
+ * }
+ * ```
+ */
+export function scratchRows(c: KernelConfig, shape: GemmShape, limit: number): number {
+  if (c.family !== "outer" || (!c.stream && c.split <= 1)) return Infinity;
+  if (!c.stream) return Math.floor(limit / scratchBytes(c, shape, 1));
+  const tiles = Math.floor(limit / (c.bm * c.bn * 4)) - c.stream;
+  const perRowTile = shape.yOffsets.length * Math.ceil(shape.n / c.bn);
+  return Math.max(0, Math.floor(tiles / perRowTile) * c.bm);
 }
 
 const pow2 = (x: number) => Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
@@ -284,6 +330,16 @@ function outerProblem(
   }
   if (c.double && (shape.k / c.bk / c.split) % 2 !== 0) {
     return `double-buffered tiles take two slices per trip, and ${shape.k / c.bk / c.split} is odd`;
+  }
+  if (c.stream !== undefined && c.stream !== 0) {
+    if (!Number.isInteger(c.stream) || c.stream < 1 || c.stream > caps.maxWorkgroupsPerDimension) {
+      return `stream-K workgroups ${c.stream} are not an integer from 1 to ${caps.maxWorkgroupsPerDimension}`;
+    }
+    if (c.split > 1 || c.double) return "stream-K is not for split-K or double-buffered tiles";
+    const bytes = scratchBytes(c, shape, STREAM_ROWS);
+    if (bytes > caps.maxStorageBinding) {
+      return `stream-K scratch of ${bytes} bytes at ${STREAM_ROWS} rows exceeds the device's ${caps.maxStorageBinding}-byte binding`;
+    }
   }
   if (c.split > 1 && SPLIT_ROWS * shape.yRowStride * 4 > caps.maxStorageBinding) {
     return `split-K scratch of ${SPLIT_ROWS} x ${shape.yRowStride} floats exceeds the device's ${caps.maxStorageBinding}-byte binding`;

@@ -10,7 +10,7 @@ import { configName, scratchBytes } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import { kernelGrid, kernelWgsl } from "./generate.ts";
 import type { GemmShape } from "./problem.ts";
-import { reduceGrid, reduceWgsl } from "./reduce.ts";
+import { reduceWgsl, reductionGrid, streamReduceWgsl } from "./reduce.ts";
 
 /** A compiled kernel for one config, shape and weight type. */
 export interface CompiledKernel {
@@ -19,7 +19,10 @@ export interface CompiledKernel {
   shape: GemmShape;
   dtype: WeightDtype;
   pipeline: GPUComputePipeline;
-  /** A split-K config's second dispatch, which adds the partials into Y (kernels/reduce.ts). */
+  /**
+   * A split-K or stream-K config's second dispatch, which adds the partials into Y
+   * (kernels/reduce.ts).
+   */
   reduce?: GPUComputePipeline;
 }
 
@@ -137,7 +140,11 @@ export async function compileKernel(
         : buildPipeline(device, name, code),
   );
   const split = config.family === "outer" ? config.split : 1;
-  const reduceCode = split > 1 ? reduceWgsl(shape, split) : "";
+  const reduceCode = config.family === "outer" && config.stream
+    ? streamReduceWgsl(config, shape)
+    : split > 1
+    ? reduceWgsl(shape, split)
+    : "";
   const reduce = reduceCode
     ? cachedPipeline(device, reduceCode, () => buildPipeline(device, `${name} reduce`, reduceCode))
     : undefined;
@@ -376,7 +383,7 @@ export function dispatchKernel(
   const needed = scratchBytes(kernel.config, kernel.shape, m);
   if (!bindGroup.split || !bindGroup.reduce || bindGroup.scratchBytes < needed) {
     throw new RangeError(
-      `Cannot dispatch split-K kernel "${kernel.name}" at m=${m}: it needs ${needed} bytes of scratch, got ${bindGroup.scratchBytes}`,
+      `Cannot dispatch split-K or stream-K kernel "${kernel.name}" at m=${m}: it needs ${needed} bytes of scratch, got ${bindGroup.scratchBytes}`,
     );
   }
   pass.setPipeline(kernel.pipeline);
@@ -384,7 +391,7 @@ export function dispatchKernel(
   pass.dispatchWorkgroups(x, y, z);
   pass.setPipeline(kernel.reduce);
   pass.setBindGroup(0, bindGroup.reduce);
-  pass.dispatchWorkgroups(...reduceGrid(kernel.shape, m));
+  pass.dispatchWorkgroups(...reductionGrid(kernel.config, kernel.shape, m));
 }
 
 /** Creates a storage buffer holding `data` (padded to 4 bytes). */

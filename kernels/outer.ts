@@ -22,7 +22,7 @@ import type { OuterConfig } from "./config.ts";
 import { configName } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import type { GemmShape } from "./problem.ts";
-import { kernelPrelude, tiledEntry, tileLoadSlots } from "./wgsl.ts";
+import { batchOffsets, kernelPrelude, tiledEntry, tiledMain, tileLoadSlots } from "./wgsl.ts";
 
 /** What the parts of an `outer` kernel share: its geometry and the names its code uses. */
 interface Layout {
@@ -46,10 +46,13 @@ interface Layout {
   rnv: number;
   /** The math type: f16 with half math, else f32. */
   t: string;
-  /** This workgroup's k range and where its tile goes (Y, or its part's slab of the scratch). */
+  /** Stream-K workgroups (0: off). */
+  stream: number;
+  /** This workgroup's k range. */
   kBegin: string;
   kEnd: string;
-  yAt: string;
+  /** Where an output element (row, column, component) goes: Y, or a slab of the scratch. */
+  yIndex: (r: string, col: string, cc: number) => string;
   loadX: (at: string) => string;
   loadW: (at: string) => string;
 }
@@ -58,7 +61,7 @@ function layoutOf(c: OuterConfig): Layout {
   // Quad stores measured 0.6-35% slower in f32, 4-8% faster with f16 math (NOTES.md, v7).
   const quad = c.half;
   const tx = c.bn / c.rn, ty = c.bm / c.rm, threads = tx * ty, sliceVecs = c.bk / 4;
-  const split = c.split > 1;
+  const split = c.split > 1, stream = c.stream ?? 0;
   const xGroups = Math.ceil((c.bm / 4 * sliceVecs) / threads);
   const wGroups = Math.ceil((c.bn / 4 * sliceVecs) / threads);
   return {
@@ -77,9 +80,13 @@ function layoutOf(c: OuterConfig): Layout {
     rmv: c.rm / 4,
     rnv: c.rn / 4,
     t: c.half ? "f16" : "f32",
-    kBegin: split ? "kBegin" : "0u",
-    kEnd: split ? "kBegin + PART" : "KV",
-    yAt: split ? "yPart" : "yOffset",
+    stream,
+    kBegin: split || stream ? "kBegin" : "0u",
+    kEnd: split ? "kBegin + PART" : stream ? "kEnd" : "KV",
+    // Stream-K stores a tile densely into its scratch slab: BN columns per row.
+    yIndex: stream
+      ? (r, col, cc) => `yAt + (${r} - row0) * BN + ${col} - col0 + ${cc}u`
+      : (r, col, cc) => `${split ? "yPart" : "yOffset"} + ${r} * Y_STRIDE + ${col} + ${cc}u`,
     loadX: (at) => (c.half ? `vec4<f16>(X[${at}])` : `X[${at}]`),
     loadW: (at) => (c.half ? `loadWh(${at})` : `loadW(${at})`),
   };
@@ -92,6 +99,9 @@ export function outerWgsl(
   dtype: WeightDtype,
 ): string {
   const l = layoutOf(c);
+  if (l.stream) {
+    return [...outerModule(l, shape, dtype), ...streamBody(l, shape), "}"].join("\n") + "\n";
+  }
   const lines = [
     ...outerModule(l, shape, dtype),
     ...outerStart(l, shape),
@@ -125,6 +135,7 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
     lines.push(`const SPLIT = ${c.split}u; // workgroups per tile, each over KV / SPLIT`);
     lines.push(`const PART = ${shape.k / 4 / c.split}u; // k vectors per workgroup`);
   }
+  if (l.stream) lines.push(...streamConstants(l, shape));
   const tiles = c.double ? 2 : 1;
   if (c.double) {
     lines.push(`const X_TILE = ${c.bk}u; // the second tiles' first k row`);
@@ -146,20 +157,79 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
 
 /** The entry point up to the k loop: origin, k range, load slots, first loads, accumulators. */
 function outerStart(l: Layout, shape: GemmShape): string[] {
-  const { c, xLoads, wLoads } = l;
+  const { c } = l;
   const lines = tiledEntry(l.tx, l.ty, shape, 4, c.split);
   if (c.split > 1) {
     lines.push("  let kBegin = part * PART;", "  let yPart = yOffset + part * m * Y_STRIDE;");
   }
-  const plus = (at: string) => (c.split > 1 ? `${at} + kBegin` : at);
-  lines.push(
+  return [...lines, ...firstLoads(l)];
+}
+
+/** The load slots, the first slice's loads and the zeroed accumulators. */
+function firstLoads(l: Layout): string[] {
+  const { xLoads, wLoads } = l;
+  const plus = (at: string) => (l.kBegin === "kBegin" ? `${at} + kBegin` : at);
+  const lines = [
     "  // Each thread loads whole k vectors of some tile rows; rows past the edge are clamped.",
-  );
+  ];
   lines.push(...(l.quad ? quadLoadSlots(l) : tileLoadSlots(xLoads, wLoads, l.threads, "SLICE")));
   for (let i = 0; i < xLoads; i++) lines.push(`  var xNext${i} = ${l.loadX(plus(`xAt${i}`))};`);
   for (let i = 0; i < wLoads; i++) lines.push(`  var wNext${i} = ${l.loadW(plus(`wAt${i}`))};`);
   lines.push(...accumulators(l, "acc", "f32", "  "));
   return lines;
+}
+
+/** Stream-K's constants: k slices per tile, batches and workgroups. */
+function streamConstants(l: Layout, shape: GemmShape): string[] {
+  return [
+    `const SLICES = ${shape.k / l.c.bk}u; // k slices per tile`,
+    `const BATCHES = ${shape.yOffsets.length}u;`,
+    `const GROUPS = ${l.stream}u; // stream-K workgroups`,
+  ];
+}
+
+/**
+ * Stream-K's entry point: the workgroup's run of all tiles' slices (tiles in order, k slices in
+ * order within each), one segment per tile it touches. A segment that starts its tile stores it
+ * into the tile's slab of the scratch; one that starts inside a tile (the run began there) stores
+ * into its workgroup's slab after the tiles (kernels/reduce.ts adds them up).
+ */
+function streamBody(l: Layout, shape: GemmShape): string[] {
+  const indent = (lines: string[]) => lines.map((line) => `  ${line}`);
+  return [
+    ...tiledMain(l.tx, l.ty),
+    ...streamRun("  "),
+    "  var it = wg.x * chunk;",
+    "  loop {",
+    "    if (it >= end) { break; }",
+    "    let tile = it / SLICES;",
+    "    let s0 = it % SLICES;",
+    "    let s1 = min(end - tile * SLICES, SLICES);",
+    "    let b = tile / (rowTiles * colTiles);",
+    batchOffsets(shape, 4, "    ").trimEnd(),
+    "    let row0 = tile % (rowTiles * colTiles) / colTiles * BM;",
+    "    let col0 = tile % colTiles * BN;",
+    "    let kBegin = s0 * SLICE;",
+    "    let kEnd = s1 * SLICE;",
+    "    let yAt = select((tiles + wg.x) * BM * BN, tile * BM * BN, s0 == 0u);",
+    ...indent(firstLoads(l)),
+    ...indent(outerSlices(l)),
+    ...indent(outerStores(l)),
+    "    it = tile * SLICES + s1;",
+    "  }",
+  ];
+}
+
+/** The tiles and each stream-K workgroup's run of slices at m rows (shared with the reduction). */
+export function streamRun(indent: string): string[] {
+  return [
+    "let rowTiles = (m + BM - 1u) / BM;",
+    "let colTiles = (N + BN - 1u) / BN;",
+    "let tiles = BATCHES * rowTiles * colTiles;",
+    "let total = tiles * SLICES;",
+    "let chunk = (total + GROUPS - 1u) / GROUPS;",
+    "let end = min(wg.x * chunk + chunk, total);",
+  ].map((line) => indent + line);
 }
 
 /** `rm` lines declaring a thread's vec4 accumulators, zeroed. */
@@ -363,9 +433,9 @@ function outerStores(l: Layout): string[] {
         lines.push(`    let ${col} = col0 + 4u * (lid.x + ${l.tx * j}u);`);
         for (let cc = 0; cc < 4; cc++) {
           lines.push(
-            `    if (${col} + ${cc}u < N) { Y[${l.yAt} + ${r} * Y_STRIDE + ${col} + ${cc}u] = acc${
-              4 * i + ii
-            }_${j}.${"xyzw"[cc]}; }`,
+            `    if (${col} + ${cc}u < N) { Y[${l.yIndex(r, col, cc)}] = acc${4 * i + ii}_${j}.${
+              "xyzw"[cc]
+            }; }`,
           );
         }
       }
@@ -375,7 +445,11 @@ function outerStores(l: Layout): string[] {
   return lines;
 }
 
-/** Workgroups to dispatch for m rows: [column tiles, row tiles, batches x split]. */
+/**
+ * Workgroups to dispatch for m rows: [column tiles, row tiles, batches x split], or stream-K's
+ * workgroups in a row.
+ */
 export function outerGrid(c: OuterConfig, shape: GemmShape, m: number): [number, number, number] {
+  if (c.stream) return [c.stream, 1, 1];
   return [Math.ceil(shape.n / c.bn), Math.ceil(m / c.bm), shape.xOffsets.length * c.split];
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import type { GemvConfig, KernelConfig, OuterConfig, TileConfig } from "./config.ts";
-import { SPLIT_ROWS } from "./config.ts";
+import { SPLIT_ROWS, STREAM_ROWS } from "./config.ts";
 
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
@@ -23,6 +23,8 @@ export interface SearchSpace {
     split?: number[];
     half?: boolean[];
     double?: boolean[];
+    /** Stream-K workgroups, 0 for none (`OuterConfig.stream`); `[0]` when left out. */
+    stream?: number[];
   };
   gemv?: {
     nc: number[];
@@ -82,10 +84,9 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
     : [];
   const outers: OuterConfig[] = space.outer
-    ? product({ split: [1], half: [false], double: [false], ...space.outer }).map((c) => ({
-      family: "outer" as const,
-      ...c,
-    }))
+    ? product({ split: [1], half: [false], double: [false], stream: [0], ...space.outer }).map((
+      { stream, ...c },
+    ) => ({ family: "outer" as const, ...c, ...(stream ? { stream } : {}) }))
     : [];
   return [...gemvs, ...outers, ...tiles];
 }
@@ -99,7 +100,8 @@ export function nextPow2(x: number): number {
  * Whether a config is worth timing at m rows: GEMV up to 32 rows, with no more rows per
  * workgroup than m needs and no fewer than a quarter (each row group reads W again); tiles
  * from 8 rows, no taller than m needs; split-K while `m x split` is at most
- * {@linkcode SPLIT_ROWS} (its scratch; past that the tiles alone fill the GPU); `outer` slices
+ * {@linkcode SPLIT_ROWS} (its scratch; past that the tiles alone fill the GPU); stream-K from 64
+ * rows to {@linkcode STREAM_ROWS} (its scratch holds every tile); `outer` slices
  * of 32 k steps with f16 math only (in f32 they were 15-140% slower than 16 on the H100, tp4).
  */
 export function suitsRows(c: KernelConfig, m: number): boolean {
@@ -108,5 +110,6 @@ export function suitsRows(c: KernelConfig, m: number): boolean {
   }
   if (c.family === "outer" && c.bk > 16 && !c.half) return false;
   if (c.family === "outer" && c.split > 1 && nextPow2(m) * c.split > SPLIT_ROWS) return false;
+  if (c.family === "outer" && c.stream && (m < 64 || m > STREAM_ROWS)) return false;
   return m >= 8 && c.bm <= Math.max(c.family === "outer" ? 32 : 16, nextPow2(m));
 }

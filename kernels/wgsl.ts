@@ -113,6 +113,19 @@ export function dotExpr(vec: number, a: string, b: string): string {
   return vec === 1 ? `${a} * ${b}` : `dot(${a}, ${b})`;
 }
 
+/** A tiled kernel's entry point up to `let m`: its builtins, for a `tx x ty` workgroup. */
+export function tiledMain(tx: number, ty: number): string[] {
+  return [
+    `@compute @workgroup_size(${tx}, ${ty})`,
+    "fn main(",
+    "  @builtin(workgroup_id) wg: vec3<u32>,",
+    "  @builtin(local_invocation_id) lid: vec3<u32>,",
+    "  @builtin(local_invocation_index) li: u32,",
+    ") {",
+    "  let m = params.m;",
+  ];
+}
+
 /**
  * The entry point of a tiled kernel (`tile`, `outer`): its signature, then m, the batch, its
  * offsets and the tile's origin (`row0`, `col0`, with constants `BM` and `BN` declared). With
@@ -126,13 +139,7 @@ export function tiledEntry(
   split = 1,
 ): string[] {
   return [
-    `@compute @workgroup_size(${tx}, ${ty})`,
-    "fn main(",
-    "  @builtin(workgroup_id) wg: vec3<u32>,",
-    "  @builtin(local_invocation_id) lid: vec3<u32>,",
-    "  @builtin(local_invocation_index) li: u32,",
-    ") {",
-    "  let m = params.m;",
+    ...tiledMain(tx, ty),
     ...(split > 1
       ? ["  let b = wg.z / SPLIT;", "  let part = wg.z % SPLIT;"]
       : ["  let b = wg.z;"]),

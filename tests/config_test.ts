@@ -4,7 +4,9 @@ import {
   configName,
   configProblem,
   parseConfigName,
+  scratchBytes,
   SPLIT_ROWS,
+  STREAM_ROWS,
   workgroupBytes,
   workgroupThreads,
 } from "../kernels/config.ts";
@@ -201,8 +203,9 @@ Deno.test("suitsRows() sends few rows to gemv and many rows to tiles", () => {
   assert.deepEqual([0, 1, 3, 4, 5, 100].map(nextPow2), [1, 1, 4, 4, 8, 128]);
 });
 
-Deno.test("split-K and half math: names, validation against k and the scratch limit, and the rows it suits", () => {
-  const outer = (split: number): KernelConfig => ({
+/** A small `outer` config, split `split` ways. */
+function outer(split: number): KernelConfig {
+  return {
     family: "outer",
     bm: 32,
     bn: 64,
@@ -212,7 +215,10 @@ Deno.test("split-K and half math: names, validation against k and the scratch li
     split,
     half: false,
     double: false,
-  });
+  };
+}
+
+Deno.test("split-K and half math: names, validation against k and the scratch limit, and the rows it suits", () => {
   assert.equal(configName(outer(1)), "outer-bm32-bn64-bk16-rm4-rn4", "unsplit names are unchanged");
   assert.equal(configName(outer(4)), "outer-bm32-bn64-bk16-rm4-rn4-s4");
   assert.deepEqual(parseConfigName("outer-bm32-bn64-bk16-rm4-rn4-s4"), outer(4));
@@ -247,6 +253,41 @@ Deno.test("split-K and half math: names, validation against k and the scratch li
   const odd = { ...double, half: false, split: 1 } as KernelConfig;
   assert.equal(configProblem(odd, shape(32), "f32", CAPS), undefined, "2 slices");
   assert.match(configProblem(odd, shape(48), "f32", CAPS) ?? "", /two slices per trip, and 3/);
+});
+
+Deno.test("stream-K: names, validation, the rows it suits and its scratch", () => {
+  const plain = outer(1);
+  const stream = { ...plain, stream: 264 } as KernelConfig;
+  assert.equal(configName(stream), "outer-bm32-bn64-bk16-rm4-rn4-sk264");
+  assert.deepEqual(parseConfigName("outer-bm32-bn64-bk16-rm4-rn4-sk264"), stream);
+  assert.deepEqual(parseConfigName(configName({ ...plain, stream: 0 } as KernelConfig)), plain);
+  assert.equal(configProblem(stream, shape(2048), "f32", CAPS), undefined);
+  assert.match(
+    configProblem({ ...stream, split: 2 } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
+    /not for split-K/,
+  );
+  assert.match(
+    configProblem({ ...stream, double: true } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
+    /double-buffered/,
+  );
+  assert.match(
+    configProblem({ ...stream, stream: 1.5 } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
+    /not an integer/,
+  );
+  const small = { ...CAPS, maxStorageBinding: scratchBytes(stream, shape(2048), STREAM_ROWS) - 1 };
+  assert.match(configProblem(stream, shape(2048), "f32", small) ?? "", /stream-K scratch/);
+  assert.deepEqual([32, 64, STREAM_ROWS, STREAM_ROWS + 1].map((m) => suitsRows(stream, m)), [
+    false,
+    true,
+    true,
+    false,
+  ]);
+  // Every tile of the output, and one partial tile per workgroup.
+  assert.equal(scratchBytes(stream, shape(2048), 33), (2 * 1 + 264) * 32 * 64 * 4);
+  const outers = enumerateSpace({ outer: { ...DEFAULT_SPACE.outer!, stream: [0, 132] } })
+    .filter((c) => c.family === "outer");
+  assert.ok(outers.some((c) => c.family === "outer" && c.stream === 132));
+  assert.ok(outers.some((c) => !("stream" in c)), "stream 0 leaves the knob out of the config");
 });
 
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {

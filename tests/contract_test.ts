@@ -414,30 +414,42 @@ Deno.test({
 
 Deno.test({
   name:
-    "split-K configs from a cache run both stages through a scratch buffer, past the bucket too",
+    "split-K and stream-K configs from a cache run through a scratch buffer, past the bucket too",
   fn: async () => {
-    const cache = cacheFor(small, {
-      bucket: 64,
-      fused: "outer-bm32-bn64-bk16-rm4-rn4-s4",
-      batched: "outer-bm32-bn32-bk8-rm4-rn4-s2",
-    });
     const weights = weightsOf(small);
     const rounded = {
       fused: roundWeights(weights.fused, "f32"),
       batched: roundWeights(weights.batched, "f32"),
     };
-    const proj = await createProjection(device, small, { weights, cache });
-    try {
-      assert.equal(proj.config(3).fused, "outer-bm32-bn64-bk16-rm4-rn4-s4");
-      // Rows past the last bucket run its split kernels: their scratch must fit one binding.
-      const limit = Math.min(gpu.caps.maxStorageBinding, device.limits.maxBufferSize);
-      assert.ok(proj.maxRows <= Math.floor(limit / (4 * fusedWidth(small) * 4)), "scratch fits");
-      for (const m of [3, 64, 100]) {
-        const x = randomNonZero(m * small.k, seededRandom(m));
-        checkOutputs(small, "f32", x, m, await proj.run(x, m), rounded);
+    const limit = Math.min(gpu.caps.maxStorageBinding, device.limits.maxBufferSize);
+    // Rows past the last bucket run its kernels: their scratch must fit one binding, split-K's
+    // 4 slabs of the output, stream-K's every tile and a partial tile per workgroup.
+    const cases = [
+      [
+        "outer-bm32-bn64-bk16-rm4-rn4-s4",
+        "outer-bm32-bn32-bk8-rm4-rn4-s2",
+        (rows: number) => 4 * rows * fusedWidth(small) * 4,
+      ],
+      [
+        "outer-bm32-bn64-bk16-rm4-rn4-sk7",
+        "outer-bm32-bn32-bk8-rm4-rn4-sk3",
+        (rows: number) =>
+          (Math.ceil(rows / 32) * Math.ceil(fusedWidth(small) / 64) + 7) * 32 * 64 * 4,
+      ],
+    ] as const;
+    for (const [fused, batched, scratch] of cases) {
+      const cache = cacheFor(small, { bucket: 64, fused, batched });
+      const proj = await createProjection(device, small, { weights, cache });
+      try {
+        assert.deepEqual([proj.config(3).fused, proj.config(3).batched], [fused, batched]);
+        assert.ok(scratch(proj.maxRows) <= limit, `${fused}: scratch fits`);
+        for (const m of [3, 64, 100]) {
+          const x = randomNonZero(m * small.k, seededRandom(m));
+          checkOutputs(small, "f32", x, m, await proj.run(x, m), rounded);
+        }
+      } finally {
+        proj.destroy();
       }
-    } finally {
-      proj.destroy();
     }
   },
 });

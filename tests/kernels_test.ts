@@ -247,6 +247,41 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "stream-K kernels match the reference for any number of workgroups, and a lost part is caught",
+  fn: async () => {
+    // 1 workgroup runs every tile; 3 and 7 split tiles unevenly; 64 have runs shorter than a tile
+    // (tiny's k = 64 is 16 slices of bk 4), some of them empty.
+    const { failures, checked } = await checkOnShapes(
+      [
+        ...[1, 3, 7, 64].map((stream) => ({ ...splitConfig(1), stream }) as KernelConfig),
+        { ...splitConfig(1), bk: 8, rm: 8, stream: 5 } as KernelConfig,
+        { ...splitConfig(1), half: true, stream: 7 } as KernelConfig,
+      ],
+      ["f32", "f16"],
+      (kernel) => assert.ok(kernel.reduce, "a stream-K kernel has its reduction"),
+    );
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= 30, `${checked} kernels checked`);
+    // A workgroup whose run starts inside a tile skips its partial: the reduction reads poison.
+    const shape = fusedShape(tiny);
+    const lazy = await compileKernel(
+      gpu.device,
+      { ...splitConfig(1), stream: 7 } as KernelConfig,
+      shape,
+      "f32",
+      (_, code) => code.replace("let yAt =", "if (s0 != 0u) { return; }\n    let yAt ="),
+    );
+    const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
+    try {
+      assert.match(await checkKernel(gpu.device, lazy, data) ?? "", /NaN|expected/);
+    } finally {
+      destroyCheckData(data);
+    }
+  },
+});
+
 /** A small split-K `outer` config. */
 function splitConfig(split: number): KernelConfig {
   return {

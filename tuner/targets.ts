@@ -6,7 +6,7 @@
  * @module
  */
 import type { KernelConfig } from "../kernels/config.ts";
-import { SPLIT_ROWS } from "../kernels/config.ts";
+import { scratchBytes, SPLIT_ROWS, STREAM_ROWS } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
@@ -145,8 +145,9 @@ export function unfusedTargets(spec: ProjectionSpec, stages: readonly Target[]):
 }
 
 /**
- * The scratch of split-K configs ({@linkcode SPLIT_ROWS} rows of the widest output; `suitsRows`
- * keeps them to fewer rows times split), if any valid config splits.
+ * The scratch of split-K and stream-K configs ({@linkcode SPLIT_ROWS} rows of the widest output
+ * for split-K, every tile at {@linkcode STREAM_ROWS} rows for stream-K; `suitsRows` keeps them
+ * to those rows), if any valid config needs one.
  */
 function splitScratch(
   device: GPUDevice,
@@ -154,10 +155,17 @@ function splitScratch(
   shapes: (GemmShape | undefined)[],
   keep: (buffer: GPUBuffer) => GPUBuffer,
 ): GPUBuffer | undefined {
-  if (!valid.flat().some((c) => c.family === "outer" && c.split > 1)) return undefined;
+  const splits = valid.flat().some((c) => c.family === "outer" && c.split > 1);
   const widest = Math.max(...shapes.map((s) => s?.yRowStride ?? 0));
+  const streams = valid.flatMap((configs, i) =>
+    configs.map((c) =>
+      c.family === "outer" && c.stream ? scratchBytes(c, shapes[i]!, STREAM_ROWS) : 0
+    )
+  );
+  const size = Math.max(splits ? SPLIT_ROWS * widest * 4 : 0, ...streams);
+  if (size === 0) return undefined;
   return keep(device.createBuffer({
-    size: SPLIT_ROWS * widest * 4,
+    size,
     usage: GPUBufferUsage.STORAGE,
     label: "split-K scratch",
   }));

@@ -10,7 +10,7 @@ import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights, roundWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
 import { dispatchKernel, kernelBindGroup, paramsBuffer, storageBuffer } from "../kernels/gpu.ts";
-import { MAX_SPLIT } from "../kernels/config.ts";
+import { MAX_SPLIT, scratchBytes } from "../kernels/config.ts";
 import type { GemmShape } from "../kernels/problem.ts";
 import { configErrorBound, errorBound, referenceRows } from "../kernels/reference.ts";
 import { randomNonZero, seededRandom } from "./random.ts";
@@ -121,12 +121,24 @@ export function destroyCheckData(data: CheckData): void {
   }
 }
 
-/** The check set's split-K scratch and its poison, made on first use. */
+/**
+ * The check set's scratch for split-K and stream-K kernels and its poison, made on first use
+ * (and again larger when a stream-K kernel needs more than any split).
+ */
 function checkScratch(
   device: GPUDevice,
   data: CheckData,
+  kernels: CompiledKernel[],
 ): { buffer: GPUBuffer; poison: GPUBuffer } {
-  const size = MAX_SPLIT * data.m * data.shape.yRowStride * 4;
+  const size = Math.max(
+    MAX_SPLIT * data.m * data.shape.yRowStride * 4,
+    ...kernels.map((k) => scratchBytes(k.config, k.shape, data.m)),
+  );
+  if (data.scratch && data.scratch.buffer.size < size) {
+    data.scratch.buffer.destroy();
+    data.scratch.poison.destroy();
+    data.scratch = undefined;
+  }
   return data.scratch ??= {
     buffer: device.createBuffer({
       size,
@@ -198,7 +210,7 @@ export async function checkKernelsAt(
 }
 
 /**
- * Records each kernel's run on one check set: poison Y (and a split-K kernel's scratch),
+ * Records each kernel's run on one check set: poison Y (and a split-K or stream-K kernel's scratch),
  * dispatch, copy Y out at `offset` on.
  */
 function encodeCheck(
@@ -210,7 +222,7 @@ function encodeCheck(
   offset: number,
 ): void {
   const size = data.yBuffer.size;
-  const scratch = kernels.some((k) => k.reduce) ? checkScratch(device, data) : undefined;
+  const scratch = kernels.some((k) => k.reduce) ? checkScratch(device, data, kernels) : undefined;
   const bindGroup = kernelBindGroup(device, {
     params: data.params,
     x: data.xBuffer,

@@ -44,6 +44,7 @@ const spaceSchema = z.object({
     split: sizes.optional(),
     half: z.array(z.boolean()).min(1).optional(),
     double: z.array(z.boolean()).min(1).optional(),
+    stream: z.array(z.number().int().nonnegative()).min(1).optional(),
   }).strict().optional(),
   gemv: z.object({
     nc: sizes,
