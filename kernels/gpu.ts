@@ -10,7 +10,7 @@ import { configName, scratchBytes } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import { kernelGrid, kernelWgsl } from "./generate.ts";
 import type { GemmShape } from "./problem.ts";
-import { reduceWgsl, reductionGrid, streamReduceWgsl } from "./reduce.ts";
+import { reductionGrid, reductionWgsl } from "./reduce.ts";
 
 /** A compiled kernel for one config, shape and weight type. */
 export interface CompiledKernel {
@@ -139,12 +139,7 @@ export async function compileKernel(
         ? warm(code, name).catch(() => {}).then(() => buildPipeline(device, name, code))
         : buildPipeline(device, name, code),
   );
-  const split = config.family === "outer" ? config.split : 1;
-  const reduceCode = config.family === "outer" && config.stream
-    ? streamReduceWgsl(config, shape)
-    : split > 1
-    ? reduceWgsl(shape, split)
-    : "";
+  const reduceCode = reductionWgsl(config, shape);
   const reduce = reduceCode
     ? cachedPipeline(device, reduceCode, () => buildPipeline(device, `${name} reduce`, reduceCode))
     : undefined;

@@ -16,6 +16,9 @@ import type { GemmShape } from "./problem.ts";
 /** Threads per workgroup of the reduction, one output element each. */
 const THREADS = 256;
 
+/** Workgroups in one dimension of a grid: WebGPU's default limit. */
+const MAX_GRID = 65535;
+
 /** The bindings of a reduction: m, the scratch bound as X, and Y. */
 const BINDINGS = [
   "struct Params { m: u32 }",
@@ -124,8 +127,12 @@ export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
   ].join("\n");
 }
 
-/** Workgroups in one dimension of a grid: WebGPU's default limit. */
-const MAX_GRID = 65535;
+/** The WGSL of a kernel's second dispatch: its split-K or stream-K reduction, if it has one. */
+export function reductionWgsl(c: KernelConfig, shape: GemmShape): string | undefined {
+  if (c.family !== "outer") return undefined;
+  if (c.stream) return streamReduceWgsl(c, shape);
+  return c.split > 1 ? reduceWgsl(shape, c.split) : undefined;
+}
 
 /** Workgroups of a kernel's second dispatch at m rows (split-K or stream-K). */
 export function reductionGrid(
