@@ -186,7 +186,7 @@ export function workgroupBytes(c: KernelConfig): number {
 }
 
 /** Largest split-K factor (`OuterConfig.split`). */
-export const MAX_SPLIT = 8;
+export const MAX_SPLIT = 32;
 
 /**
  * Most rows times split that a split-K kernel is used for (see `suitsRows`): it bounds the
@@ -198,7 +198,7 @@ export const SPLIT_ROWS = 2048;
  * Most rows a stream-K kernel is used for (see `suitsRows`): it bounds the scratch buffer, which
  * holds every tile of the output.
  */
-export const STREAM_ROWS = 4096;
+export const STREAM_ROWS = 2048;
 
 /** Output tiles of an `outer` config at m rows, over every batch. */
 export function outerTiles(c: OuterConfig, shape: GemmShape, m: number): number {

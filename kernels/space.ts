@@ -54,6 +54,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     rn: [4, 8],
     split: [1, 2, 4, 8],
     half: [false, true],
+    stream: [0, 264, 396],
   },
   gemv: {
     nc: [2, 4, 8],
@@ -83,10 +84,15 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
   const gemvs: GemvConfig[] = space.gemv
     ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
     : [];
+  // Stream-K replaces split-K and double buffering, so their products with it are left out.
   const outers: OuterConfig[] = space.outer
-    ? product({ split: [1], half: [false], double: [false], stream: [0], ...space.outer }).map((
-      { stream, ...c },
-    ) => ({ family: "outer" as const, ...c, ...(stream ? { stream } : {}) }))
+    ? product({ split: [1], half: [false], double: [false], stream: [0], ...space.outer })
+      .filter((c) => !c.stream || (c.split === 1 && !c.double))
+      .map(({ stream, ...c }) => ({
+        family: "outer" as const,
+        ...c,
+        ...(stream ? { stream } : {}),
+      }))
     : [];
   return [...gemvs, ...outers, ...tiles];
 }

@@ -3,6 +3,7 @@ import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
 import {
   configName,
   configProblem,
+  MAX_SPLIT,
   parseConfigName,
   scratchBytes,
   SPLIT_ROWS,
@@ -232,7 +233,8 @@ Deno.test("split-K and half math: names, validation against k and the scratch li
   assert.equal(configProblem(outer(8), shape(2048), "f32", CAPS), undefined);
   assert.match(configProblem(outer(8), shape(64), "f32", CAPS) ?? "", /4 slices do not split/);
   assert.match(configProblem(outer(3), shape(2048), "f32", CAPS) ?? "", /split 3/);
-  assert.match(configProblem(outer(16), shape(2048), "f32", CAPS) ?? "", /split 16/);
+  assert.equal(configProblem(outer(MAX_SPLIT), shape(2048), "f32", CAPS), undefined);
+  assert.match(configProblem(outer(MAX_SPLIT * 2), shape(2048), "f32", CAPS) ?? "", /split 64/);
   const small = { ...CAPS, maxStorageBinding: SPLIT_ROWS * 64 * 4 - 1 };
   assert.match(configProblem(outer(2), shape(2048), "f32", small) ?? "", /scratch/);
   assert.equal(configProblem(outer(1), shape(2048), "f32", small), undefined);
@@ -288,6 +290,10 @@ Deno.test("stream-K: names, validation, the rows it suits and its scratch", () =
     .filter((c) => c.family === "outer");
   assert.ok(outers.some((c) => c.family === "outer" && c.stream === 132));
   assert.ok(outers.some((c) => !("stream" in c)), "stream 0 leaves the knob out of the config");
+  assert.ok(
+    outers.every((c) => c.family !== "outer" || !c.stream || (c.split === 1 && !c.double)),
+    "stream-K is not enumerated with split-K or double buffering",
+  );
 });
 
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
@@ -297,9 +303,13 @@ Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const configs: KernelConfig[] = enumerateSpace(gemvOnly);
   assert.equal(configs.length, size(gemvOnly.gemv));
   assert.ok(configs.every((c) => c.family === "gemv"));
+  // Stream-K (stream > 0) only with split 1 (the default space has no double buffering).
+  const { stream, split, ...outerRest } = DEFAULT_SPACE.outer!;
+  const streams = stream!.filter((g) => g > 0).length;
   assert.equal(
     enumerateSpace(DEFAULT_SPACE).length,
-    Object.values(DEFAULT_SPACE).reduce((n, lists) => n + size(lists), 0),
+    size(DEFAULT_SPACE.gemv!) + size(DEFAULT_SPACE.tile!) +
+      size(outerRest) * (split!.length + streams),
   );
   assert.equal(enumerateSpace({}).length, 0);
 });

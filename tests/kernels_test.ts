@@ -300,12 +300,18 @@ function splitConfig(split: number): KernelConfig {
 Deno.test({
   name: "split-K kernels match the reference at every split, and a part left unwritten is caught",
   fn: async () => {
+    const splits: number[] = [];
     const { failures } = await checkOnShapes(
-      [2, 4, 8].map(splitConfig),
+      [2, 4, 8, 16, 32].map(splitConfig),
       ["f16"],
-      (kernel) => assert.ok(kernel.reduce, "a split kernel has its reduction"),
+      (kernel) => {
+        assert.ok(kernel.reduce, "a split kernel has its reduction");
+        if (kernel.config.family === "outer") splits.push(kernel.config.split);
+      },
     );
     assert.deepEqual(failures, []);
+    // k = 128 is 32 slices of 4: split 32 leaves each workgroup one slice.
+    assert.ok(splits.includes(16) && splits.includes(32), `checked splits ${splits}`);
     // The last part skips its stores: its slab of the scratch keeps the poison.
     const shape = fusedShape(tiny);
     const lazy = await compileKernel(

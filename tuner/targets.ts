@@ -167,7 +167,7 @@ function splitScratch(
   return keep(device.createBuffer({
     size,
     usage: GPUBufferUsage.STORAGE,
-    label: "split-K scratch",
+    label: "split-K and stream-K scratch",
   }));
 }
 
