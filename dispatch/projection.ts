@@ -8,7 +8,7 @@
  */
 import { describeValue } from "../kernels/describe.ts";
 import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
-import { scratchBytes, scratchRows, splitOf } from "../kernels/config.ts";
+import { scratchBytes, scratchRows } from "../kernels/config.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
 import { dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts";
@@ -237,7 +237,7 @@ export class ProjectionRuntime implements Projection {
       const { config, shape } = step.kernel;
       rows = Math.min(rows, rowsPerWorkgroup(config) * this.#caps.maxWorkgroupsPerDimension);
       rows = Math.min(rows, scratchRows(config, shape, limit));
-      if (splitOf(config) > 1) {
+      if (config.family === "outer" && config.split > 1) {
         rows = Math.min(rows, this.#caps.maxWorkgroupsPerDimension);
       }
     }

@@ -37,12 +37,6 @@ export interface GemvConfig {
   vec: number;
   /** Reduce with subgroup operations instead of workgroup memory. */
   subgroup: boolean;
-  /**
-   * Split-K: workgroups per column group and row group, each over `k / split` and writing a
-   * partial output to the scratch buffer that a second dispatch adds into Y, as `OuterConfig.split`
-   * (kernels/reduce.ts). Absent means 1, no split.
-   */
-  split?: number;
 }
 
 /**
@@ -144,24 +138,7 @@ export function configName(c: KernelConfig): string {
     const knobs = `${split}${stream}${c.half ? "-h" : ""}${c.double ? "-db" : ""}`;
     return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${knobs}`;
   }
-  const split = (c.split ?? 1) > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
-  return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${split}${
-    c.subgroup ? "-sg" : ""
-  }`;
-}
-
-/**
- * A config's split-K factor: workgroups over the k range of one output block (1 for none).
- *
- * @example
- * ```ts
- * import { splitOf } from "./config.ts";
- * const gemv = { family: "gemv", nc: 2, cn: 1, lanes: 8, rm: 4, vec: 4, subgroup: false } as const;
- * if (splitOf(gemv) !== 1 || splitOf({ ...gemv, split: 8 }) !== 8) throw new Error("split");
- * ```
- */
-export function splitOf(c: KernelConfig): number {
-  return c.family === "tile" ? 1 : c.split ?? 1;
+  return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
 }
 
 /**
@@ -183,11 +160,10 @@ export function parseConfigName(name: string): KernelConfig {
     const stream = m[7] === undefined ? {} : { stream: Number(m[7]) };
     return { family: "outer", bm, bn, bk, rm, rn, split, half, double, ...stream };
   }
-  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(?:-s(\d+))?(-sg)?$/.exec(name);
+  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
   if (m) {
     const [nc, cn, lanes, rm, vec] = m.slice(1, 6).map(Number);
-    const split = m[6] === undefined ? {} : { split: Number(m[6]) };
-    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup: m[7] !== undefined, ...split };
+    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup: m[6] !== undefined };
   }
   throw new SyntaxError(`Cannot parse kernel config name "${name}"`);
 }
@@ -242,11 +218,9 @@ export function outerTiles(c: OuterConfig, shape: GemmShape, m: number): number 
  * ```
  */
 export function scratchBytes(c: KernelConfig, shape: GemmShape, m: number): number {
-  if (c.family === "outer" && c.stream) {
-    return (outerTiles(c, shape, m) + c.stream) * c.bm * c.bn * 4;
-  }
-  const split = splitOf(c);
-  return split > 1 ? split * m * shape.yRowStride * 4 : 0;
+  if (c.family !== "outer") return 0;
+  if (c.stream) return (outerTiles(c, shape, m) + c.stream) * c.bm * c.bn * 4;
+  return c.split > 1 ? c.split * m * shape.yRowStride * 4 : 0;
 }
 
 /**
@@ -265,9 +239,8 @@ export function scratchBytes(c: KernelConfig, shape: GemmShape, m: number): numb
  * ```
  */
 export function scratchRows(c: KernelConfig, shape: GemmShape, limit: number): number {
-  if (c.family !== "outer" || !c.stream) {
-    return splitOf(c) > 1 ? Math.floor(limit / scratchBytes(c, shape, 1)) : Infinity;
-  }
+  if (c.family !== "outer" || (!c.stream && c.split <= 1)) return Infinity;
+  if (!c.stream) return Math.floor(limit / scratchBytes(c, shape, 1));
   const tiles = Math.floor(limit / (c.bm * c.bn * 4)) - c.stream;
   const perRowTile = shape.yOffsets.length * Math.ceil(shape.n / c.bn);
   return Math.max(0, Math.floor(tiles / perRowTile) * c.bm);
@@ -325,8 +298,6 @@ export function configProblem(
       return `k / vec = ${shape.k / c.vec} is not a multiple of ${c.lanes} lanes`;
     }
     if (c.rm > 16) return "gemv handles at most 16 rows per workgroup";
-    const problem = gemvSplitProblem(c, shape, caps);
-    if (problem) return problem;
     if (c.rm * c.cn > 32) return "more than 32 accumulators (rm x cn) per thread would spill";
     if (threads > caps.maxWorkgroupSizeX) return "workgroup too wide";
     if (c.subgroup) {
@@ -335,22 +306,6 @@ export function configProblem(
         return `${c.lanes} lanes exceed the smallest subgroup (${caps.subgroupMinSize})`;
       }
     }
-  }
-  return undefined;
-}
-
-/** A split GEMV's problem, if any: its split, against k and the scratch limit. */
-function gemvSplitProblem(c: GemvConfig, shape: GemmShape, caps: DeviceCaps): string | undefined {
-  const split = c.split ?? 1;
-  if (!pow2(split) || split > MAX_SPLIT) {
-    return `split ${split} is not a power of two up to ${MAX_SPLIT}`;
-  }
-  const steps = shape.k / c.vec / c.lanes; // k vectors per lane
-  if (steps % split !== 0) {
-    return `k / vec / lanes = ${steps} steps per lane do not split evenly ${split} ways`;
-  }
-  if (split > 1 && SPLIT_ROWS * shape.yRowStride * 4 > caps.maxStorageBinding) {
-    return `split-K scratch of ${SPLIT_ROWS} x ${shape.yRowStride} floats exceeds the device's ${caps.maxStorageBinding}-byte binding`;
   }
   return undefined;
 }

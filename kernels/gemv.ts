@@ -70,11 +70,6 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
     `const LANES = ${c.lanes}u; // threads per column group`,
     `const RM = ${c.rm}u; // rows per workgroup`,
   ];
-  const split = c.split ?? 1;
-  if (split > 1) {
-    lines.push(`const SPLIT = ${split}u; // workgroups over k per column and row group`);
-    lines.push(`const PART = ${shape.k / c.vec / split}u; // k vectors per workgroup`);
-  }
   if (!c.subgroup) lines.push(`\nvar<workgroup> partial: array<f32, ${c.rm * c.cn * p.threads}>;`);
   lines.push(
     "",
@@ -85,17 +80,8 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
       ]
       : ["fn gemvBlock(wg: vec3<u32>, li: u32) {"]),
     "  let m = params.m;",
-    ...(split > 1
-      ? ["  let b = wg.z / SPLIT;", "  let part = wg.z % SPLIT;"]
-      : ["  let b = wg.z;"]),
+    "  let b = wg.z;",
     batchOffsets(shape, c.vec, "  ").trimEnd(),
-    ...(split > 1
-      ? [
-        "  // This workgroup's part of k, and its partial output's slab of the scratch (bound as Y).",
-        "  let kBegin = part * PART;",
-        "  let yPart = yOffset + part * m * Y_STRIDE;",
-      ]
-      : []),
     "  let lane = li % LANES;",
     "  // Column j of this thread's group: neighbouring groups own neighbouring columns.",
     "  let col0 = wg.x * NC * CN + li / LANES;",
@@ -116,13 +102,10 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
 /** The k loop: each lane's weight loads first, then the FMAs of every row and column. */
 function gemvLoop(p: Parts, shape: GemmShape): string[] {
   const { c, acc } = p;
-  const split = c.split ?? 1;
-  // k vectors per lane and row
-  const unroll = unrollFactor(shape.k / c.vec / c.lanes / split, c.cn);
+  const unroll = unrollFactor(shape.k / c.vec / c.lanes, c.cn); // k vectors per lane and row
   const at = (u: number) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
-  const [begin, end] = split > 1 ? ["kBegin + lane", "kBegin + PART"] : ["lane", "KV"];
   const lines = [
-    `  for (var q = ${begin}; q < ${end}; q += ${unroll * c.lanes}u) {`,
+    `  for (var q = lane; q < KV; q += ${unroll * c.lanes}u) {`,
     "    // All weight loads first, so that they are in flight together.",
   ];
   for (let u = 0; u < unroll; u++) {
@@ -163,10 +146,9 @@ function horizontalSum(c: GemvConfig, v: string): string {
 
 /** Lane 0's store of row r, column j (rows and columns past the edge skipped). */
 function gemvStore(c: GemvConfig, r: number, j: number, value: string): string {
-  const y = (c.split ?? 1) > 1 ? "yPart" : "yOffset";
   return `    if (row0 + ${r}u < m && col0 + ${
     j * c.nc
-  }u < N) { Y[${y} + (row0 + ${r}u) * Y_STRIDE + col0 + ${j * c.nc}u] = ${value}; }`;
+  }u < N) { Y[yOffset + (row0 + ${r}u) * Y_STRIDE + col0 + ${j * c.nc}u] = ${value}; }`;
 }
 
 /** The lanes of a column group reduce with subgroup shuffles; lane 0 stores. */
@@ -209,8 +191,7 @@ function workgroupReduce(p: Parts): string[] {
   return lines;
 }
 
-/** Workgroups to dispatch for m rows: [column groups, row groups, batches x split]. */
+/** Workgroups to dispatch for m rows: [column groups, row groups, batches]. */
 export function gemvGrid(c: GemvConfig, shape: GemmShape, m: number): [number, number, number] {
-  const z = shape.xOffsets.length * (c.split ?? 1);
-  return [Math.ceil(shape.n / (c.nc * c.cn)), Math.ceil(m / c.rm), z];
+  return [Math.ceil(shape.n / (c.nc * c.cn)), Math.ceil(m / c.rm), shape.xOffsets.length];
 }

@@ -9,7 +9,7 @@
  * @module
  */
 import type { KernelConfig, OuterConfig } from "./config.ts";
-import { configName, outerTiles, splitOf } from "./config.ts";
+import { configName, outerTiles } from "./config.ts";
 import { streamRun } from "./outer.ts";
 import type { GemmShape } from "./problem.ts";
 
@@ -129,9 +129,9 @@ export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
 
 /** The WGSL of a kernel's second dispatch: its split-K or stream-K reduction, if it has one. */
 export function reductionWgsl(c: KernelConfig, shape: GemmShape): string | undefined {
-  if (c.family === "outer" && c.stream) return streamReduceWgsl(c, shape);
-  const split = splitOf(c);
-  return split > 1 ? reduceWgsl(shape, split) : undefined;
+  if (c.family !== "outer") return undefined;
+  if (c.stream) return streamReduceWgsl(c, shape);
+  return c.split > 1 ? reduceWgsl(shape, c.split) : undefined;
 }
 
 /** Workgroups of a kernel's second dispatch at m rows (split-K or stream-K). */

@@ -5,7 +5,7 @@
  * @module
  */
 import type { GemvConfig, KernelConfig, OuterConfig, TileConfig } from "./config.ts";
-import { SPLIT_ROWS, splitOf, STREAM_ROWS } from "./config.ts";
+import { SPLIT_ROWS, STREAM_ROWS } from "./config.ts";
 
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
@@ -33,8 +33,6 @@ export interface SearchSpace {
     rm: number[];
     vec: number[];
     subgroup: boolean[];
-    /** Split-K workgroups (`GemvConfig.split`); `[1]` when left out. */
-    split?: number[];
   };
 }
 
@@ -84,11 +82,7 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     ? product(space.tile).map((c) => ({ family: "tile" as const, ...c }))
     : [];
   const gemvs: GemvConfig[] = space.gemv
-    ? product({ split: [1], ...space.gemv }).map(({ split, ...c }) => ({
-      family: "gemv" as const,
-      ...c,
-      ...(split > 1 ? { split } : {}),
-    }))
+    ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
     : [];
   // Stream-K replaces split-K and double buffering, so their products with it are left out.
   const outers: OuterConfig[] = space.outer
@@ -121,7 +115,7 @@ export function suitsRows(c: KernelConfig, m: number): boolean {
     return m <= 32 && c.rm <= nextPow2(m) && c.rm * 4 >= Math.min(16, nextPow2(m));
   }
   if (c.family === "outer" && c.bk > 16 && !c.half) return false;
-  if (splitOf(c) > 1 && nextPow2(m) * splitOf(c) > SPLIT_ROWS) return false;
+  if (c.family === "outer" && c.split > 1 && nextPow2(m) * c.split > SPLIT_ROWS) return false;
   if (c.family === "outer" && c.stream && (m < 64 || m > STREAM_ROWS)) return false;
   return m >= 8 && c.bm <= Math.max(c.family === "outer" ? 32 : 16, nextPow2(m));
 }

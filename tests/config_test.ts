@@ -7,7 +7,6 @@ import {
   parseConfigName,
   scratchBytes,
   SPLIT_ROWS,
-  splitOf,
   STREAM_ROWS,
   workgroupBytes,
   workgroupThreads,
@@ -203,33 +202,6 @@ Deno.test("suitsRows() sends few rows to gemv and many rows to tiles", () => {
   assert.equal(suitsRows(tile({ bm: 128 }), 16), false);
   assert.equal(suitsRows(tile({ bm: 128 }), 100), true);
   assert.deepEqual([0, 1, 3, 4, 5, 100].map(nextPow2), [1, 1, 4, 4, 8, 128]);
-});
-
-Deno.test("split GEMVs: names, validation against k and the scratch limit, scratch and rows", () => {
-  const split = gemv({ split: 8, lanes: 4, rm: 16, vec: 4 });
-  assert.equal(configName(split), "gemv-nc4-cn1-l4-rm16-v4-s8");
-  assert.deepEqual(parseConfigName("gemv-nc4-cn1-l4-rm16-v4-s8"), split);
-  assert.deepEqual(parseConfigName("gemv-nc4-cn1-l4-rm16-v4-s8-sg"), { ...split, subgroup: true });
-  const unsplit = parseConfigName("gemv-nc4-cn1-l4-rm16-v4");
-  assert.ok(!("split" in unsplit), "an unsplit name parses without the knob");
-  assert.equal(configName({ ...split, split: 1 }), configName(unsplit), "split 1 is unsplit");
-  assert.equal(splitOf(split), 8);
-  assert.equal(splitOf(unsplit), 1);
-  // k = 2048 at vec 4 and 4 lanes is 128 steps per lane: 32 ways, not 64 or 3.
-  assert.equal(configProblem({ ...split, split: MAX_SPLIT }, shape(2048), "f32", CAPS), undefined);
-  assert.match(configProblem({ ...split, split: 64 }, shape(2048), "f32", CAPS) ?? "", /split 64/);
-  assert.match(configProblem({ ...split, split: 3 }, shape(2048), "f32", CAPS) ?? "", /split 3/);
-  assert.match(
-    configProblem({ ...split, lanes: 32, split: 32 }, shape(2048), "f32", CAPS) ?? "",
-    /16 steps per lane do not split evenly 32 ways/,
-  );
-  const small = { ...CAPS, maxStorageBinding: SPLIT_ROWS * 64 * 4 - 1 };
-  assert.match(configProblem(split, shape(2048), "f32", small) ?? "", /scratch/);
-  assert.equal(configProblem(unsplit, shape(2048), "f32", small), undefined);
-  assert.equal(scratchBytes(split, shape(2048), 3), 8 * 3 * 64 * 4);
-  assert.equal(scratchBytes(unsplit, shape(2048), 3), 0);
-  assert.equal(suitsRows(split, 16), true);
-  assert.equal(suitsRows(split, 8), false, "more rows per workgroup than m needs");
 });
 
 /** A small `outer` config, split `split` ways. */

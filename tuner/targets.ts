@@ -6,7 +6,7 @@
  * @module
  */
 import type { KernelConfig } from "../kernels/config.ts";
-import { scratchBytes, SPLIT_ROWS, splitOf, STREAM_ROWS } from "../kernels/config.ts";
+import { scratchBytes, SPLIT_ROWS, STREAM_ROWS } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
@@ -155,7 +155,7 @@ function splitScratch(
   shapes: (GemmShape | undefined)[],
   keep: (buffer: GPUBuffer) => GPUBuffer,
 ): GPUBuffer | undefined {
-  const splits = valid.flat().some((c) => splitOf(c) > 1);
+  const splits = valid.flat().some((c) => c.family === "outer" && c.split > 1);
   const widest = Math.max(...shapes.map((s) => s?.yRowStride ?? 0));
   const streams = valid.flatMap((configs, i) =>
     configs.map((c) =>
