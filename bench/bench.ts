@@ -119,7 +119,7 @@ for (const label of args.dtype.split(",")) {
     : undefined;
   const variants: Variant[] = [
     { spec, options },
-    { spec, options: { weights, dtype, cache: false } },
+    { spec, options: { weights, dtype, precision, cache: false } }, // the untuned defaults
     ...(entry
       ? [
         { spec, options: { ...options, mode: "unfused" as const } },

@@ -10,7 +10,7 @@ import type { BucketResult, StageResult } from "../cache/schema.ts";
 import type { DeviceCaps } from "../kernels/config.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
 import { DEVICE_TIERS, type DeviceTier } from "../kernels/device.ts";
-import type { WeightDtype } from "../kernels/dtype.ts";
+import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { GemmShape } from "../kernels/problem.ts";
 import { DEFAULT_BUCKETS, defaultConfig } from "./defaults.ts";
 
@@ -119,12 +119,14 @@ export function tunedBucketConfig(
  * The default configs of every default bucket, for a GPU or problem with no usable tuning.
  *
  * @param reason Why the defaults run, for {@linkcode ProjectionConfig.reason}.
+ * @param precision "fast" takes the f16-math defaults where the weights and device allow them.
  */
 export function defaultBucketConfigs(
   shapes: StageShapes,
   dtype: WeightDtype,
   caps: DeviceCaps,
   reason: string,
+  precision: Precision = "exact",
 ): ProjectionConfig[] {
   return DEFAULT_BUCKETS.map((bucket) => ({
     bucket,
@@ -132,9 +134,9 @@ export function defaultBucketConfigs(
     tier: null,
     reason,
     mode: "fused",
-    fused: configName(defaultConfig(shapes.fused, dtype, caps, bucket)),
+    fused: configName(defaultConfig(shapes.fused, dtype, caps, bucket, "fused", precision)),
     batched: shapes.batched
-      ? configName(defaultConfig(shapes.batched, dtype, caps, bucket, "batched"))
+      ? configName(defaultConfig(shapes.batched, dtype, caps, bucket, "batched", precision))
       : null,
   }));
 }

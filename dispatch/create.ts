@@ -142,7 +142,7 @@ async function chooseConfigs(
     const why = options.cache === false
       ? "tuning is turned off (cache: false)"
       : `the cache has no tuning of "${spec.name}" with ${dtype} weights for this GPU`;
-    return defaultBucketConfigs(shapes, dtype, caps, why);
+    return defaultBucketConfigs(shapes, dtype, caps, why, options.precision);
   }
   if (entry.generatorVersion !== GENERATOR_VERSION) {
     options.onWarning?.(
@@ -179,6 +179,7 @@ async function chooseConfigs(
     dtype,
     caps,
     "every tuned bucket exceeds this device's limits",
+    options.precision,
   );
 }
 

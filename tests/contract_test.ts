@@ -30,7 +30,7 @@ import {
 } from "../kernels/problem.ts";
 import { readBuffer } from "../kernels/gpu.ts";
 import { projectionReference } from "../kernels/reference.ts";
-import { DEFAULT_BUCKETS, defaultConfig } from "../dispatch/defaults.ts";
+import { DEFAULT_BUCKETS, defaultConfig, measuredDefault } from "../dispatch/defaults.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 
@@ -488,6 +488,21 @@ Deno.test({
       checkOutputs(small, "f16", x, 37, await fast.run(x, 37), rounded, 2e-3);
     } finally {
       fast.destroy();
+    }
+    // With no tuning, precision fast runs the f16-math defaults where the device has shader-f16.
+    const untuned = await createProjection(device, small, {
+      weights,
+      dtype: "f16",
+      precision: "fast",
+      cache: false,
+    });
+    try {
+      const pick = measuredDefault(64, "fused", "f16", gpu.caps.shaderF16 ? "fast" : "exact");
+      assert.equal(untuned.config(37).fused, pick);
+      const x = randomNonZero(37 * small.k, seededRandom(4));
+      checkOutputs(small, "f16", x, 37, await untuned.run(x, 37), rounded, 2e-3);
+    } finally {
+      untuned.destroy();
     }
     const exact = await createProjection(device, small, { weights, dtype: "f16", cache });
     try {
