@@ -87,7 +87,7 @@ for (const dtype of args.dtype.split(",") as WeightDtype[]) {
     const T = { f: tuned.fused.config, b: tuned.batched!.config };
     const D = {
       f: configName(defaultConfig(fusedShape(spec), dtype, gpu.caps, m)),
-      b: configName(defaultConfig(batchedShape(spec)!, dtype, gpu.caps, m)),
+      b: configName(defaultConfig(batchedShape(spec)!, dtype, gpu.caps, m, "batched")),
     };
     const options = { weights, dtype };
     const pairs = [[T.f, T.b], [D.f, D.b], [T.f, D.b], [D.f, T.b]];
