@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { loadCacheFile } from "../cache/store.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import { roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
-import type { ProjectionSpec } from "../mod.ts";
+import type { ProjectionOptions, ProjectionSpec } from "../mod.ts";
 import type { CacheFile } from "../mod.ts";
 import { bucketFor, CacheFormatError, createProjection, kimiLinearSpec } from "../mod.ts";
 import {
@@ -475,12 +475,10 @@ Deno.test({
       fused: roundWeights(weights.fused, "f16"),
       batched: roundWeights(weights.batched, "f16"),
     };
-    const fast = await createProjection(device, small, {
-      weights,
-      dtype: "f16",
-      precision: "fast",
-      cache,
-    });
+    // f16 weights with precision fast, from a cache (or none).
+    const fastFrom = (cache: ProjectionOptions["cache"]) =>
+      createProjection(device, small, { weights, dtype: "f16", precision: "fast", cache });
+    const fast = await fastFrom(cache);
     try {
       assert.equal(fast.config(5).fused, half.fused);
       const x = randomNonZero(37 * small.k, seededRandom(3));
@@ -490,12 +488,7 @@ Deno.test({
       fast.destroy();
     }
     // With no tuning, precision fast runs the f16-math defaults where the device has shader-f16.
-    const untuned = await createProjection(device, small, {
-      weights,
-      dtype: "f16",
-      precision: "fast",
-      cache: false,
-    });
+    const untuned = await fastFrom(false);
     try {
       const pick = measuredDefault(64, "fused", "f16", gpu.caps.shaderF16 ? "fast" : "exact");
       assert.equal(untuned.config(37).fused, pick);
@@ -516,24 +509,14 @@ Deno.test({
         e instanceof CacheFormatError && /half math is for a "fast" entry/.test(e.message),
     );
     const exactOnly = cacheFor(small, { ...half, fused: "outer-bm32-bn64-bk16-rm4-rn4-s2" });
-    const fallback = await createProjection(device, small, {
-      weights,
-      dtype: "f16",
-      precision: "fast",
-      cache: exactOnly,
-    }).catch((e) => e);
+    const fallback = await fastFrom(exactOnly).catch((e) => e);
     assert.ok(fallback instanceof CacheFormatError, "the exact entry still names a half batched");
     const plain = cacheFor(small, {
       ...half,
       fused: "outer-bm32-bn64-bk16-rm4-rn4-s2",
       batched: "outer-bm32-bn32-bk8-rm4-rn4",
     });
-    const noFastEntry = await createProjection(device, small, {
-      weights,
-      dtype: "f16",
-      precision: "fast",
-      cache: plain,
-    });
+    const noFastEntry = await fastFrom(plain);
     try {
       assert.equal(noFastEntry.config(5).source, "tuned", "fast without its entry runs exact's");
     } finally {
