@@ -1,0 +1,170 @@
+/**
+ * The fold (kernels/fold.ts) on the CPU adapter: after a split-K fused kernel leaves its partials
+ * in the scratch, one fold dispatch writes the fused output (the reduction part) and the batched
+ * output (a batched kernel of each family reading f_a and g_a as sums of the partials); both match
+ * the float64 reference for each weight type and row count, nothing past row m is written, and a
+ * fold that drops a partial is caught.
+ */
+import assert from "node:assert/strict";
+import type { KernelConfig } from "../kernels/config.ts";
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { packWeights, roundWeights } from "../kernels/dtype.ts";
+import type { FoldBuffers, FoldConfig } from "../kernels/fold.ts";
+import { compileFold, foldGrid, foldLayout, foldProblem, foldWgsl } from "../kernels/fold.ts";
+import { kernelGrid } from "../kernels/generate.ts";
+import type { LayoutKernel } from "../kernels/gpu.ts";
+import {
+  bufferBindGroup,
+  compileKernel,
+  compileLayoutKernel,
+  kernelLayout,
+  paramsBuffer,
+  readBuffer,
+  storageBuffer,
+  SUBGROUPS_DIRECTIVE,
+  wantsSubgroupsDirective,
+} from "../kernels/gpu.ts";
+import type { ProjectionSpec } from "../kernels/problem.ts";
+import { batchedInputWidth, fusedShape, fusedWidth } from "../kernels/problem.ts";
+import { errorBound, referenceRows } from "../kernels/reference.ts";
+import { openGpu } from "../tuner/gpu_device.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+import { loadProblem } from "../tuner/yaml_file.ts";
+import { gemvConfig, ROOT, tileConfig } from "./helpers.ts";
+import { batchedReference, firstOff } from "./recompute_reference.ts";
+
+const gpu = await openGpu();
+const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
+
+/** An `outer` config; the fused stage's is split-K, leaving `split` partial slabs in the scratch. */
+function outer(split: number, bn = 32, bk = 4): KernelConfig {
+  return { family: "outer", bm: 32, bn, bk, rm: 4, rn: 4, split, half: false, double: false };
+}
+
+/** Batched kernels of each family that fit the tiny problem's 16-wide batched inputs. */
+const BATCHED: KernelConfig[] = [
+  tileConfig({ bm: 16, bn: 16, bk: 8, rm: 2, rn: 2 }),
+  gemvConfig({ nc: 4, cn: 1, lanes: 4, rm: 4, vec: 4 }),
+  { ...gemvConfig({ nc: 4, cn: 2, lanes: 2, rm: 2, vec: 2 }), subgroup: gpu.caps.subgroups },
+  outer(1, 16, 8),
+];
+
+/** Runs the split fused kernel then the fold at m; the first output off its reference, if any. */
+async function run(
+  fold: FoldConfig,
+  dtype: WeightDtype,
+  m: number,
+  compile: (prefix: string) => LayoutKernel<FoldBuffers>,
+): Promise<string | undefined> {
+  const random = seededRandom(100 * m + fold.split);
+  const b = spec.batched!, n = fusedWidth(spec), nb = b.n * b.inputs.length;
+  const x = randomNonZero(m * spec.k, random);
+  const w = randomNonZero(n * spec.k, random);
+  const wb = randomNonZero(nb * batchedInputWidth(spec), random);
+  const split = await compileKernel(gpu.device, outer(fold.split), fusedShape(spec), dtype);
+  const prefix = fold.batched.family === "gemv" && fold.batched.subgroup &&
+      await wantsSubgroupsDirective(gpu.device)
+    ? SUBGROUPS_DIRECTIVE
+    : "";
+  const kernel = compile(prefix);
+  const buffers = {
+    params: paramsBuffer(gpu.device, m),
+    x: storageBuffer(gpu.device, x, "x"),
+    w: storageBuffer(gpu.device, packWeights(w, dtype), "w"),
+    scratch: storageBuffer(gpu.device, new Float32Array(fold.split * m * n).fill(NaN), "scratch"),
+    wb: storageBuffer(gpu.device, packWeights(wb, dtype), "wb"),
+    yb: storageBuffer(gpu.device, new Float32Array((m + 1) * nb).fill(NaN), "yb"),
+    y: storageBuffer(gpu.device, new Float32Array((m + 1) * n).fill(NaN), "y"),
+  };
+  try {
+    const encoder = gpu.device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(split.pipeline);
+    pass.setBindGroup(
+      0,
+      bufferBindGroup(gpu.device, kernelLayout(gpu.device), [
+        buffers.params,
+        buffers.x,
+        buffers.w,
+        buffers.scratch,
+      ]),
+    );
+    pass.dispatchWorkgroups(...kernelGrid(split.config, fusedShape(spec), m));
+    kernel.dispatch(pass, kernel.bindGroup(buffers));
+    pass.end();
+    gpu.device.queue.submit([encoder.finish()]);
+    const rows = Array.from({ length: m }, (_, r) => r);
+    const fused = referenceRows(fusedShape(spec), x, roundWeights(w, dtype), rows);
+    const fusedOff = firstOff(
+      await readBuffer(gpu.device, buffers.y),
+      fused.values,
+      (i) => errorBound(spec.k, fused.magnitudes[i]),
+    );
+    if (fusedOff) return `fused Y${fusedOff}`;
+    const batched = batchedReference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
+    const batchedOff = firstOff(
+      await readBuffer(gpu.device, buffers.yb),
+      batched.values,
+      (i) => batched.bounds[i],
+    );
+    return batchedOff && `batched Y${batchedOff}`;
+  } finally {
+    for (const buffer of Object.values(buffers)) buffer.destroy();
+  }
+}
+
+Deno.test("a fold writes the fused and batched outputs of split partials, for every family", async () => {
+  let checked = 0;
+  for (const batched of BATCHED) {
+    for (const split of [2, 4]) {
+      for (const dtype of ["f32", "f16"] as const) {
+        const fold = { batched, split };
+        if (foldProblem(fold, spec, dtype, gpu.caps)) continue;
+        for (const m of [3, 37]) {
+          const off = await run(
+            fold,
+            dtype,
+            m,
+            (prefix) => compileFold(gpu.device, fold, spec, dtype, m, prefix),
+          );
+          assert.equal(off, undefined, `${JSON.stringify(fold)} ${dtype} m=${m}`);
+          checked++;
+        }
+      }
+    }
+  }
+  assert.ok(checked >= 12, `checked only ${checked} folds`);
+});
+
+Deno.test("a fold that drops the last partial of its batched input is caught", async () => {
+  const fold = { batched: BATCHED[0], split: 4 };
+  const code = foldWgsl(fold, spec, "f32").replace(
+    "for (var p = 1u; p < FOLD_SPLIT; p++) { s += P[i + p * slab]; }",
+    "for (var p = 1u; p < FOLD_SPLIT - 1u; p++) { s += P[i + p * slab]; }",
+  );
+  const off = await run(fold, "f32", 5, () =>
+    compileLayoutKernel(
+      gpu.device,
+      foldLayout(gpu.device),
+      code,
+      foldGrid(fold, spec, 5),
+      ({ params, scratch, wb, yb, y }) => [params, scratch, wb, yb, y, scratch],
+    ));
+  assert.match(off ?? "", /^batched Y/);
+});
+
+Deno.test("foldProblem() rejects an unsplit fused stage and a batched kernel with its own reduction", () => {
+  assert.match(
+    foldProblem({ batched: BATCHED[0], split: 1 }, spec, "f32", gpu.caps) ?? "",
+    /split 1/,
+  );
+  assert.match(
+    foldProblem({ batched: outer(2), split: 4 }, spec, "f32", gpu.caps) ?? "",
+    /reduction of its own/,
+  );
+  const plain: ProjectionSpec = { name: "plain", k: 64, segments: [{ name: "a", n: 8 }] };
+  assert.match(
+    foldProblem({ batched: BATCHED[0], split: 2 }, plain, "f32", gpu.caps) ?? "",
+    /no batched/,
+  );
+});
