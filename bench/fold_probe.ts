@@ -18,12 +18,13 @@
 import { parseArgs } from "node:util";
 import { problemKey } from "../cache/schema.ts";
 import { defaultConfig } from "../dispatch/defaults.ts";
+import type { OuterConfig } from "../kernels/config.ts";
 import { configName, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
 import { compileFold, foldName, foldProblem } from "../kernels/fold.ts";
 import { kernelGrid } from "../kernels/generate.ts";
-import type { CompiledKernel } from "../kernels/gpu.ts";
+import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
 import {
   compileKernel,
   dispatchKernel,
@@ -68,17 +69,9 @@ function relativeDiff(a: Float32Array, b: Float32Array): number {
   return Number.isFinite(diff) ? diff / scale : Infinity;
 }
 
-/** The rows of one weight type and bucket: name, us, and the fold's check. */
-async function probeBucket(dtype: WeightDtype, m: number): Promise<string[][]> {
-  const tuned = cache?.entries[problemKey(spec, dtype, "exact")]?.buckets[String(m)];
-  if (!tuned?.batched) throw new Error(`No tuned ${spec.name} ${dtype} entry at m=${m}`);
+/** A bucket's buffers: X chained through the batched output, outputs, scratch, weight copies. */
+async function bucketBuffers(dtype: WeightDtype, m: number) {
   const fe = shapeExtents(fused, m), be = shapeExtents(batched, m);
-  const splits = [
-    ...new Set([tuned.fused.config, configName(defaultConfig(fused, dtype, gpu.caps, m))]),
-  ]
-    .map(parseConfigName)
-    .filter((c) => c.family === "outer" && c.split > 1 && !c.stream);
-  const batchedConfig = parseConfigName(tuned.batched.config);
   const params = paramsBuffer(device, m);
   const { x, chain, link } = await chainedInput(session, m, random, 15);
   const yFused = storageBuffer(device, new Float32Array(fe.y), "fused y");
@@ -93,81 +86,121 @@ async function probeBucket(dtype: WeightDtype, m: number): Promise<string[][]> {
       () => storageBuffer(device, packWeights(randomNonZero(n + (n % 2), random), dtype), "w"),
     );
   const fusedW = weights(fe.w), batchedW = weights(be.w);
-  const fusedGroups = fusedW.map((w) =>
-    kernelBindGroup(device, { params, x, w, y: yFused, scratch })
-  );
-  const batchedGroups = batchedW.map((w) =>
-    kernelBindGroup(device, { params, x: yFused, w, y: yBatched })
-  );
-  const batchedKernel = await compileKernel(device, batchedConfig, batched, dtype);
-  const stage = (kernel: CompiledKernel, groups: typeof fusedGroups): Encode => (pass, rep) =>
+  return {
+    params,
+    chain,
+    link,
+    yFused,
+    yBatched,
+    scratch,
+    batchedW,
+    fusedGroups: fusedW.map((w) => kernelBindGroup(device, { params, x, w, y: yFused, scratch })),
+    batchedGroups: batchedW.map((w) =>
+      kernelBindGroup(device, { params, x: yFused, w, y: yBatched })
+    ),
+    destroy() {
+      chain.destroy();
+      for (const b of [params, x, yFused, yBatched, scratch, ...fusedW, ...batchedW]) b.destroy();
+    },
+  };
+}
+type Buffers = Awaited<ReturnType<typeof bucketBuffers>>;
+
+/** Records a kernel (and its reduction) with the weight copy of each run. */
+const stage =
+  (kernel: CompiledKernel, groups: KernelBindGroup[], m: number): Encode => (pass, rep) =>
     dispatchKernel(pass, kernel, groups[rep % groups.length], m);
-  const cases: [string, Encode][] = [];
-  const tunedFused = await compileKernel(device, parseConfigName(tuned.fused.config), fused, dtype);
-  cases.push([
+
+/** One run of each plan, then the fused and batched outputs. */
+async function outputsOf(encode: Encode, b: Buffers): Promise<Float32Array[]> {
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  encode(pass, 0);
+  pass.end();
+  device.queue.submit([encoder.finish()]);
+  return [await readBuffer(device, b.yFused), await readBuffer(device, b.yBatched)];
+}
+
+/**
+ * A split-K fused config's three-dispatch plan and its fold, with the fold's check; the fold is
+ * left out where it is invalid or differs from the three dispatches.
+ */
+async function splitCases(
+  config: OuterConfig,
+  batchedKernel: CompiledKernel,
+  dtype: WeightDtype,
+  m: number,
+  b: Buffers,
+): Promise<{ cases: [string, Encode][]; check: string }> {
+  const split = await compileKernel(device, config, fused, dtype);
+  const three: Encode = (pass, rep) => {
+    stage(split, b.fusedGroups, m)(pass, rep);
+    stage(batchedKernel, b.batchedGroups, m)(pass, rep);
+  };
+  const cases: [string, Encode][] = [
+    [`3 dispatches: ${configName(config)} + ${batchedKernel.name}`, three],
+  ];
+  const fold = { batched: batchedKernel.config, split: config.split };
+  const problem = foldProblem(fold, spec, dtype, gpu.caps);
+  if (problem) return { cases, check: `${foldName(fold)}: ${problem}` };
+  const usesSubgroups = fold.batched.family === "gemv" && fold.batched.subgroup;
+  const prefix = usesSubgroups && await wantsSubgroupsDirective(device) ? SUBGROUPS_DIRECTIVE : "";
+  const kernel = compileFold(device, fold, spec, dtype, m, prefix);
+  const groups = b.batchedW.map((wb) =>
+    kernel.bindGroup({ params: b.params, scratch: b.scratch, wb, yb: b.yBatched, y: b.yFused })
+  );
+  const two: Encode = (pass, rep) => {
+    pass.setPipeline(split.pipeline);
+    pass.setBindGroup(0, b.fusedGroups[rep % b.fusedGroups.length].split!);
+    pass.dispatchWorkgroups(...kernelGrid(config, fused, m));
+    kernel.dispatch(pass, groups[rep % groups.length]);
+  };
+  const [want, got] = [await outputsOf(three, b), await outputsOf(two, b)];
+  const diff = Math.max(relativeDiff(want[0], got[0]), relativeDiff(want[1], got[1]));
+  const check = `${foldName(fold)}: outputs within ${diff.toExponential(1)} of the 3 dispatches'`;
+  if (diff > 1e-4) return { cases, check }; // not timed: it computes something else
+  return {
+    cases: [...cases, [`2 dispatches: ${configName(config)} + ${foldName(fold)}`, two]],
+    check,
+  };
+}
+
+/** The rows of one weight type and bucket: the tuned plan, then each split config's two plans. */
+async function probeBucket(dtype: WeightDtype, m: number): Promise<string[][]> {
+  const tuned = cache?.entries[problemKey(spec, dtype, "exact")]?.buckets[String(m)];
+  if (!tuned?.batched) throw new Error(`No tuned ${spec.name} ${dtype} entry at m=${m}`);
+  const b = await bucketBuffers(dtype, m);
+  const compile = (name: string, shape: typeof fused) =>
+    compileKernel(device, parseConfigName(name), shape, dtype);
+  const batchedKernel = await compile(tuned.batched.config, batched);
+  const tunedFused = await compile(tuned.fused.config, fused);
+  const cases: [string, Encode][] = [[
     `tuned: ${tuned.fused.config} + ${tuned.batched.config}`,
     (pass, rep) => {
-      stage(tunedFused, fusedGroups)(pass, rep);
-      stage(batchedKernel, batchedGroups)(pass, rep);
+      stage(tunedFused, b.fusedGroups, m)(pass, rep);
+      stage(batchedKernel, b.batchedGroups, m)(pass, rep);
     },
-  ]);
-  const prefix = batchedConfig.family === "gemv" && batchedConfig.subgroup &&
-      await wantsSubgroupsDirective(device)
-    ? SUBGROUPS_DIRECTIVE
-    : "";
-  const checks: string[] = [];
-  for (const config of splits) {
-    if (config.family !== "outer") continue;
-    const split = await compileKernel(device, config, fused, dtype);
-    const three: Encode = (pass, rep) => {
-      stage(split, fusedGroups)(pass, rep);
-      stage(batchedKernel, batchedGroups)(pass, rep);
-    };
-    cases.push([`3 dispatches: ${configName(config)} + ${tuned.batched.config}`, three]);
-    const fold = { batched: batchedConfig, split: config.split };
-    const problem = foldProblem(fold, spec, dtype, gpu.caps);
-    if (problem) {
-      checks.push(`${foldName(fold)}: ${problem}`);
-      continue;
-    }
-    const kernel = compileFold(device, fold, spec, dtype, m, prefix);
-    const groups = batchedW.map((wb) =>
-      kernel.bindGroup({ params, scratch, wb, yb: yBatched, y: yFused })
-    );
-    const two: Encode = (pass, rep) => {
-      pass.setPipeline(split.pipeline);
-      pass.setBindGroup(0, fusedGroups[rep % fusedGroups.length].split!);
-      pass.dispatchWorkgroups(...kernelGrid(config, fused, m));
-      kernel.dispatch(pass, groups[rep % groups.length]);
-    };
-    const outputs = async (encode: Encode) => {
-      const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      encode(pass, 0);
-      pass.end();
-      device.queue.submit([encoder.finish()]);
-      return [await readBuffer(device, yFused), await readBuffer(device, yBatched)];
-    };
-    const [want, got] = [await outputs(three), await outputs(two)];
-    const diff = Math.max(relativeDiff(want[0], got[0]), relativeDiff(want[1], got[1]));
-    checks.push(`${foldName(fold)}: outputs within ${diff.toExponential(1)} of the 3 dispatches'`);
-    if (diff > 1e-4) continue; // not timed: it computes something else
-    cases.push([`2 dispatches: ${configName(config)} + ${foldName(fold)}`, two]);
+  ]];
+  const names = [tuned.fused.config, configName(defaultConfig(fused, dtype, gpu.caps, m))];
+  for (const name of new Set(names)) {
+    const config = parseConfigName(name);
+    if (config.family !== "outer" || config.split < 2 || config.stream) continue;
+    const split = await splitCases(config, batchedKernel, dtype, m, b);
+    cases.push(...split.cases);
+    console.error(`${dtype} m=${m} ${split.check}`);
   }
   const items = cases.map(([, encode]) => ({
     encode: (pass: GPUComputePassEncoder, rep: number) => {
       encode(pass, rep);
-      chain.link(pass, yBatched);
+      b.chain.link(pass, b.yBatched);
     },
   }));
   const timings = await timeItems(device, items, { warmup: 3, repeats: 15, probe });
-  for (const line of checks) console.error(`${dtype} m=${m} ${line}`);
-  chain.destroy();
-  for (const b of [params, x, yFused, yBatched, scratch, ...fusedW, ...batchedW]) b.destroy();
+  b.destroy();
   return cases.map(([name], i) => [
     dtype,
     String(m),
-    (timings[i].medianUs - link.medianUs).toFixed(2),
+    (timings[i].medianUs - b.link.medianUs).toFixed(2),
     timings[i].spreadPct.toFixed(1),
     name,
   ]);
