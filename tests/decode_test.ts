@@ -7,23 +7,13 @@ import assert from "node:assert/strict";
 import type { DecodeConfig } from "../kernels/decode.ts";
 import { compileDecode, decodeName, decodeProblem } from "../kernels/decode.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import { packWeights, roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
-import {
-  paramsBuffer,
-  readBuffer,
-  storageBuffer,
-  SUBGROUPS_DIRECTIVE,
-  wantsSubgroupsDirective,
-} from "../kernels/gpu.ts";
+import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import { SUBGROUPS_DIRECTIVE, wantsSubgroupsDirective } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
-import { batchedInputWidth, fusedWidth } from "../kernels/problem.ts";
-import { errorBound, referenceRows } from "../kernels/reference.ts";
-import { fusedShape } from "../kernels/problem.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
-import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import { gemvConfig, ROOT } from "./helpers.ts";
-import { batchedReference, dispatchOnce, firstOff } from "./recompute_reference.ts";
+import { dispatchOnce, outputsOff, projectionData } from "./recompute_reference.ts";
 
 const CONFIGS: DecodeConfig[] = [
   { gemv: gemvConfig({ nc: 4, cn: 1, lanes: 16, rm: 4, vec: 4 }), lanes: 4, cols: 16 },
@@ -38,42 +28,15 @@ async function run(
   dtype: WeightDtype,
   m: number,
 ): Promise<string | undefined> {
-  const random = seededRandom(100 * m + config.cols);
-  const b = spec.batched!, n = fusedWidth(spec), nb = b.n * b.inputs.length;
-  const x = randomNonZero(m * spec.k, random);
-  const w = randomNonZero(n * spec.k, random);
-  const wb = randomNonZero(nb * batchedInputWidth(spec), random);
+  const { data, buffers } = projectionData(device, spec, dtype, m, 100 * m + config.cols);
   const prefix = config.gemv.subgroup && await wantsSubgroupsDirective(device)
     ? SUBGROUPS_DIRECTIVE
     : "";
-  const kernel = compileDecode(device, config, spec, dtype, prefix);
-  const bound = {
-    params: paramsBuffer(device, m),
-    x: storageBuffer(device, x, "x"),
-    w: storageBuffer(device, packWeights(w, dtype), "w"),
-    y: storageBuffer(device, new Float32Array((m + 1) * n).fill(NaN), "y"),
-    wb: storageBuffer(device, packWeights(wb, dtype), "wb"),
-    yb: storageBuffer(device, new Float32Array((m + 1) * nb).fill(NaN), "yb"),
-  };
   try {
-    dispatchOnce(device, kernel, bound);
-    const rows = Array.from({ length: m }, (_, r) => r);
-    const fused = referenceRows(fusedShape(spec), x, roundWeights(w, dtype), rows);
-    const fusedOff = firstOff(
-      await readBuffer(device, bound.y),
-      fused.values,
-      (i) => errorBound(spec.k, fused.magnitudes[i]),
-    );
-    if (fusedOff) return `fused Y${fusedOff}`;
-    const batched = batchedReference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
-    const batchedOff = firstOff(
-      await readBuffer(device, bound.yb),
-      batched.values,
-      (i) => batched.bounds[i],
-    );
-    return batchedOff && `batched Y${batchedOff}`;
+    dispatchOnce(device, compileDecode(device, config, spec, dtype, prefix), buffers);
+    return await outputsOff(device, spec, dtype, m, data, buffers);
   } finally {
-    for (const buffer of Object.values(bound)) buffer.destroy();
+    for (const buffer of Object.values(buffers)) buffer.destroy();
   }
 }
 

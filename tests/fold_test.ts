@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import type { KernelConfig } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
-import { packWeights, roundWeights } from "../kernels/dtype.ts";
 import type { FoldBuffers, FoldConfig } from "../kernels/fold.ts";
 import { compileFold, foldGrid, foldLayout, foldProblem, foldWgsl } from "../kernels/fold.ts";
 import { kernelGrid } from "../kernels/generate.ts";
@@ -18,20 +17,16 @@ import {
   compileKernel,
   compileLayoutKernel,
   kernelLayout,
-  paramsBuffer,
-  readBuffer,
   storageBuffer,
   SUBGROUPS_DIRECTIVE,
   wantsSubgroupsDirective,
 } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
-import { batchedInputWidth, fusedShape, fusedWidth } from "../kernels/problem.ts";
-import { errorBound, referenceRows } from "../kernels/reference.ts";
+import { fusedShape, fusedWidth } from "../kernels/problem.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
-import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import { gemvConfig, ROOT, tileConfig } from "./helpers.ts";
-import { batchedReference, firstOff } from "./recompute_reference.ts";
+import { outputsOff, projectionData } from "./recompute_reference.ts";
 
 const gpu = await openGpu();
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
@@ -56,60 +51,29 @@ async function run(
   m: number,
   compile: (prefix: string) => LayoutKernel<FoldBuffers>,
 ): Promise<string | undefined> {
-  const random = seededRandom(100 * m + fold.split);
-  const b = spec.batched!, n = fusedWidth(spec), nb = b.n * b.inputs.length;
-  const x = randomNonZero(m * spec.k, random);
-  const w = randomNonZero(n * spec.k, random);
-  const wb = randomNonZero(nb * batchedInputWidth(spec), random);
+  const { data, buffers } = projectionData(gpu.device, spec, dtype, m, 100 * m + fold.split);
   const split = await compileKernel(gpu.device, outer(fold.split), fusedShape(spec), dtype);
   const prefix = fold.batched.family === "gemv" && fold.batched.subgroup &&
       await wantsSubgroupsDirective(gpu.device)
     ? SUBGROUPS_DIRECTIVE
     : "";
   const kernel = compile(prefix);
-  const buffers = {
-    params: paramsBuffer(gpu.device, m),
-    x: storageBuffer(gpu.device, x, "x"),
-    w: storageBuffer(gpu.device, packWeights(w, dtype), "w"),
-    scratch: storageBuffer(gpu.device, new Float32Array(fold.split * m * n).fill(NaN), "scratch"),
-    wb: storageBuffer(gpu.device, packWeights(wb, dtype), "wb"),
-    yb: storageBuffer(gpu.device, new Float32Array((m + 1) * nb).fill(NaN), "yb"),
-    y: storageBuffer(gpu.device, new Float32Array((m + 1) * n).fill(NaN), "y"),
-  };
+  const size = fold.split * m * fusedWidth(spec);
+  const scratch = storageBuffer(gpu.device, new Float32Array(size).fill(NaN), "scratch");
   try {
     const encoder = gpu.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     pass.setPipeline(split.pipeline);
-    pass.setBindGroup(
-      0,
-      bufferBindGroup(gpu.device, kernelLayout(gpu.device), [
-        buffers.params,
-        buffers.x,
-        buffers.w,
-        buffers.scratch,
-      ]),
-    );
+    const { params, x, w } = buffers;
+    const layout = kernelLayout(gpu.device);
+    pass.setBindGroup(0, bufferBindGroup(gpu.device, layout, [params, x, w, scratch]));
     pass.dispatchWorkgroups(...kernelGrid(split.config, fusedShape(spec), m));
-    kernel.dispatch(pass, kernel.bindGroup(buffers));
+    kernel.dispatch(pass, kernel.bindGroup({ ...buffers, scratch }));
     pass.end();
     gpu.device.queue.submit([encoder.finish()]);
-    const rows = Array.from({ length: m }, (_, r) => r);
-    const fused = referenceRows(fusedShape(spec), x, roundWeights(w, dtype), rows);
-    const fusedOff = firstOff(
-      await readBuffer(gpu.device, buffers.y),
-      fused.values,
-      (i) => errorBound(spec.k, fused.magnitudes[i]),
-    );
-    if (fusedOff) return `fused Y${fusedOff}`;
-    const batched = batchedReference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
-    const batchedOff = firstOff(
-      await readBuffer(gpu.device, buffers.yb),
-      batched.values,
-      (i) => batched.bounds[i],
-    );
-    return batchedOff && `batched Y${batchedOff}`;
+    return await outputsOff(gpu.device, spec, dtype, m, data, buffers);
   } finally {
-    for (const buffer of Object.values(buffers)) buffer.destroy();
+    for (const buffer of [scratch, ...Object.values(buffers)]) buffer.destroy();
   }
 }
 

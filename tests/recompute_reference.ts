@@ -1,12 +1,89 @@
 /**
- * What the recompute and decode kernels' tests share: the float64 reference of the batched
+ * What the tests of the kernels that write both stages' outputs (recompute, decode, fold) share:
+ * random data and its buffers with NaN-poisoned outputs; the float64 reference of the batched
  * outputs computed from X alone, with error bounds that carry the recomputed input's error; one
- * dispatch of a kernel; and the comparison of an output with its reference.
+ * dispatch of a kernel; and the comparison of outputs with their references.
  */
+import type { WeightDtype } from "../kernels/dtype.ts";
+import { packWeights, roundWeights } from "../kernels/dtype.ts";
 import type { LayoutKernel } from "../kernels/gpu.ts";
+import { paramsBuffer, readBuffer, storageBuffer } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
-import { batchedInputWidth, segmentOffsets } from "../kernels/problem.ts";
-import { errorBound } from "../kernels/reference.ts";
+import { batchedInputWidth, fusedShape, fusedWidth, segmentOffsets } from "../kernels/problem.ts";
+import { errorBound, referenceRows } from "../kernels/reference.ts";
+import { randomNonZero, seededRandom } from "../tuner/random.ts";
+
+/** Random X and weights of a spec at m rows. */
+export interface ProjectionData {
+  x: Float32Array;
+  w: Float32Array;
+  wb: Float32Array;
+}
+
+/** The buffers of {@linkcode ProjectionData}, with both outputs one row past m, poisoned. */
+export interface ProjectionBuffers {
+  params: GPUBuffer;
+  x: GPUBuffer;
+  w: GPUBuffer;
+  y: GPUBuffer;
+  wb: GPUBuffer;
+  yb: GPUBuffer;
+}
+
+/** Seeded random data of a spec at m rows, and its buffers (weights stored as dtype). */
+export function projectionData(
+  device: GPUDevice,
+  spec: ProjectionSpec,
+  dtype: WeightDtype,
+  m: number,
+  seed: number,
+): { data: ProjectionData; buffers: ProjectionBuffers } {
+  const random = seededRandom(seed);
+  const b = spec.batched!, n = fusedWidth(spec), nb = b.n * b.inputs.length;
+  const data = {
+    x: randomNonZero(m * spec.k, random),
+    w: randomNonZero(n * spec.k, random),
+    wb: randomNonZero(nb * batchedInputWidth(spec), random),
+  };
+  const buffers = {
+    params: paramsBuffer(device, m),
+    x: storageBuffer(device, data.x, "x"),
+    w: storageBuffer(device, packWeights(data.w, dtype), "w"),
+    y: storageBuffer(device, new Float32Array((m + 1) * n).fill(NaN), "y"),
+    wb: storageBuffer(device, packWeights(data.wb, dtype), "wb"),
+    yb: storageBuffer(device, new Float32Array((m + 1) * nb).fill(NaN), "yb"),
+  };
+  return { data, buffers };
+}
+
+/**
+ * The first output value off its float64 reference (the fused output, then the batched), or a
+ * value written past row m; undefined if there is none.
+ */
+export async function outputsOff(
+  device: GPUDevice,
+  spec: ProjectionSpec,
+  dtype: WeightDtype,
+  m: number,
+  { x, w, wb }: ProjectionData,
+  buffers: { y: GPUBuffer; yb: GPUBuffer },
+): Promise<string | undefined> {
+  const rows = Array.from({ length: m }, (_, r) => r);
+  const fused = referenceRows(fusedShape(spec), x, roundWeights(w, dtype), rows);
+  const fusedOff = firstOff(
+    await readBuffer(device, buffers.y),
+    fused.values,
+    (i) => errorBound(spec.k, fused.magnitudes[i]),
+  );
+  if (fusedOff) return `fused Y${fusedOff}`;
+  const batched = batchedReference(spec, m, x, roundWeights(w, dtype), roundWeights(wb, dtype));
+  const batchedOff = firstOff(
+    await readBuffer(device, buffers.yb),
+    batched.values,
+    (i) => batched.bounds[i],
+  );
+  return batchedOff && `batched Y${batchedOff}`;
+}
 
 /** The batched outputs of rows < m in float64, each with its error bound. */
 export function batchedReference(
