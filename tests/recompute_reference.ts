@@ -4,6 +4,7 @@
  * outputs computed from X alone, with error bounds that carry the recomputed input's error; one
  * dispatch of a kernel; and the comparison of outputs with their references.
  */
+import type { DecodeBuffers } from "../kernels/decode.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights, roundWeights } from "../kernels/dtype.ts";
 import type { LayoutKernel } from "../kernels/gpu.ts";
@@ -20,24 +21,17 @@ export interface ProjectionData {
   wb: Float32Array;
 }
 
-/** The buffers of {@linkcode ProjectionData}, with both outputs one row past m, poisoned. */
-export interface ProjectionBuffers {
-  params: GPUBuffer;
-  x: GPUBuffer;
-  w: GPUBuffer;
-  y: GPUBuffer;
-  wb: GPUBuffer;
-  yb: GPUBuffer;
-}
-
-/** Seeded random data of a spec at m rows, and its buffers (weights stored as dtype). */
+/**
+ * Seeded random data of a spec at m rows, and its buffers (weights stored as dtype), both outputs
+ * one row past m and poisoned: the buffers a decode kernel binds, which the others take a part of.
+ */
 export function projectionData(
   device: GPUDevice,
   spec: ProjectionSpec,
   dtype: WeightDtype,
   m: number,
   seed: number,
-): { data: ProjectionData; buffers: ProjectionBuffers } {
+): { data: ProjectionData; buffers: DecodeBuffers } {
   const random = seededRandom(seed);
   const b = spec.batched!, n = fusedWidth(spec), nb = b.n * b.inputs.length;
   const data = {
