@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { problemKey } from "../cache/schema.ts";
 import { defaultConfig } from "../dispatch/defaults.ts";
 import type { OuterConfig } from "../kernels/config.ts";
-import { configName, parseConfigName } from "../kernels/config.ts";
+import { configName, MAX_SPLIT, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
 import { compileFold, foldName, foldProblem } from "../kernels/fold.ts";
@@ -77,7 +77,7 @@ async function bucketBuffers(dtype: WeightDtype, m: number) {
   const yFused = storageBuffer(device, new Float32Array(fe.y), "fused y");
   const yBatched = storageBuffer(device, new Float32Array(be.y), "batched y");
   const scratch = device.createBuffer({
-    size: 8 * m * fused.yRowStride * 4,
+    size: MAX_SPLIT * m * fused.yRowStride * 4, // room for any split's partial slabs
     usage: GPUBufferUsage.STORAGE,
   });
   const weights = (n: number) =>
