@@ -18,7 +18,7 @@
 import { parseArgs } from "node:util";
 import { problemKey } from "../cache/schema.ts";
 import { defaultConfig } from "../dispatch/defaults.ts";
-import type { OuterConfig } from "../kernels/config.ts";
+import type { KernelConfig, OuterConfig } from "../kernels/config.ts";
 import { configName, MAX_SPLIT, parseConfigName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
@@ -122,27 +122,54 @@ async function outputsOf(encode: Encode, b: Buffers): Promise<Float32Array[]> {
 }
 
 /**
- * A split-K fused config's three-dispatch plan and its fold, with the fold's check; the fold is
- * left out where it is invalid or differs from the three dispatches.
+ * A split-K fused config's three-dispatch plan (with the tuned batched kernel, the first) and its
+ * fold with each batched kernel, with the folds' checks.
  */
 async function splitCases(
   config: OuterConfig,
-  batchedKernel: CompiledKernel,
+  batchedKernels: CompiledKernel[],
   dtype: WeightDtype,
   m: number,
   b: Buffers,
-): Promise<{ cases: [string, Encode][]; check: string }> {
+): Promise<{ cases: [string, Encode][]; checks: string[] }> {
   const split = await compileKernel(device, config, fused, dtype);
   const three: Encode = (pass, rep) => {
     stage(split, b.fusedGroups, m)(pass, rep);
-    stage(batchedKernel, b.batchedGroups, m)(pass, rep);
+    stage(batchedKernels[0], b.batchedGroups, m)(pass, rep);
   };
   const cases: [string, Encode][] = [
-    [`3 dispatches: ${configName(config)} + ${batchedKernel.name}`, three],
+    [`3 dispatches: ${configName(config)} + ${batchedKernels[0].name}`, three],
   ];
-  const fold = { batched: batchedKernel.config, split: config.split };
+  const checks: string[] = [];
+  for (const batchedKernel of batchedKernels) {
+    const fold = await foldCase(split, batchedKernel.config, three, dtype, m, b);
+    checks.push(fold.check);
+    if (fold.encode) {
+      cases.push([`2 dispatches: ${configName(config)} + ${fold.name}`, fold.encode]);
+    }
+  }
+  return { cases, checks };
+}
+
+/**
+ * The split kernel then the fold of a batched config, if the fold is valid and its outputs are
+ * the three-dispatch plan's; its check either way.
+ */
+async function foldCase(
+  split: CompiledKernel,
+  batchedConfig: KernelConfig,
+  three: Encode,
+  dtype: WeightDtype,
+  m: number,
+  b: Buffers,
+): Promise<{ name: string; check: string; encode?: Encode }> {
+  const fold = {
+    batched: batchedConfig,
+    split: split.config.family === "outer" ? split.config.split : 1,
+  };
+  const name = foldName(fold);
   const problem = foldProblem(fold, spec, dtype, gpu.caps);
-  if (problem) return { cases, check: `${foldName(fold)}: ${problem}` };
+  if (problem) return { name, check: `${name}: ${problem}` };
   const usesSubgroups = fold.batched.family === "gemv" && fold.batched.subgroup;
   const prefix = usesSubgroups && await wantsSubgroupsDirective(device) ? SUBGROUPS_DIRECTIVE : "";
   const kernel = compileFold(device, fold, spec, dtype, m, prefix);
@@ -152,17 +179,13 @@ async function splitCases(
   const two: Encode = (pass, rep) => {
     pass.setPipeline(split.pipeline);
     pass.setBindGroup(0, b.fusedGroups[rep % b.fusedGroups.length].split!);
-    pass.dispatchWorkgroups(...kernelGrid(config, fused, m));
+    pass.dispatchWorkgroups(...kernelGrid(split.config, fused, m));
     kernel.dispatch(pass, groups[rep % groups.length]);
   };
   const [want, got] = [await outputsOf(three, b), await outputsOf(two, b)];
   const diff = Math.max(relativeDiff(want[0], got[0]), relativeDiff(want[1], got[1]));
-  const check = `${foldName(fold)}: outputs within ${diff.toExponential(1)} of the 3 dispatches'`;
-  if (diff > 1e-4) return { cases, check }; // not timed: it computes something else
-  return {
-    cases: [...cases, [`2 dispatches: ${configName(config)} + ${foldName(fold)}`, two]],
-    check,
-  };
+  const check = `${name}: outputs within ${diff.toExponential(1)} of the 3 dispatches'`;
+  return diff > 1e-4 ? { name, check } : { name, check, encode: two }; // else not timed
 }
 
 /** The rows of one weight type and bucket: the tuned plan, then each split config's two plans. */
@@ -172,7 +195,10 @@ async function probeBucket(dtype: WeightDtype, m: number): Promise<string[][]> {
   const b = await bucketBuffers(dtype, m);
   const compile = (name: string, shape: typeof fused) =>
     compileKernel(device, parseConfigName(name), shape, dtype);
-  const batchedKernel = await compile(tuned.batched.config, batched);
+  // The tuned batched config first, then its runner-up: the fold changes what X costs.
+  const batchedNames = [tuned.batched.config, tuned.batched.runnerUp].filter((n) => n !== null);
+  const batchedKernels = await Promise.all(batchedNames.map((n) => compile(n, batched)));
+  const batchedKernel = batchedKernels[0];
   const tunedFused = await compile(tuned.fused.config, fused);
   const cases: [string, Encode][] = [[
     `tuned: ${tuned.fused.config} + ${tuned.batched.config}`,
@@ -185,9 +211,9 @@ async function probeBucket(dtype: WeightDtype, m: number): Promise<string[][]> {
   for (const name of new Set(names)) {
     const config = parseConfigName(name);
     if (config.family !== "outer" || config.split < 2 || config.stream) continue;
-    const split = await splitCases(config, batchedKernel, dtype, m, b);
+    const split = await splitCases(config, batchedKernels, dtype, m, b);
     cases.push(...split.cases);
-    console.error(`${dtype} m=${m} ${split.check}`);
+    for (const check of split.checks) console.error(`${dtype} m=${m} ${check}`);
   }
   const items = cases.map(([, encode]) => ({
     encode: (pass: GPUComputePassEncoder, rep: number) => {
