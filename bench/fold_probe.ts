@@ -1,11 +1,12 @@
 /**
  * Probe for NOTES.md's "Plan: the batched stage folded into the split-K reduction": at each
- * bucket, the whole projection as three dispatches (a split-K fused kernel, its reduction, the
- * tuned batched kernel) against two (the same split kernel, then a fold of kernels/fold.ts doing
- * the reduction and the batched stage side by side), and the tuned projection as the cache has
- * it. Each run is chained to the one before through X as in the bench (bench/chain.ts; the link's
- * own time is taken off) with the weights rotated past the L2. The split-K fused configs are the
- * tuned one where it is split-K and the measured default's (dispatch/defaults.ts). Before timing,
+ * bucket, the whole projection as three dispatches (a split-K or stream-K fused kernel, its
+ * reduction, the tuned batched kernel) against two (the same fused kernel, then a fold of
+ * kernels/fold.ts doing the reduction and the batched stage side by side, with the tuned batched
+ * config and its runner-up), and the tuned projection as the cache has it. Each run is chained to
+ * the one before through X as in the bench (bench/chain.ts; the link's own time is taken off)
+ * with the weights rotated past the L2. The fused configs are the tuned one and the measured
+ * default's (dispatch/defaults.ts), where they leave partials to fold. Before timing,
  * each fold's outputs are compared with the three-dispatch plan's on the same data; a fold that
  * differs is reported and not timed (tests/fold_test.ts checks folds against the float64
  * reference on the CPU adapter).
@@ -19,7 +20,7 @@ import { parseArgs } from "node:util";
 import { problemKey } from "../cache/schema.ts";
 import { defaultConfig } from "../dispatch/defaults.ts";
 import type { KernelConfig, OuterConfig } from "../kernels/config.ts";
-import { configName, MAX_SPLIT, parseConfigName } from "../kernels/config.ts";
+import { configName, parseConfigName, scratchBytes } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
 import { compileFold, foldName, foldProblem } from "../kernels/fold.ts";
@@ -69,17 +70,17 @@ function relativeDiff(a: Float32Array, b: Float32Array): number {
   return Number.isFinite(diff) ? diff / scale : Infinity;
 }
 
-/** A bucket's buffers: X chained through the batched output, outputs, scratch, weight copies. */
-async function bucketBuffers(dtype: WeightDtype, m: number) {
+/**
+ * A bucket's buffers: X chained through the batched output, the outputs, a scratch of
+ * `scratchBytes`, and the weight copies.
+ */
+async function bucketBuffers(dtype: WeightDtype, m: number, scratchBytes: number) {
   const fe = shapeExtents(fused, m), be = shapeExtents(batched, m);
   const params = paramsBuffer(device, m);
   const { x, chain, link } = await chainedInput(session, m, random, 15);
   const yFused = storageBuffer(device, new Float32Array(fe.y), "fused y");
   const yBatched = storageBuffer(device, new Float32Array(be.y), "batched y");
-  const scratch = device.createBuffer({
-    size: MAX_SPLIT * m * fused.yRowStride * 4, // room for any split's partial slabs
-    usage: GPUBufferUsage.STORAGE,
-  });
+  const scratch = device.createBuffer({ size: scratchBytes, usage: GPUBufferUsage.STORAGE });
   const weights = (n: number) =>
     Array.from(
       { length: copies },
@@ -122,10 +123,10 @@ async function outputsOf(encode: Encode, b: Buffers): Promise<Float32Array[]> {
 }
 
 /**
- * A split-K fused config's three-dispatch plan (with the tuned batched kernel, the first) and its
- * fold with each batched kernel, with the folds' checks.
+ * A split-K or stream-K fused config's three-dispatch plan (with the tuned batched kernel, the
+ * first) and its fold with each batched kernel, with the folds' checks.
  */
-async function splitCases(
+async function partialCases(
   config: OuterConfig,
   batchedKernels: CompiledKernel[],
   dtype: WeightDtype,
@@ -144,15 +145,14 @@ async function splitCases(
   for (const batchedKernel of batchedKernels) {
     const fold = await foldCase(split, batchedKernel.config, three, dtype, m, b);
     checks.push(fold.check);
-    if (fold.encode) {
-      cases.push([`2 dispatches: ${configName(config)} + ${fold.name}`, fold.encode]);
-    }
+    const label = `2 dispatches: ${configName(config)} + fold of ${batchedKernel.name}`;
+    if (fold.encode) cases.push([label, fold.encode]);
   }
   return { cases, checks };
 }
 
 /**
- * The split kernel then the fold of a batched config, if the fold is valid and its outputs are
+ * The fused kernel then the fold of a batched config, if the fold is valid and its outputs are
  * the three-dispatch plan's; its check either way.
  */
 async function foldCase(
@@ -163,10 +163,7 @@ async function foldCase(
   m: number,
   b: Buffers,
 ): Promise<{ name: string; check: string; encode?: Encode }> {
-  const fold = {
-    batched: batchedConfig,
-    split: split.config.family === "outer" ? split.config.split : 1,
-  };
+  const fold = { batched: batchedConfig, fused: split.config as OuterConfig };
   const name = foldName(fold);
   const problem = foldProblem(fold, spec, dtype, gpu.caps);
   if (problem) return { name, check: `${name}: ${problem}` };
@@ -192,7 +189,13 @@ async function foldCase(
 async function probeBucket(dtype: WeightDtype, m: number): Promise<string[][]> {
   const tuned = cache?.entries[problemKey(spec, dtype, "exact")]?.buckets[String(m)];
   if (!tuned?.batched) throw new Error(`No tuned ${spec.name} ${dtype} entry at m=${m}`);
-  const b = await bucketBuffers(dtype, m);
+  // The tuned fused config and the default's, where they leave partials to fold.
+  const names = new Set([tuned.fused.config, configName(defaultConfig(fused, dtype, gpu.caps, m))]);
+  const partials = [...names].map(parseConfigName).filter((c): c is OuterConfig =>
+    c.family === "outer" && (c.split > 1 || !!c.stream)
+  );
+  const scratch = Math.max(4, ...partials.map((c) => scratchBytes(c, fused, m)));
+  const b = await bucketBuffers(dtype, m, scratch);
   const compile = (name: string, shape: typeof fused) =>
     compileKernel(device, parseConfigName(name), shape, dtype);
   // The tuned batched config first, then its runner-up: the fold changes what X costs.
@@ -207,11 +210,8 @@ async function probeBucket(dtype: WeightDtype, m: number): Promise<string[][]> {
       stage(batchedKernel, b.batchedGroups, m)(pass, rep);
     },
   ]];
-  const names = [tuned.fused.config, configName(defaultConfig(fused, dtype, gpu.caps, m))];
-  for (const name of new Set(names)) {
-    const config = parseConfigName(name);
-    if (config.family !== "outer" || config.split < 2 || config.stream) continue;
-    const split = await splitCases(config, batchedKernels, dtype, m, b);
+  for (const config of partials) {
+    const split = await partialCases(config, batchedKernels, dtype, m, b);
     cases.push(...split.cases);
     for (const check of split.checks) console.error(`${dtype} m=${m} ${check}`);
   }

@@ -1,15 +1,23 @@
 /**
- * The fold (kernels/fold.ts) on the CPU adapter: after a split-K fused kernel leaves its partials
- * in the scratch, one fold dispatch writes the fused output (the reduction part) and the batched
- * output (a batched kernel of each family reading f_a and g_a as sums of the partials); both match
- * the float64 reference for each weight type and row count, nothing past row m is written, and a
- * fold that drops a partial is caught.
+ * The fold (kernels/fold.ts) on the CPU adapter: after a split-K or stream-K fused kernel leaves
+ * its partials in the scratch, one fold dispatch writes the fused output (the reduction part) and
+ * the batched output (a batched kernel of each family reading f_a and g_a as sums of the
+ * partials); both match the float64 reference for each weight type and row count, nothing past
+ * row m is written, and a fold that drops a partial is caught.
  */
 import assert from "node:assert/strict";
-import type { KernelConfig } from "../kernels/config.ts";
+import type { KernelConfig, OuterConfig } from "../kernels/config.ts";
+import { scratchBytes } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { FoldBuffers, FoldConfig } from "../kernels/fold.ts";
-import { compileFold, foldGrid, foldLayout, foldProblem, foldWgsl } from "../kernels/fold.ts";
+import {
+  compileFold,
+  foldGrid,
+  foldLayout,
+  foldName,
+  foldProblem,
+  foldWgsl,
+} from "../kernels/fold.ts";
 import { kernelGrid } from "../kernels/generate.ts";
 import type { LayoutKernel } from "../kernels/gpu.ts";
 import {
@@ -22,7 +30,7 @@ import {
   wantsSubgroupsDirective,
 } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
-import { fusedShape, fusedWidth } from "../kernels/problem.ts";
+import { fusedShape } from "../kernels/problem.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import { gemvConfig, ROOT, tileConfig } from "./helpers.ts";
@@ -31,10 +39,28 @@ import { outputsOff, projectionData } from "./recompute_reference.ts";
 const gpu = await openGpu();
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 
-/** An `outer` config; the fused stage's is split-K, leaving `split` partial slabs in the scratch. */
-function outer(split: number, bn = 32, bk = 4): KernelConfig {
-  return { family: "outer", bm: 32, bn, bk, rm: 4, rn: 4, split, half: false, double: false };
+/** An `outer` config: split-K over `split` workgroups, or stream-K over `stream`. */
+function outer(split: number, bn = 32, bk = 4, stream = 0): OuterConfig {
+  const config: OuterConfig = {
+    family: "outer",
+    bm: 32,
+    bn,
+    bk,
+    rm: 4,
+    rn: 4,
+    split,
+    half: false,
+    double: false,
+  };
+  return stream ? { ...config, stream } : config;
 }
+
+/**
+ * Fused stages that leave partials: split-K 2 and 4 ways, stream-K over 7 workgroups (runs that
+ * start inside tiles: at m = 37, 6 tiles of 16 slices in runs of 14) and 64 (runs shorter than
+ * a tile).
+ */
+const FUSED: OuterConfig[] = [outer(2), outer(4), outer(1, 32, 4, 7), outer(1, 32, 4, 64)];
 
 /** Batched kernels of each family that fit the tiny problem's 16-wide batched inputs. */
 const BATCHED: KernelConfig[] = [
@@ -51,14 +77,15 @@ async function run(
   m: number,
   compile: (prefix: string) => LayoutKernel<FoldBuffers>,
 ): Promise<string | undefined> {
-  const { data, buffers } = projectionData(gpu.device, spec, dtype, m, 100 * m + fold.split);
-  const split = await compileKernel(gpu.device, outer(fold.split), fusedShape(spec), dtype);
+  const seed = 100 * m + fold.fused.split + (fold.fused.stream ?? 0);
+  const { data, buffers } = projectionData(gpu.device, spec, dtype, m, seed);
+  const split = await compileKernel(gpu.device, fold.fused, fusedShape(spec), dtype);
   const prefix = fold.batched.family === "gemv" && fold.batched.subgroup &&
       await wantsSubgroupsDirective(gpu.device)
     ? SUBGROUPS_DIRECTIVE
     : "";
   const kernel = compile(prefix);
-  const size = fold.split * m * fusedWidth(spec);
+  const size = scratchBytes(fold.fused, fusedShape(spec), m) / 4;
   const scratch = storageBuffer(gpu.device, new Float32Array(size).fill(NaN), "scratch");
   try {
     const encoder = gpu.device.createCommandEncoder();
@@ -77,12 +104,12 @@ async function run(
   }
 }
 
-Deno.test("a fold writes the fused and batched outputs of split partials, for every family", async () => {
+Deno.test("a fold writes the fused and batched outputs of split-K or stream-K partials, for every family", async () => {
   let checked = 0;
   for (const batched of BATCHED) {
-    for (const split of [2, 4]) {
+    for (const fused of FUSED) {
       for (const dtype of ["f32", "f16"] as const) {
-        const fold = { batched, split };
+        const fold = { batched, fused };
         if (foldProblem(fold, spec, dtype, gpu.caps)) continue;
         for (const m of [3, 37]) {
           const off = await run(
@@ -97,38 +124,47 @@ Deno.test("a fold writes the fused and batched outputs of split partials, for ev
       }
     }
   }
-  assert.ok(checked >= 12, `checked only ${checked} folds`);
+  assert.ok(checked >= 24, `checked only ${checked} folds`);
 });
 
 Deno.test("a fold that drops the last partial of its batched input is caught", async () => {
-  const fold = { batched: BATCHED[0], split: 4 };
-  const code = foldWgsl(fold, spec, "f32").replace(
-    "for (var p = 1u; p < FOLD_SPLIT; p++) { s += P[i + p * slab]; }",
-    "for (var p = 1u; p < FOLD_SPLIT - 1u; p++) { s += P[i + p * slab]; }",
-  );
-  const off = await run(fold, "f32", 5, () =>
-    compileLayoutKernel(
-      gpu.device,
-      foldLayout(gpu.device),
-      code,
-      foldGrid(fold, spec, 5),
-      ({ params, scratch, wb, yb, y }) => [params, scratch, wb, yb, y, scratch],
-    ));
-  assert.match(off ?? "", /^batched Y/);
+  const drops = [
+    [FUSED[1], "p < FOLD_SPLIT; p++) { s += P[", "p < FOLD_SPLIT - 1u; p++) { s += P["],
+    [FUSED[2], "v <= p.last; v++) { s += P[", "v < p.last; v++) { s += P["],
+  ] as const;
+  for (const [fused, from, to] of drops) {
+    const fold = { batched: BATCHED[0], fused };
+    const code = foldWgsl(fold, spec, "f32");
+    assert.ok(code.includes(from), `${foldName(fold)} has its partials loop`);
+    const off = await run(fold, "f32", 37, () =>
+      compileLayoutKernel(
+        gpu.device,
+        foldLayout(gpu.device),
+        code.replace(from, to),
+        foldGrid(fold, spec, 37),
+        ({ params, scratch, wb, yb, y }) => [params, scratch, wb, yb, y, scratch],
+      ));
+    assert.match(off ?? "", /^batched Y/, foldName(fold));
+  }
 });
 
-Deno.test("foldProblem() rejects an unsplit fused stage and a batched kernel with its own reduction", () => {
+Deno.test("foldProblem() rejects a fused stage with no partials, an invalid one, and a batched kernel with its own reduction", () => {
   assert.match(
-    foldProblem({ batched: BATCHED[0], split: 1 }, spec, "f32", gpu.caps) ?? "",
-    /split 1/,
+    foldProblem({ batched: BATCHED[0], fused: outer(1) }, spec, "f32", gpu.caps) ?? "",
+    /leaves none/,
   );
   assert.match(
-    foldProblem({ batched: outer(2), split: 4 }, spec, "f32", gpu.caps) ?? "",
+    foldProblem({ batched: outer(2), fused: FUSED[1] }, spec, "f32", gpu.caps) ?? "",
     /reduction of its own/,
+  );
+  assert.match(
+    foldProblem({ batched: BATCHED[0], fused: outer(2, 32, 48) }, spec, "f32", gpu.caps) ?? "",
+    /power of two/,
+    "the fused config is checked too",
   );
   const plain: ProjectionSpec = { name: "plain", k: 64, segments: [{ name: "a", n: 8 }] };
   assert.match(
-    foldProblem({ batched: BATCHED[0], split: 2 }, plain, "f32", gpu.caps) ?? "",
+    foldProblem({ batched: BATCHED[0], fused: FUSED[0] }, plain, "f32", gpu.caps) ?? "",
     /no batched/,
   );
 });
