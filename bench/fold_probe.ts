@@ -24,11 +24,11 @@ import { configName, parseConfigName, scratchBytes } from "../kernels/config.ts"
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
 import { compileFold, foldName, foldProblem } from "../kernels/fold.ts";
-import { kernelGrid } from "../kernels/generate.ts";
-import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
+import type { CompiledKernel } from "../kernels/gpu.ts";
 import {
   compileKernel,
   dispatchKernel,
+  dispatchPartials,
   kernelBindGroup,
   paramsBuffer,
   readBuffer,
@@ -107,10 +107,12 @@ async function bucketBuffers(dtype: WeightDtype, m: number, scratchBytes: number
 }
 type Buffers = Awaited<ReturnType<typeof bucketBuffers>>;
 
-/** Records a kernel (and its reduction) with the weight copy of each run. */
-const stage =
-  (kernel: CompiledKernel, groups: KernelBindGroup[], m: number): Encode => (pass, rep) =>
-    dispatchKernel(pass, kernel, groups[rep % groups.length], m);
+/** The fused stage (and its reduction) then the batched stage, with the weight copy of each run. */
+const stages =
+  (f: CompiledKernel, bk: CompiledKernel, b: Buffers, m: number): Encode => (pass, rep) => {
+    dispatchKernel(pass, f, b.fusedGroups[rep % b.fusedGroups.length], m);
+    dispatchKernel(pass, bk, b.batchedGroups[rep % b.batchedGroups.length], m);
+  };
 
 /** One run of each plan, then the fused and batched outputs. */
 async function outputsOf(encode: Encode, b: Buffers): Promise<Float32Array[]> {
@@ -134,10 +136,7 @@ async function partialCases(
   b: Buffers,
 ): Promise<{ cases: [string, Encode][]; checks: string[] }> {
   const split = await compileKernel(device, config, fused, dtype);
-  const three: Encode = (pass, rep) => {
-    stage(split, b.fusedGroups, m)(pass, rep);
-    stage(batchedKernels[0], b.batchedGroups, m)(pass, rep);
-  };
+  const three = stages(split, batchedKernels[0], b, m);
   const cases: [string, Encode][] = [
     [`3 dispatches: ${configName(config)} + ${batchedKernels[0].name}`, three],
   ];
@@ -174,9 +173,7 @@ async function foldCase(
     kernel.bindGroup({ params: b.params, scratch: b.scratch, wb, yb: b.yBatched, y: b.yFused })
   );
   const two: Encode = (pass, rep) => {
-    pass.setPipeline(split.pipeline);
-    pass.setBindGroup(0, b.fusedGroups[rep % b.fusedGroups.length].split!);
-    pass.dispatchWorkgroups(...kernelGrid(split.config, fused, m));
+    dispatchPartials(pass, split, b.fusedGroups[rep % b.fusedGroups.length], m);
     kernel.dispatch(pass, groups[rep % groups.length]);
   };
   const [want, got] = [await outputsOf(three, b), await outputsOf(two, b)];
@@ -201,14 +198,10 @@ async function probeBucket(dtype: WeightDtype, m: number): Promise<string[][]> {
   // The tuned batched config first, then its runner-up: the fold changes what X costs.
   const batchedNames = [tuned.batched.config, tuned.batched.runnerUp].filter((n) => n !== null);
   const batchedKernels = await Promise.all(batchedNames.map((n) => compile(n, batched)));
-  const batchedKernel = batchedKernels[0];
   const tunedFused = await compile(tuned.fused.config, fused);
   const cases: [string, Encode][] = [[
     `tuned: ${tuned.fused.config} + ${tuned.batched.config}`,
-    (pass, rep) => {
-      stage(tunedFused, b.fusedGroups, m)(pass, rep);
-      stage(batchedKernel, b.batchedGroups, m)(pass, rep);
-    },
+    stages(tunedFused, batchedKernels[0], b, m),
   ]];
   for (const config of partials) {
     const split = await partialCases(config, batchedKernels, dtype, m, b);

@@ -18,13 +18,12 @@ import {
   foldProblem,
   foldWgsl,
 } from "../kernels/fold.ts";
-import { kernelGrid } from "../kernels/generate.ts";
 import type { LayoutKernel } from "../kernels/gpu.ts";
 import {
-  bufferBindGroup,
   compileKernel,
   compileLayoutKernel,
-  kernelLayout,
+  dispatchPartials,
+  kernelBindGroup,
   storageBuffer,
   SUBGROUPS_DIRECTIVE,
   wantsSubgroupsDirective,
@@ -90,11 +89,7 @@ async function run(
   try {
     const encoder = gpu.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
-    pass.setPipeline(split.pipeline);
-    const { params, x, w } = buffers;
-    const layout = kernelLayout(gpu.device);
-    pass.setBindGroup(0, bufferBindGroup(gpu.device, layout, [params, x, w, scratch]));
-    pass.dispatchWorkgroups(...kernelGrid(split.config, fusedShape(spec), m));
+    dispatchPartials(pass, split, kernelBindGroup(gpu.device, { ...buffers, scratch }), m);
     kernel.dispatch(pass, kernel.bindGroup({ ...buffers, scratch }));
     pass.end();
     gpu.device.queue.submit([encoder.finish()]);
@@ -167,4 +162,21 @@ Deno.test("foldProblem() rejects a fused stage with no partials, an invalid one,
     foldProblem({ batched: BATCHED[0], fused: FUSED[0] }, plain, "f32", gpu.caps) ?? "",
     /no batched/,
   );
+});
+
+Deno.test("dispatchPartials() refuses a kernel that leaves no partials, and a missing scratch", async () => {
+  const { buffers } = projectionData(gpu.device, spec, "f32", 3, 1);
+  try {
+    const plain = await compileKernel(gpu.device, outer(1), fusedShape(spec), "f32");
+    const split = await compileKernel(gpu.device, outer(2), fusedShape(spec), "f32");
+    const pass = gpu.device.createCommandEncoder().beginComputePass();
+    const groups = kernelBindGroup(gpu.device, buffers);
+    const refusal = (pattern: RegExp) => (e: unknown) =>
+      e instanceof RangeError && pattern.test(e.message);
+    assert.throws(() => dispatchPartials(pass, plain, groups, 3), refusal(/leaves none/));
+    assert.throws(() => dispatchPartials(pass, split, groups, 3), refusal(/0 bytes of scratch/));
+    pass.end();
+  } finally {
+    for (const buffer of Object.values(buffers)) buffer.destroy();
+  }
 });
