@@ -368,33 +368,12 @@ export function dispatchKernel(
   bindGroup: KernelBindGroup,
   m: number,
 ): void {
+  const [x, y, z] = kernelGrid(kernel.config, kernel.shape, m);
   if (!kernel.reduce) {
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, bindGroup.direct);
-    pass.dispatchWorkgroups(...kernelGrid(kernel.config, kernel.shape, m));
+    pass.dispatchWorkgroups(x, y, z);
     return;
-  }
-  dispatchPartials(pass, kernel, bindGroup, m);
-  pass.setPipeline(kernel.reduce);
-  pass.setBindGroup(0, bindGroup.reduce!);
-  pass.dispatchWorkgroups(...reductionGrid(kernel.config, kernel.shape, m));
-}
-
-/**
- * Records only the first dispatch of a split-K or stream-K kernel over m rows: its partials into
- * the scratch, for a second dispatch other than its own reduction to add (kernels/fold.ts).
- *
- * @throws {RangeError} If the kernel leaves no partials, or its bind groups have no scratch
- * buffer, or one smaller than it needs at m.
- */
-export function dispatchPartials(
-  pass: GPUComputePassEncoder,
-  kernel: CompiledKernel,
-  bindGroup: KernelBindGroup,
-  m: number,
-): void {
-  if (!kernel.reduce) {
-    throw new RangeError(`Cannot dispatch the partials of "${kernel.name}": it leaves none`);
   }
   const needed = scratchBytes(kernel.config, kernel.shape, m);
   if (!bindGroup.split || !bindGroup.reduce || bindGroup.scratchBytes < needed) {
@@ -404,7 +383,10 @@ export function dispatchPartials(
   }
   pass.setPipeline(kernel.pipeline);
   pass.setBindGroup(0, bindGroup.split);
-  pass.dispatchWorkgroups(...kernelGrid(kernel.config, kernel.shape, m));
+  pass.dispatchWorkgroups(x, y, z);
+  pass.setPipeline(kernel.reduce);
+  pass.setBindGroup(0, bindGroup.reduce);
+  pass.dispatchWorkgroups(...reductionGrid(kernel.config, kernel.shape, m));
 }
 
 /** Creates a storage buffer holding `data` (padded to 4 bytes). */

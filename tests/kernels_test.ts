@@ -10,7 +10,7 @@ import { configName, configProblem } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
-import { compileKernel } from "../kernels/gpu.ts";
+import { compileKernel, dispatchKernel, kernelBindGroup } from "../kernels/gpu.ts";
 import type { GemmShape } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 import { referenceRows } from "../kernels/reference.ts";
@@ -298,7 +298,8 @@ function splitConfig(split: number): KernelConfig {
 }
 
 Deno.test({
-  name: "split-K kernels match the reference at every split, and a part left unwritten is caught",
+  name:
+    "split-K kernels match the reference at every split, a part left unwritten is caught, and a missing scratch refused",
   fn: async () => {
     const splits: number[] = [];
     const { failures } = await checkOnShapes(
@@ -324,6 +325,15 @@ Deno.test({
     const data = makeCheckData(gpu.device, shape, "f16", 3, SEED);
     try {
       assert.match(await checkKernel(gpu.device, lazy, data) ?? "", /NaN|expected/);
+      // Without a scratch buffer the split kernel is refused before anything is recorded.
+      const { params, xBuffer: x, wBuffer: w, yBuffer: y } = data;
+      const groups = kernelBindGroup(gpu.device, { params, x, w, y });
+      const pass = gpu.device.createCommandEncoder().beginComputePass();
+      assert.throws(
+        () => dispatchKernel(pass, lazy, groups, 3),
+        (e) => e instanceof RangeError && /needs \d+ bytes of scratch, got 0/.test(e.message),
+      );
+      pass.end();
     } finally {
       destroyCheckData(data);
     }
