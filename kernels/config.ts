@@ -200,6 +200,12 @@ export const SPLIT_ROWS = 2048;
  */
 export const STREAM_ROWS = 2048;
 
+/**
+ * Fewest rows a double-buffered `outer` tile is tried at (see `suitsRows`): below them the
+ * second slice buffer did not pay on the H100 or the H200 (tp4, f32 math).
+ */
+export const DOUBLE_ROWS = 4096;
+
 /** Output tiles of an `outer` config at m rows, over every batch. */
 export function outerTiles(c: OuterConfig, shape: GemmShape, m: number): number {
   return shape.yOffsets.length * Math.ceil(m / c.bm) * Math.ceil(shape.n / c.bn);

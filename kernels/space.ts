@@ -5,7 +5,7 @@
  * @module
  */
 import type { GemvConfig, KernelConfig, OuterConfig, TileConfig } from "./config.ts";
-import { SPLIT_ROWS, STREAM_ROWS } from "./config.ts";
+import { DOUBLE_ROWS, SPLIT_ROWS, STREAM_ROWS } from "./config.ts";
 
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
@@ -54,6 +54,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     rn: [4, 8],
     split: [1, 2, 4, 8],
     half: [false, true],
+    double: [false, true],
     stream: [0, 264, 396],
   },
   gemv: {
@@ -108,7 +109,19 @@ export function nextPow2(x: number): number {
  * from 8 rows, no taller than m needs; split-K while `m x split` is at most
  * {@linkcode SPLIT_ROWS} (its scratch; past that the tiles alone fill the GPU); stream-K from 64
  * rows to {@linkcode STREAM_ROWS} (its scratch holds every tile); `outer` slices
- * of 32 k steps with f16 math only (in f32 they were 15-140% slower than 16 on the H100, tp4).
+ * of 32 k steps with f16 math only (in f32 they were 15-140% slower than 16 on the H100, tp4);
+ * double-buffered tiles with f32 math, no split, from {@linkcode DOUBLE_ROWS} rows (below, and
+ * with f16 math, they were slower on the H200, tp4).
+ *
+ * @example
+ * ```ts
+ * import { DOUBLE_ROWS } from "./config.ts";
+ * import { suitsRows } from "./space.ts";
+ * const db = {
+ *   family: "outer", bm: 128, bn: 64, bk: 8, rm: 8, rn: 8, split: 1, half: false, double: true,
+ * } as const;
+ * if (!suitsRows(db, DOUBLE_ROWS) || suitsRows(db, DOUBLE_ROWS / 2)) throw new Error();
+ * ```
  */
 export function suitsRows(c: KernelConfig, m: number): boolean {
   if (c.family === "gemv") {
@@ -117,5 +130,6 @@ export function suitsRows(c: KernelConfig, m: number): boolean {
   if (c.family === "outer" && c.bk > 16 && !c.half) return false;
   if (c.family === "outer" && c.split > 1 && nextPow2(m) * c.split > SPLIT_ROWS) return false;
   if (c.family === "outer" && c.stream && (m < 64 || m > STREAM_ROWS)) return false;
+  if (c.family === "outer" && c.double && (c.half || c.split > 1 || m < DOUBLE_ROWS)) return false;
   return m >= 8 && c.bm <= Math.max(c.family === "outer" ? 32 : 16, nextPow2(m));
 }

@@ -3,6 +3,7 @@ import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
 import {
   configName,
   configProblem,
+  DOUBLE_ROWS,
   MAX_SPLIT,
   parseConfigName,
   scratchBytes,
@@ -202,6 +203,13 @@ Deno.test("suitsRows() sends few rows to gemv and many rows to tiles", () => {
   assert.equal(suitsRows(tile({ bm: 128 }), 16), false);
   assert.equal(suitsRows(tile({ bm: 128 }), 100), true);
   assert.deepEqual([0, 1, 3, 4, 5, 100].map(nextPow2), [1, 1, 4, 4, 8, 128]);
+  // Double buffering: f32 math, no split, from DOUBLE_ROWS rows.
+  const db = { ...outer(1), double: true } as KernelConfig;
+  assert.equal(suitsRows(db, DOUBLE_ROWS), true);
+  assert.equal(suitsRows(db, DOUBLE_ROWS / 2), false);
+  assert.equal(suitsRows({ ...db, half: true } as KernelConfig, DOUBLE_ROWS), false);
+  assert.equal(suitsRows({ ...db, split: 2 } as KernelConfig, DOUBLE_ROWS), false);
+  assert.equal(suitsRows(outer(1), DOUBLE_ROWS / 2), true, "the single-buffered tile is kept");
 });
 
 /** A small `outer` config, split `split` ways. */
@@ -303,13 +311,13 @@ Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const configs: KernelConfig[] = enumerateSpace(gemvOnly);
   assert.equal(configs.length, size(gemvOnly.gemv));
   assert.ok(configs.every((c) => c.family === "gemv"));
-  // Stream-K (stream > 0) only with split 1 (the default space has no double buffering).
-  const { stream, split, ...outerRest } = DEFAULT_SPACE.outer!;
+  // Stream-K (stream > 0) only with split 1 and no double buffering.
+  const { stream, split, double, ...outerRest } = DEFAULT_SPACE.outer!;
   const streams = stream!.filter((g) => g > 0).length;
   assert.equal(
     enumerateSpace(DEFAULT_SPACE).length,
     size(DEFAULT_SPACE.gemv!) + size(DEFAULT_SPACE.tile!) +
-      size(outerRest) * (split!.length + streams),
+      size(outerRest) * (split!.length * double!.length + streams),
   );
   assert.equal(enumerateSpace({}).length, 0);
 });
