@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { SearchSpace } from "../kernels/space.ts";
+import { neighbourWinners } from "../tuner/cross_check.ts";
 import { random } from "../tuner/strategies.ts";
 import { readTrials, TrialLog } from "../tuner/trial_log.ts";
 import { tune } from "../tuner/tune.ts";
@@ -45,4 +46,30 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("below 64 rows a stream-K winner's tile is offered split over k instead", () => {
+  const winner = "outer-bm64-bn64-bk16-rm8-rn4-sk396";
+  const tile = "outer-bm32-bn64-bk16-rm8-rn4";
+  // The candidates of a 32-row bucket: no stream-K there.
+  const valid = new Set([
+    tile,
+    `${tile}-s2`,
+    `${tile}-s4`,
+    `${tile}-s8`,
+    "gemv-nc2-cn4-l16-rm4-v4-sg",
+  ]);
+  assert.deepEqual(
+    neighbourWinners(32, [{ m: 64, winner }], valid, new Set([`${tile}-s4`])),
+    [tile, `${tile}-s2`, `${tile}-s8`],
+    "every split the bucket has, less those it tried",
+  );
+  // From 64 rows up the stream-K form itself is offered, scaled.
+  const above = neighbourWinners(
+    128,
+    [{ m: 64, winner }],
+    new Set(["outer-bm128-bn64-bk16-rm8-rn4-sk396"]),
+    new Set(),
+  );
+  assert.deepEqual(above, ["outer-bm128-bn64-bk16-rm8-rn4-sk396"]);
 });

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { configName, parseConfigName } from "../kernels/config.ts";
+import { configName, MAX_SPLIT, parseConfigName } from "../kernels/config.ts";
 
 /** Most passes of a cross-check; each times only winners new to a bucket. */
 export const CROSS_CHECK_PASSES = 4;
@@ -18,6 +18,11 @@ export const CROSS_CHECK_PASSES = 4;
  * same number of workgroups per tile column). On the H100 (tp4, m = 32) the winner at 64 rows,
  * `outer-bm64-bn64-bk16-rm8-rn4-s4`, is not valid at 32 (tiles no taller than 32 rows) and the
  * best there was `outer-bm32-bn64-bk16-rm8-rn4-s8`, which the search found in half the seeds.
+ * A stream-K winner is also offered without stream-K, at every split (1 to `MAX_SPLIT`): below 64
+ * rows, where stream-K is not tried, its split-K kin is what competes with the GEMVs (the H100's
+ * tp2 f16 tune of 2026-12-05 ended on a GEMV at m = 32, 58.5 us, after m = 64 went to
+ * `outer-bm64-bn64-bk16-rm8-rn4-sk396`; `outer-bm32-bn64-bk16-rm8-rn4-s8` took 47.9 us there
+ * with bf16 weights).
  *
  * @example
  * ```ts
@@ -25,6 +30,9 @@ export const CROSS_CHECK_PASSES = 4;
  * const got = rowScaled("outer-bm64-bn64-bk16-rm8-rn4-s4", 0.5);
  * if (got.join() !== "outer-bm32-bn64-bk16-rm8-rn4-s4,outer-bm32-bn64-bk16-rm8-rn4-s8") {
  *   throw new Error(got.join());
+ * }
+ * if (!rowScaled("outer-bm64-bn64-bk16-rm8-rn4-sk396", 0.5).includes("outer-bm32-bn64-bk16-rm8-rn4-s8")) {
+ *   throw new Error("a stream-K winner's split-K kin");
  * }
  * if (rowScaled("gemv-nc4-cn2-l32-rm2-v8-sg", 2).join() !== "gemv-nc4-cn2-l32-rm4-v8-sg") {
  *   throw new Error("a GEMV's rows");
@@ -36,6 +44,14 @@ export function rowScaled(name: string, factor: number): string[] {
   if (c.family === "gemv") return [configName({ ...c, rm: c.rm * factor })];
   if (c.family === "tile") return [configName({ ...c, bm: c.bm * factor })];
   const scaled = { ...c, bm: c.bm * factor };
+  if (c.stream) {
+    // Stream-K runs from 64 rows to STREAM_ROWS only: past them its kin is the same tile, plain
+    // or split over k (the cross-check times those of the bucket's candidates).
+    const { stream: _stream, ...tile } = scaled;
+    const kin = [];
+    for (let split = 1; split <= MAX_SPLIT; split *= 2) kin.push(configName({ ...tile, split }));
+    return [configName(scaled), ...kin];
+  }
   return [configName(scaled), configName({ ...scaled, split: Math.max(1, c.split / factor) })];
 }
 
