@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine only: split-K with double-buffered tiles, and split-K past
-# m x split = 2048, exhaustive at m = 256-4096 against stream-K and the plain tiles, tp4, f32 and
+# m x split = 2048, exhaustive at m = 64-4096 against stream-K and the plain tiles, tp4, f32 and
 # f16 "fast" (NOTES.md, "Plan: split-K with double buffering for the mid-range").
-# It relaxes the default space's row rules in the machine's copy of kernels/ (DOUBLE_ROWS to 256,
+# It relaxes the default space's row rules in the machine's copy of kernels/ (DOUBLE_ROWS to 64,
 # SPLIT_ROWS to 8192, double buffering allowed with split) and puts them back at the end.
 # Writes each run's log and fused/batched tables to $OUT.
 #   bash bench/gpu_split_double.sh
@@ -10,17 +10,17 @@ set -uo pipefail
 [ -n "${OUT:-}" ] || { echo "run on the GPU machine: it edits kernels/ (\$OUT is unset)" >&2; exit 2; }
 source .gpu/setup.sh
 mkdir -p /tmp/split-double && cp kernels/config.ts kernels/space.ts /tmp/split-double/
-sed -i -e 's/^export const DOUBLE_ROWS = 4096;/export const DOUBLE_ROWS = 256;/' \
+sed -i -e 's/^export const DOUBLE_ROWS = 4096;/export const DOUBLE_ROWS = 64;/' \
   -e 's/^export const SPLIT_ROWS = 2048;/export const SPLIT_ROWS = 8192;/' kernels/config.ts
 sed -i 's/(c.half || c.split > 1 || m < DOUBLE_ROWS)/(c.half || m < DOUBLE_ROWS)/' kernels/space.ts
-grep -c 'DOUBLE_ROWS = 256;\|SPLIT_ROWS = 8192;' kernels/config.ts
+grep -c 'DOUBLE_ROWS = 64;\|SPLIT_ROWS = 8192;' kernels/config.ts
 grep -c '(c.half || m < DOUBLE_ROWS)' kernels/space.ts
 for run in "f32 split-double-f32 --dtype f32" "f16-fast split-half-f16 --dtype f16 --precision fast"; do
   read -r name space flags <<< "$run"
   start=$SECONDS
   timeout "${RUN_LIMIT:-240}" deno run --cached-only -A tuner/cli.ts --problem kimi-linear-tp4 \
     $flags --space "bench/spaces/$space.yaml" --strategy exhaustive --max-trials 100% \
-    --buckets 256,512,1024,2048,4096 --cache-dir "/tmp/split-double/$name" \
+    --buckets 64,128,256,512,1024,2048,4096 --cache-dir "/tmp/split-double/$name" \
     --log-dir "$OUT/logs-$name" --no-unfused --quiet > "$OUT/$name.log" 2>&1
   echo "$name: exit $?, $((SECONDS - start)) s" | tee -a "$OUT/$name.log"
   for stage in fused batched; do
