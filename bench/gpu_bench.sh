@@ -5,6 +5,9 @@
 #   bash bench/gpu_bench.sh [bench flags...]     e.g. --problem kimi-linear-tp4 --torch
 set -uo pipefail
 source .gpu/setup.sh
+touch /tmp/gpu_bench.start
 deno run --cached-only -A bench/bench.ts "$@" 2>&1 | tee -a "${OUT:-.}/bench.log"
-cp bench/results/*.json "${OUT:-.}/" 2>/dev/null
+# Only the JSON this run wrote: the device brings back a limited number of files, and the
+# committed results of other runs would crowd out the logs.
+find bench/results -maxdepth 1 -name '*.json' -newer /tmp/gpu_bench.start -exec cp {} "${OUT:-.}/" \;
 ls -la "${OUT:-.}"

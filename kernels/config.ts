@@ -190,9 +190,35 @@ export const MAX_SPLIT = 32;
 
 /**
  * Most rows times split that a split-K kernel is used for (see `suitsRows`): it bounds the
- * scratch buffer to `SPLIT_ROWS` rows of the output.
+ * scratch buffer to `SPLIT_ROWS` rows of the output. 4096, not 2048, since split 2 of the
+ * double-buffered tile won at m = 2048 on the H200 (tp4 f32, 8% under the best unsplit tile).
+ * A device whose storage binding cannot hold that many rows of a shape's output gets fewer
+ * ({@linkcode splitRows}).
  */
-export const SPLIT_ROWS = 2048;
+export const SPLIT_ROWS = 4096;
+
+/**
+ * Most rows times split that split-K kernels of a shape are tuned at on a device: the largest
+ * power of two up to {@linkcode SPLIT_ROWS} whose scratch (that many rows of the output) fits the
+ * device's storage binding; `configProblem` rejects split-K where it is under `SPLIT_ROWS / 2`.
+ *
+ * @example
+ * ```ts
+ * import { SPLIT_ROWS, splitRows } from "./config.ts";
+ * const shape = { k: 64, n: 8, xRowStride: 64, xOffsets: [0], wOffset: 0, yOffsets: [0], yRowStride: 8 };
+ * const caps = { maxStorageBinding: (SPLIT_ROWS / 2) * 8 * 4 };
+ * if (splitRows(shape, caps) !== SPLIT_ROWS / 2) throw new Error("halved");
+ * if (splitRows(shape, { maxStorageBinding: Infinity }) !== SPLIT_ROWS) throw new Error("full");
+ * ```
+ */
+export function splitRows(
+  shape: GemmShape,
+  caps: Pick<DeviceCaps, "maxStorageBinding">,
+): number {
+  let rows = SPLIT_ROWS;
+  while (rows > 1 && rows * shape.yRowStride * 4 > caps.maxStorageBinding) rows /= 2;
+  return rows;
+}
 
 /**
  * Most rows a stream-K kernel is used for (see `suitsRows`): it bounds the scratch buffer, which
@@ -201,8 +227,9 @@ export const SPLIT_ROWS = 2048;
 export const STREAM_ROWS = 2048;
 
 /**
- * Fewest rows a double-buffered `outer` tile is tried at (see `suitsRows`): below them the
- * second slice buffer did not pay on the H100 or the H200 (tp4, f32 math).
+ * Fewest rows times split a double-buffered `outer` tile is tried at (see `suitsRows`): below
+ * them the second slice buffer did not pay on the H100 or the H200 (tp4, f32 math); at m = 2048
+ * with split 2 it did (H200).
  */
 export const DOUBLE_ROWS = 4096;
 
@@ -347,8 +374,10 @@ function outerProblem(
       return `stream-K scratch of ${bytes} bytes at ${STREAM_ROWS} rows exceeds the device's ${caps.maxStorageBinding}-byte binding`;
     }
   }
-  if (c.split > 1 && SPLIT_ROWS * shape.yRowStride * 4 > caps.maxStorageBinding) {
-    return `split-K scratch of ${SPLIT_ROWS} x ${shape.yRowStride} floats exceeds the device's ${caps.maxStorageBinding}-byte binding`;
+  if (c.split > 1 && splitRows(shape, caps) < SPLIT_ROWS / 2) {
+    return `split-K scratch of ${
+      SPLIT_ROWS / 2
+    } x ${shape.yRowStride} floats exceeds the device's ${caps.maxStorageBinding}-byte binding`;
   }
   if ([shape.wOffset, shape.xRowStride, ...shape.xOffsets].some((x) => x % 4 !== 0)) {
     return "the input's offsets and row stride must be multiples of 4";

@@ -106,12 +106,12 @@ export function nextPow2(x: number): number {
 /**
  * Whether a config is worth timing at m rows: GEMV up to 32 rows, with no more rows per
  * workgroup than m needs and no fewer than a quarter (each row group reads W again); tiles
- * from 8 rows, no taller than m needs; split-K while `m x split` is at most
- * {@linkcode SPLIT_ROWS} (its scratch; past that the tiles alone fill the GPU); stream-K from 64
- * rows to {@linkcode STREAM_ROWS} (its scratch holds every tile); `outer` slices
- * of 32 k steps with f16 math only (in f32 they were 15-140% slower than 16 on the H100, tp4);
- * double-buffered tiles with f32 math, no split, from {@linkcode DOUBLE_ROWS} rows (below, and
- * with f16 math, they were slower on the H200, tp4).
+ * from 8 rows, no taller than m needs; split-K while `m x split` is at most `splitRows`
+ * ({@linkcode SPLIT_ROWS} unless the device's binding holds fewer rows of the output: its
+ * scratch); stream-K from 64 rows to {@linkcode STREAM_ROWS} (its scratch holds every tile);
+ * `outer` slices of 32 k steps with f16 math only (in f32 they were 15-140% slower than 16 on
+ * the H100, tp4); double-buffered tiles with f32 math, from {@linkcode DOUBLE_ROWS} rows times
+ * split (below, and with f16 math, they were slower on the H200, tp4).
  *
  * @example
  * ```ts
@@ -121,15 +121,18 @@ export function nextPow2(x: number): number {
  *   family: "outer", bm: 128, bn: 64, bk: 8, rm: 8, rn: 8, split: 1, half: false, double: true,
  * } as const;
  * if (!suitsRows(db, DOUBLE_ROWS) || suitsRows(db, DOUBLE_ROWS / 2)) throw new Error();
+ * if (!suitsRows({ ...db, split: 2 }, DOUBLE_ROWS / 2)) throw new Error("split 2 at half the rows");
  * ```
  */
-export function suitsRows(c: KernelConfig, m: number): boolean {
+export function suitsRows(c: KernelConfig, m: number, splitRows = SPLIT_ROWS): boolean {
   if (c.family === "gemv") {
     return m <= 32 && c.rm <= nextPow2(m) && c.rm * 4 >= Math.min(16, nextPow2(m));
   }
   if (c.family === "outer" && c.bk > 16 && !c.half) return false;
-  if (c.family === "outer" && c.split > 1 && nextPow2(m) * c.split > SPLIT_ROWS) return false;
+  if (c.family === "outer" && c.split > 1 && nextPow2(m) * c.split > splitRows) return false;
   if (c.family === "outer" && c.stream && (m < 64 || m > STREAM_ROWS)) return false;
-  if (c.family === "outer" && c.double && (c.half || c.split > 1 || m < DOUBLE_ROWS)) return false;
+  if (c.family === "outer" && c.double && (c.half || nextPow2(m) * c.split < DOUBLE_ROWS)) {
+    return false;
+  }
   return m >= 8 && c.bm <= Math.max(c.family === "outer" ? 32 : 16, nextPow2(m));
 }

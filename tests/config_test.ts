@@ -8,6 +8,7 @@ import {
   parseConfigName,
   scratchBytes,
   SPLIT_ROWS,
+  splitRows,
   STREAM_ROWS,
   workgroupBytes,
   workgroupThreads,
@@ -203,12 +204,14 @@ Deno.test("suitsRows() sends few rows to gemv and many rows to tiles", () => {
   assert.equal(suitsRows(tile({ bm: 128 }), 16), false);
   assert.equal(suitsRows(tile({ bm: 128 }), 100), true);
   assert.deepEqual([0, 1, 3, 4, 5, 100].map(nextPow2), [1, 1, 4, 4, 8, 128]);
-  // Double buffering: f32 math, no split, from DOUBLE_ROWS rows.
+  // Double buffering: f32 math, from DOUBLE_ROWS rows times split.
   const db = { ...outer(1), double: true } as KernelConfig;
   assert.equal(suitsRows(db, DOUBLE_ROWS), true);
   assert.equal(suitsRows(db, DOUBLE_ROWS / 2), false);
   assert.equal(suitsRows({ ...db, half: true } as KernelConfig, DOUBLE_ROWS), false);
-  assert.equal(suitsRows({ ...db, split: 2 } as KernelConfig, DOUBLE_ROWS), false);
+  const db2 = { ...db, split: 2 } as KernelConfig;
+  assert.equal(suitsRows(db2, DOUBLE_ROWS / 2), true, "split 2 doubles the rows it counts");
+  assert.equal(suitsRows(db2, DOUBLE_ROWS / 4), false);
   assert.equal(suitsRows(outer(1), DOUBLE_ROWS / 2), true, "the single-buffered tile is kept");
 });
 
@@ -243,9 +246,16 @@ Deno.test("split-K and half math: names, validation against k and the scratch li
   assert.match(configProblem(outer(3), shape(2048), "f32", CAPS) ?? "", /split 3/);
   assert.equal(configProblem(outer(MAX_SPLIT), shape(2048), "f32", CAPS), undefined);
   assert.match(configProblem(outer(MAX_SPLIT * 2), shape(2048), "f32", CAPS) ?? "", /split 64/);
-  const small = { ...CAPS, maxStorageBinding: SPLIT_ROWS * 64 * 4 - 1 };
-  assert.match(configProblem(outer(2), shape(2048), "f32", small) ?? "", /scratch/);
+  const small = { ...CAPS, maxStorageBinding: (SPLIT_ROWS / 2) * 64 * 4 - 1 };
+  assert.match(configProblem(outer(2), shape(2048), "f32", small) ?? "", /scratch of 2048 x 64/);
   assert.equal(configProblem(outer(1), shape(2048), "f32", small), undefined);
+  // A binding that holds half of SPLIT_ROWS rows: split-K is valid, and tried at half the rows.
+  const halfRows = { ...CAPS, maxStorageBinding: SPLIT_ROWS * 64 * 4 - 1 };
+  assert.equal(configProblem(outer(2), shape(2048), "f32", halfRows), undefined);
+  assert.equal(splitRows(shape(2048), halfRows), SPLIT_ROWS / 2);
+  assert.equal(splitRows(shape(2048), CAPS), SPLIT_ROWS);
+  assert.equal(suitsRows(outer(2), SPLIT_ROWS / 2, splitRows(shape(2048), halfRows)), false);
+  assert.equal(suitsRows(outer(2), SPLIT_ROWS / 4, splitRows(shape(2048), halfRows)), true);
   assert.equal(suitsRows(outer(8), SPLIT_ROWS / 8), true);
   assert.equal(suitsRows(outer(8), SPLIT_ROWS / 8 + 1), false, "scratch past SPLIT_ROWS rows");
   assert.equal(suitsRows(outer(2), SPLIT_ROWS / 2), true);

@@ -22,7 +22,9 @@ export const CROSS_CHECK_PASSES = 4;
  * rows, where stream-K is not tried, its split-K kin is what competes with the GEMVs (the H100's
  * tp2 f16 tune of 2026-12-05 ended on a GEMV at m = 32, 58.5 us, after m = 64 went to
  * `outer-bm64-bn64-bk16-rm8-rn4-sk396`; `outer-bm32-bn64-bk16-rm8-rn4-s8` took 47.9 us there
- * with bf16 weights).
+ * with bf16 weights). At fewer rows a double-buffered winner's own tile is also offered split
+ * `1 / factor` times more: on the H200 (tp4 f32) m = 4096's `outer-bm128-bn64-bk8-rm8-rn8-db`
+ * split 2 was the best config at m = 2048, 8% under the best unsplit one.
  *
  * @example
  * ```ts
@@ -30,6 +32,9 @@ export const CROSS_CHECK_PASSES = 4;
  * const got = rowScaled("outer-bm64-bn64-bk16-rm8-rn4-s4", 0.5);
  * if (got.join() !== "outer-bm32-bn64-bk16-rm8-rn4-s4,outer-bm32-bn64-bk16-rm8-rn4-s8") {
  *   throw new Error(got.join());
+ * }
+ * if (!rowScaled("outer-bm128-bn64-bk8-rm8-rn8-db", 0.5).includes("outer-bm128-bn64-bk8-rm8-rn8-s2-db")) {
+ *   throw new Error("the same tile split twice");
  * }
  * if (!rowScaled("outer-bm64-bn64-bk16-rm8-rn4-sk396", 0.5).includes("outer-bm32-bn64-bk16-rm8-rn4-s8")) {
  *   throw new Error("a stream-K winner's split-K kin");
@@ -52,7 +57,12 @@ export function rowScaled(name: string, factor: number): string[] {
     for (let split = 1; split <= MAX_SPLIT; split *= 2) kin.push(configName({ ...tile, split }));
     return [configName(scaled), ...kin];
   }
-  return [configName(scaled), configName({ ...scaled, split: Math.max(1, c.split / factor) })];
+  const kin = [configName(scaled), configName({ ...scaled, split: Math.max(1, c.split / factor) })];
+  // A double-buffered winner at fewer rows: the same tile, split more, runs as many workgroups as
+  // it did (for single-buffered tiles the form above does as well; offering both cost the replays
+  // of the exhaustive logs evaluations and no regret).
+  if (factor < 1 && c.double) kin.push(configName({ ...c, split: c.split / factor }));
+  return kin;
 }
 
 /** A neighbouring bucket's rows and its winner's name, if it has one. */

@@ -226,7 +226,7 @@ export class GpuRunner {
       for (const target of this.#targets) {
         for (const config of target.valid) {
           const name = configName(config), key = `${target.name}:${name}`;
-          if (!suitsRows(config, m) || queued.has(key)) continue;
+          if (!suitsRows(config, m, target.splitRows) || queued.has(key)) continue;
           if (this.#book.find(target.name, null, name)) continue;
           queued.add(key);
           const code = await kernelSource(this.#device, config, target.shape, dtype, mutateWgsl);

@@ -6,7 +6,7 @@
  * @module
  */
 import type { KernelConfig } from "../kernels/config.ts";
-import { scratchBytes, SPLIT_ROWS, STREAM_ROWS } from "../kernels/config.ts";
+import { scratchBytes, splitRows, STREAM_ROWS } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
@@ -39,6 +39,8 @@ export interface Target {
   kernels: Map<string, CompiledKernel | { outcome: Outcome; reason: string }>;
   /** Configs of the space that pass validation for this target's shape. */
   valid: KernelConfig[];
+  /** Most rows times split its split-K configs are tried at (`splitRows`, kernels/config.ts). */
+  splitRows: number;
   /**
    * For a GEMM of the unfused baseline: the stage target whose buffers it runs on, and whose
    * check data it is checked on (its own columns of that output).
@@ -99,7 +101,7 @@ export function stageTargets(setup: StageSetup): Target[] {
     x: keep(storageBuffer(device, randomNonZero(fusedExtent.x, random), "x")),
     ws: weightCopies(randomNonZero(fusedExtent.w, random), "fused w"),
     y: keep(storageBuffer(device, randomNonZero(fusedExtent.y, random), "fused y")),
-    scratch: splitScratch(device, setup.valid, [fused, batched], keep),
+    scratch: splitScratch(gpu, setup.valid, [fused, batched], keep),
   };
   const targets: Target[] = [{
     name: "fused",
@@ -108,6 +110,7 @@ export function stageTargets(setup: StageSetup): Target[] {
     buffers: fusedBuffers,
     kernels: new Map(),
     valid: setup.valid[0],
+    splitRows: splitRows(fused, gpu.caps),
   }];
   if (batched) {
     const extent = shapeExtents(batched, maxM);
@@ -128,6 +131,7 @@ export function stageTargets(setup: StageSetup): Target[] {
       },
       kernels: new Map(),
       valid: setup.valid[1],
+      splitRows: splitRows(batched, gpu.caps),
     });
   }
   return targets;
@@ -145,26 +149,27 @@ export function unfusedTargets(spec: ProjectionSpec, stages: readonly Target[]):
 }
 
 /**
- * The scratch of split-K and stream-K configs ({@linkcode SPLIT_ROWS} rows of the widest output
- * for split-K, every tile at {@linkcode STREAM_ROWS} rows for stream-K; `suitsRows` keeps them
+ * The scratch of split-K and stream-K configs (`splitRows` rows of a stage's output for
+ * split-K, every tile at {@linkcode STREAM_ROWS} rows for stream-K; `suitsRows` keeps them
  * to those rows), if any valid config needs one.
  */
 function splitScratch(
-  device: GPUDevice,
+  gpu: Gpu,
   valid: KernelConfig[][],
   shapes: (GemmShape | undefined)[],
   keep: (buffer: GPUBuffer) => GPUBuffer,
 ): GPUBuffer | undefined {
-  const splits = valid.flat().some((c) => c.family === "outer" && c.split > 1);
-  const widest = Math.max(...shapes.map((s) => s?.yRowStride ?? 0));
-  const streams = valid.flatMap((configs, i) =>
-    configs.map((c) =>
-      c.family === "outer" && c.stream ? scratchBytes(c, shapes[i]!, STREAM_ROWS) : 0
-    )
+  const needs = valid.flatMap((configs, i) =>
+    configs.map((c) => {
+      if (c.family !== "outer") return 0;
+      if (c.stream) return scratchBytes(c, shapes[i]!, STREAM_ROWS);
+      const shape = shapes[i]!;
+      return c.split > 1 ? splitRows(shape, gpu.caps) * shape.yRowStride * 4 : 0;
+    })
   );
-  const size = Math.max(splits ? SPLIT_ROWS * widest * 4 : 0, ...streams);
+  const size = Math.max(0, ...needs);
   if (size === 0) return undefined;
-  return keep(device.createBuffer({
+  return keep(gpu.device.createBuffer({
     size,
     usage: GPUBufferUsage.STORAGE,
     label: "split-K and stream-K scratch",

@@ -210,7 +210,9 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const { options, runner, book } = run;
   const plan = budgetPlan(
     options.maxTrials,
-    buckets.map((m) => runner.targets.map((t) => t.valid.filter((c) => suitsRows(c, m)).length)),
+    buckets.map((m) =>
+      runner.targets.map((t) => t.valid.filter((c) => suitsRows(c, m, t.splitRows)).length)
+    ),
   );
   book.total = plan.flat().reduce((a, b) => a + b, 0);
   const rankings: Ranked[][][] = [];
@@ -301,7 +303,7 @@ async function crossCheckBucket(
     if (!ranking?.length || run.outOfTime()) continue;
     const tried = asked[bi][ti];
     const valid = new Map(
-      target.valid.filter((c) => suitsRows(c, m)).map((c) => [configName(c), c]),
+      target.valid.filter((c) => suitsRows(c, m, target.splitRows)).map((c) => [configName(c), c]),
     );
     const either = [bi - 1, bi + 1].filter((j) => j >= 0 && j < buckets.length)
       .map((j) => ({ m: buckets[j], winner: rankings[j]?.[ti]?.[0]?.config }));
@@ -404,7 +406,7 @@ async function searchStage(
   budget: number,
 ): Promise<Ranked[]> {
   const { options, runner, book } = run;
-  const valid = target.valid.filter((c) => suitsRows(c, m));
+  const valid = target.valid.filter((c) => suitsRows(c, m, target.splitRows));
   const hint = run.hints.get(target.name);
   const context = {
     candidates: valid,
