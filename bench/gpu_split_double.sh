@@ -5,11 +5,10 @@
 # It relaxes the default space's row rules in the machine's copy of kernels/ (DOUBLE_ROWS to 64,
 # SPLIT_ROWS to 8192; double buffering with split is in the rules since this experiment) and puts
 # them back at the end; it stops if an edit does not take.
-# Writes each run's log and fused/batched tables to $OUT.
+# Writes each run's log and fused/batched tables to $OUT (bench/gpu_space.sh).
 #   bash bench/gpu_split_double.sh
 set -uo pipefail
 [ -n "${OUT:-}" ] || { echo "run on the GPU machine: it edits kernels/ (\$OUT is unset)" >&2; exit 2; }
-source .gpu/setup.sh
 mkdir -p /tmp/split-double && cp kernels/config.ts /tmp/split-double/
 sed -i -e 's/^export const DOUBLE_ROWS = 4096;/export const DOUBLE_ROWS = 64;/' \
   -e 's/^export const SPLIT_ROWS = 4096;/export const SPLIT_ROWS = 8192;/' kernels/config.ts
@@ -18,17 +17,6 @@ if [ "$(grep -c '^export const DOUBLE_ROWS = 64;\|^export const SPLIT_ROWS = 819
   cp /tmp/split-double/config.ts kernels/
   exit 1
 fi
-for run in "f32 split-double-f32 --dtype f32" "f16-fast split-half-f16 --dtype f16 --precision fast"; do
-  read -r name space flags <<< "$run"
-  start=$SECONDS
-  timeout "${RUN_LIMIT:-240}" deno run --cached-only -A tuner/cli.ts --problem kimi-linear-tp4 \
-    $flags --space "bench/spaces/$space.yaml" --strategy exhaustive --max-trials 100% \
-    --buckets 64,128,256,512,1024,2048,4096 --cache-dir "/tmp/split-double/$name" \
-    --log-dir "$OUT/logs-$name" --no-unfused --quiet > "$OUT/$name.log" 2>&1
-  echo "$name: exit $?, $((SECONDS - start)) s" | tee -a "$OUT/$name.log"
-  for stage in fused batched; do
-    deno run --cached-only --allow-read bench/log_table.ts "$OUT/logs-$name"/*.jsonl $stage \
-      > "$OUT/$name-$stage.txt"
-  done
-done
+bash bench/gpu_space.sh kimi-linear-tp4 split-double-f32 64,128,256,512,1024,2048,4096 f32
+bash bench/gpu_space.sh kimi-linear-tp4 split-half-f16 64,128,256,512,1024,2048,4096 f16-fast
 cp /tmp/split-double/config.ts kernels/

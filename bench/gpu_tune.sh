@@ -2,6 +2,7 @@
 # Runs on the GPU machine: tunes problems into the repo's cache/ (which travels with the
 # working tree), then packs the cache file and the trial logs this run wrote into $OUT.
 #   bash bench/gpu_tune.sh "kimi-linear-tp4" "f32,f16,f16-fast,bf16" [extra tune flags...]
+# Several runs into one archive: touch /tmp/since, then TUNE_SINCE=/tmp/since on each.
 # "f16-fast" is f16 weights with --precision fast (the bench's name for it).
 # Back here, unpack them over the checkout: tar xzf <files_at>/tune.tgz
 # (one archive: the device returns a limited number of files, and a log left behind is lost).
@@ -9,7 +10,9 @@ set -uo pipefail
 source .gpu/setup.sh
 problems=$1 dtypes=$2
 shift 2
-touch "$OUT/.start"
+# TUNE_SINCE: a file older than every log to pack, shared by several runs into one $OUT.
+since=${TUNE_SINCE:-$OUT/.start}
+[ -e "$since" ] || touch "$since"
 # Packed after each weight type, so that a run cut off by the time limit keeps what finished.
 for p in ${problems//,/ }; do
   for d in ${dtypes//,/ }; do
@@ -21,7 +24,7 @@ for p in ${problems//,/ }; do
     # The cache files, and only the logs written by this run (the exhaustive logs and other
     # adapters' logs stay).
     find cache -maxdepth 1 -name '*.json' > "$OUT/.files"
-    find cache/logs -name '*.jsonl' -newer "$OUT/.start" >> "$OUT/.files"
+    find cache/logs -name '*.jsonl' -newer "$since" >> "$OUT/.files"
     tar czf "$OUT/tune.tgz" -T "$OUT/.files"
   done
 done

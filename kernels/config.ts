@@ -72,7 +72,8 @@ export interface OuterConfig {
    * Stream-K (absent or 0: off): this many workgroups, each taking an equal run of all tiles' k
    * slices in order, so that the last round of tiles does not leave most of the GPU idle. Every
    * tile goes to a scratch buffer (partial tiles where a run starts or ends inside one) and a
-   * second dispatch adds them into Y (kernels/reduce.ts). Not with `split` or `double`.
+   * second dispatch adds them into Y (kernels/reduce.ts). Not with `split`; with `double`, every
+   * run is a whole number of slice pairs.
    */
   stream?: number;
 }
@@ -368,7 +369,7 @@ function outerProblem(
     if (!Number.isInteger(c.stream) || c.stream < 1 || c.stream > caps.maxWorkgroupsPerDimension) {
       return `stream-K workgroups ${c.stream} are not an integer from 1 to ${caps.maxWorkgroupsPerDimension}`;
     }
-    if (c.split > 1 || c.double) return "stream-K is not for split-K or double-buffered tiles";
+    if (c.split > 1) return "stream-K is not for split-K";
     const bytes = scratchBytes(c, shape, STREAM_ROWS);
     if (bytes > caps.maxStorageBinding) {
       return `stream-K scratch of ${bytes} bytes at ${STREAM_ROWS} rows exceeds the device's ${caps.maxStorageBinding}-byte binding`;

@@ -198,7 +198,7 @@ function streamBody(l: Layout, shape: GemmShape): string[] {
   const indent = (lines: string[]) => lines.map((line) => `  ${line}`);
   return [
     ...tiledMain(l.tx, l.ty),
-    ...streamRun("  "),
+    ...streamRun("  ", l.c.double),
     "  var it = wg.x * chunk;",
     "  loop {",
     "    if (it >= end) { break; }",
@@ -220,14 +220,19 @@ function streamBody(l: Layout, shape: GemmShape): string[] {
   ];
 }
 
-/** The tiles and each stream-K workgroup's run of slices at m rows (shared with the reduction). */
-export function streamRun(indent: string): string[] {
+/**
+ * The tiles and each stream-K workgroup's run of slices at m rows (shared with the reduction).
+ * Double-buffered tiles take slices in pairs, so their runs are an even number of slices long
+ * (and a tile's slices are even in number, `configProblem`): every segment is whole pairs.
+ */
+export function streamRun(indent: string, pairs: boolean): string[] {
+  const chunk = "(total + GROUPS - 1u) / GROUPS";
   return [
     "let rowTiles = (m + BM - 1u) / BM;",
     "let colTiles = (N + BN - 1u) / BN;",
     "let tiles = BATCHES * rowTiles * colTiles;",
     "let total = tiles * SLICES;",
-    "let chunk = (total + GROUPS - 1u) / GROUPS;",
+    `let chunk = ${pairs ? `(${chunk} + 1u) / 2u * 2u` : chunk};`,
     "let end = min(wg.x * chunk + chunk, total);",
   ].map((line) => indent + line);
 }

@@ -106,7 +106,7 @@ export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
     `const GROUPS = ${c.stream}u;`,
     "",
     ...ENTRY,
-    ...streamRun("  "),
+    ...streamRun("  ", c.double),
     `  let e = wg.x * ${THREADS}u + li; // the element within the tile`,
     "  if (e >= BM * BN) { return; }",
     `  var yOffsets = array<u32, ${shape.yOffsets.length}>(${offsets});`,

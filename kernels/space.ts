@@ -85,10 +85,10 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
   const gemvs: GemvConfig[] = space.gemv
     ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
     : [];
-  // Stream-K replaces split-K and double buffering, so their products with it are left out.
+  // Stream-K replaces split-K, so their products are left out.
   const outers: OuterConfig[] = space.outer
     ? product({ split: [1], half: [false], double: [false], stream: [0], ...space.outer })
-      .filter((c) => !c.stream || (c.split === 1 && !c.double))
+      .filter((c) => !c.stream || c.split === 1)
       .map(({ stream, ...c }) => ({
         family: "outer" as const,
         ...c,
@@ -111,7 +111,8 @@ export function nextPow2(x: number): number {
  * scratch); stream-K from 64 rows to {@linkcode STREAM_ROWS} (its scratch holds every tile);
  * `outer` slices of 32 k steps with f16 math only (in f32 they were 15-140% slower than 16 on
  * the H100, tp4); double-buffered tiles with f32 math, from {@linkcode DOUBLE_ROWS} rows times
- * split (below, and with f16 math, they were slower on the H200, tp4).
+ * split (below, and with f16 math, they were slower on the H200, tp4), or with stream-K, whose
+ * persistent grid keeps as many workgroups per SM either way.
  *
  * @example
  * ```ts
@@ -122,6 +123,7 @@ export function nextPow2(x: number): number {
  * } as const;
  * if (!suitsRows(db, DOUBLE_ROWS) || suitsRows(db, DOUBLE_ROWS / 2)) throw new Error();
  * if (!suitsRows({ ...db, split: 2 }, DOUBLE_ROWS / 2)) throw new Error("split 2 at half the rows");
+ * if (!suitsRows({ ...db, stream: 264 }, 256)) throw new Error("stream-K at any of its rows");
  * ```
  */
 export function suitsRows(c: KernelConfig, m: number, splitRows = SPLIT_ROWS): boolean {
@@ -131,7 +133,10 @@ export function suitsRows(c: KernelConfig, m: number, splitRows = SPLIT_ROWS): b
   if (c.family === "outer" && c.bk > 16 && !c.half) return false;
   if (c.family === "outer" && c.split > 1 && nextPow2(m) * c.split > splitRows) return false;
   if (c.family === "outer" && c.stream && (m < 64 || m > STREAM_ROWS)) return false;
-  if (c.family === "outer" && c.double && (c.half || nextPow2(m) * c.split < DOUBLE_ROWS)) {
+  if (
+    c.family === "outer" && c.double &&
+    (c.half || (!c.stream && nextPow2(m) * c.split < DOUBLE_ROWS))
+  ) {
     return false;
   }
   return m >= 8 && c.bm <= Math.max(c.family === "outer" ? 32 : 16, nextPow2(m));

@@ -286,10 +286,17 @@ Deno.test("stream-K: names, validation, the rows it suits and its scratch", () =
     configProblem({ ...stream, split: 2 } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
     /not for split-K/,
   );
-  assert.match(
-    configProblem({ ...stream, double: true } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
-    /double-buffered/,
-  );
+  // Double-buffered: whole pairs of slices (shape(k) has k / bk slices per tile).
+  const pairs = { ...stream, double: true } as KernelConfig;
+  assert.equal(configProblem(pairs, shape(2048), "f32", CAPS), undefined);
+  assert.match(configProblem(pairs, shape(48), "f32", CAPS) ?? "", /two slices per trip, and 3/);
+  assert.deepEqual([32, 64, 256, STREAM_ROWS + 1].map((m) => suitsRows(pairs, m)), [
+    false,
+    true,
+    true,
+    false,
+  ]);
+  assert.equal(suitsRows({ ...pairs, half: true } as KernelConfig, 256), false, "not f16 math");
   assert.match(
     configProblem({ ...stream, stream: 1.5 } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
     /not an integer/,
@@ -309,9 +316,10 @@ Deno.test("stream-K: names, validation, the rows it suits and its scratch", () =
   assert.ok(outers.some((c) => c.family === "outer" && c.stream === 132));
   assert.ok(outers.some((c) => !("stream" in c)), "stream 0 leaves the knob out of the config");
   assert.ok(
-    outers.every((c) => c.family !== "outer" || !c.stream || (c.split === 1 && !c.double)),
-    "stream-K is not enumerated with split-K or double buffering",
+    outers.every((c) => c.family !== "outer" || !c.stream || c.split === 1),
+    "stream-K is not enumerated with split-K",
   );
+  assert.ok(outers.some((c) => c.family === "outer" && c.stream && c.double));
 });
 
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
@@ -321,13 +329,13 @@ Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const configs: KernelConfig[] = enumerateSpace(gemvOnly);
   assert.equal(configs.length, size(gemvOnly.gemv));
   assert.ok(configs.every((c) => c.family === "gemv"));
-  // Stream-K (stream > 0) only with split 1 and no double buffering.
-  const { stream, split, double, ...outerRest } = DEFAULT_SPACE.outer!;
+  // Stream-K (stream > 0) only with split 1.
+  const { stream, split, ...outerRest } = DEFAULT_SPACE.outer!;
   const streams = stream!.filter((g) => g > 0).length;
   assert.equal(
     enumerateSpace(DEFAULT_SPACE).length,
     size(DEFAULT_SPACE.gemv!) + size(DEFAULT_SPACE.tile!) +
-      size(outerRest) * (split!.length * double!.length + streams),
+      size(outerRest) * (split!.length + streams),
   );
   assert.equal(enumerateSpace({}).length, 0);
 });

@@ -258,12 +258,17 @@ Deno.test({
         ...[1, 3, 7, 64].map((stream) => ({ ...splitConfig(1), stream }) as KernelConfig),
         { ...splitConfig(1), bk: 8, rm: 8, stream: 5 } as KernelConfig,
         { ...splitConfig(1), half: true, stream: 7 } as KernelConfig,
+        // Double-buffered: runs rounded up to whole pairs of slices, the last ones empty at 64.
+        ...[3, 7, 64].map((stream) =>
+          ({ ...splitConfig(1), double: true, stream }) as KernelConfig
+        ),
+        { ...splitConfig(1), bk: 8, rm: 8, double: true, stream: 5 } as KernelConfig,
       ],
       ["f32", "f16"],
       (kernel) => assert.ok(kernel.reduce, "a stream-K kernel has its reduction"),
     );
     assert.deepEqual(failures, []);
-    assert.ok(checked >= 30, `${checked} kernels checked`);
+    assert.ok(checked >= 50, `${checked} kernels checked`);
     // A workgroup whose run starts inside a tile skips its partial: the reduction reads poison.
     const shape = fusedShape(tiny);
     const lazy = await compileKernel(
