@@ -19,7 +19,7 @@ import { PORTABLE_CAPS } from "../kernels/device.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { batchedShape, fusedShape, type GemmShape } from "../kernels/problem.ts";
 import { findProblem } from "../tuner/problems.ts";
-import { readTrials } from "../tuner/trial_log.ts";
+import { isTimed, readTrials } from "../tuner/trial_log.ts";
 
 /** A log's timings of portable configs: "stage m" -> config -> microseconds. */
 type Timings = Map<string, Map<string, number>>;
@@ -103,9 +103,9 @@ async function portableTimings(
     batched: batchedShape(spec),
   };
   const timings: Timings = new Map();
-  for (const t of await readTrials(path)) {
+  for (const t of (await readTrials(path)).filter(isTimed)) {
     const shape = shapes[t.target];
-    if (t.outcome !== "ok" || t.medianUs === undefined || t.bucket === null || !shape) continue;
+    if (!shape) continue;
     if (configProblem(parseConfigName(t.config), shape, dtype, caps)) continue;
     const at = `${t.target} ${t.bucket}`;
     if (!timings.has(at)) timings.set(at, new Map());

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { readTrials, type Trial } from "../tuner/trial_log.ts";
+import { isTimed, readTrials, type Trial } from "../tuner/trial_log.ts";
 
 /** One group's ratios, new / old. */
 export interface RatioGroup {
@@ -30,10 +30,8 @@ function familyOf(config: string): string {
 /** Timed trials by "stage m config". */
 function timed(trials: readonly Trial[]): Map<string, number> {
   const times = new Map<string, number>();
-  for (const t of trials) {
-    if (t.outcome === "ok" && t.medianUs !== undefined && t.bucket !== null) {
-      times.set(`${t.target} ${t.bucket} ${t.config}`, t.medianUs);
-    }
+  for (const t of trials.filter(isTimed)) {
+    times.set(`${t.target} ${t.bucket} ${t.config}`, t.medianUs);
   }
   return times;
 }

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { readTrials, type Trial } from "../tuner/trial_log.ts";
+import { isTimed, readTrials, type Trial } from "../tuner/trial_log.ts";
 
 /**
  * The table's lines: a header, a line per config (sorted by name), then "best".
@@ -26,10 +26,8 @@ import { readTrials, type Trial } from "../tuner/trial_log.ts";
  */
 export function stageTable(trials: readonly Trial[], stage: string): string[] {
   const times = new Map<string, Map<number, number>>();
-  for (const t of trials) {
-    if (t.target !== stage || t.outcome !== "ok" || t.medianUs === undefined || t.bucket === null) {
-      continue;
-    }
+  for (const t of trials.filter(isTimed)) {
+    if (t.target !== stage) continue;
     if (!times.has(t.config)) times.set(t.config, new Map());
     times.get(t.config)!.set(t.bucket, t.medianUs);
   }

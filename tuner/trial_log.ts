@@ -170,6 +170,24 @@ export function timedOutAfter(t: Trial): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** A trial that was timed: ok, at a bucket, with its median. */
+export type TimedTrial = Trial & { outcome: "ok"; bucket: number; medianUs: number };
+
+/**
+ * Whether a trial was timed (ok, at a bucket, with a median): the trials that reports compare.
+ *
+ * @example
+ * ```ts
+ * import { isTimed } from "./trial_log.ts";
+ * const t = { generator: 2, target: "fused", bucket: 64, config: "x", outcome: "ok" as const, medianUs: 9, at: "" };
+ * if (!isTimed(t)) throw new Error("timed");
+ * if (isTimed({ ...t, bucket: null }) || isTimed({ ...t, medianUs: undefined })) throw new Error("untimed");
+ * ```
+ */
+export function isTimed(t: Trial): t is TimedTrial {
+  return t.outcome === "ok" && t.medianUs !== undefined && t.bucket !== null;
+}
+
 function trialKey(generator: number, target: string, bucket: number | null, config: string) {
   return `${generator} ${target} ${bucket} ${config}`;
 }
