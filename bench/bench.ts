@@ -153,7 +153,11 @@ for (const label of args.dtype.split(",")) {
       fusedStageUs: fusedStage?.times.get(m) ?? null,
       defaultUs: defaults.times.get(m)!,
       bestSingleUs: single?.times.get(m) ?? null,
-      unfusedUs: unfused?.times.get(m) ?? null,
+      // Only where the unfused variant ran unfused: a bucket with no tuned unfused configs runs
+      // fused in mode "unfused", and its time is not the unfused projection's.
+      unfusedUs: unfused?.projection.config(m).mode === "unfused"
+        ? unfused.times.get(m) ?? null
+        : null,
       floorUs,
       tflops: projectionFlops(spec, m) / t / 1e6,
       gbps: (bytes + 4 * m * (spec.k + fusedWidth(spec))) / t / 1e3,
@@ -171,15 +175,13 @@ for (const label of args.dtype.split(",")) {
       ? Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length)
       : NaN;
   };
+  const fusion = mine.map((r) => (r.unfusedUs ?? NaN) / r.tunedUs).filter(Number.isFinite);
   summaries.push(
-    `${dtype}: tuned vs best single config (${bestSingle?.name ?? "-"}) geomean ${
+    `${label}: tuned vs best single config (${bestSingle?.name ?? "-"}) geomean ${
       geo((r) => r.bestSingleUs && r.bestSingleUs / r.tunedUs).toFixed(2)
     }x; vs defaults ${geo((r) => r.defaultUs / r.tunedUs).toFixed(2)}x; fused vs unfused at m=1 ${
       ratio(mine[0]?.unfusedUs, mine[0]?.tunedUs)
-    }, lowest over buckets ${
-      Math.min(...mine.map((r) => (r.unfusedUs ?? NaN) / r.tunedUs).filter(Number.isFinite))
-        .toFixed(2)
-    }x`,
+    }, lowest over buckets ${fusion.length ? `${Math.min(...fusion).toFixed(2)}x` : "-"}`,
   );
 }
 await session.close();

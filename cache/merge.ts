@@ -12,9 +12,45 @@ export function bucketTimeUs(b: BucketResult): number {
   return Math.min(b.fusedTotalUs, b.unfused?.medianUs ?? Infinity);
 }
 
+/** The stages' own times summed: what a bucket without a one-pass timing has. */
+function stagesUs(b: BucketResult): number {
+  return b.fused.medianUs + (b.batched?.medianUs ?? 0);
+}
+
+function sameStages(a: BucketResult, b: BucketResult): boolean {
+  return a.fused.config === b.fused.config && a.batched?.config === b.batched?.config;
+}
+
 /**
- * The entry to store: every bucket of `fresh`, except where `old` (of the same generator) has
- * the bucket faster, plus the buckets only `old` has.
+ * The bucket to store of two results. Where both have the one-pass timing of the whole
+ * projection (beside an unfused baseline) or neither has, the faster stays. Where only one has
+ * it, the two totals are not alike (a one-pass time against a sum of stage times): with the same
+ * stage configs the timed one stays, so that a run cut short before its baseline loses nothing;
+ * with other configs the stages' own times decide.
+ *
+ * @example
+ * ```ts
+ * import { mergeBucket } from "./merge.ts";
+ * const stage = (config: string, medianUs: number) => ({ config, medianUs, runnerUp: null, runnerUpMarginPct: null, trials: 1 });
+ * const timed = { fused: stage("a", 8), batched: stage("b", 2), fusedTotalUs: 12, unfused: { medianUs: 40, configs: ["a"] } };
+ * const cutShort = { fused: stage("a", 8), batched: stage("b", 2), fusedTotalUs: 10, unfused: null };
+ * if (mergeBucket(timed, cutShort) !== timed) throw new Error("the timed bucket stays");
+ * const other = { ...cutShort, fused: stage("c", 7) };
+ * if (mergeBucket(timed, other) !== other) throw new Error("faster stages win");
+ * ```
+ */
+export function mergeBucket(kept: BucketResult | undefined, fresh: BucketResult): BucketResult {
+  if (!kept) return fresh;
+  if ((kept.unfused === null) === (fresh.unfused === null)) {
+    return bucketTimeUs(fresh) <= bucketTimeUs(kept) ? fresh : kept;
+  }
+  if (sameStages(kept, fresh)) return fresh.unfused ? fresh : kept;
+  return stagesUs(fresh) <= stagesUs(kept) ? fresh : kept;
+}
+
+/**
+ * The entry to store: every bucket of `fresh` merged into `old`'s ({@linkcode mergeBucket}),
+ * where `old` is of the same generator and problem, plus the buckets only `old` has.
  *
  * @param old The entry on disk, if any.
  * @param fresh The run's entry.
@@ -37,8 +73,7 @@ export function mergeEntries(old: CacheEntry | undefined, fresh: CacheEntry): Ca
   if (JSON.stringify(old.problem) !== JSON.stringify(fresh.problem)) return fresh;
   const buckets: CacheEntry["buckets"] = { ...old.buckets };
   for (const [m, bucket] of Object.entries(fresh.buckets)) {
-    const kept = buckets[m];
-    if (!kept || bucketTimeUs(bucket) <= bucketTimeUs(kept)) buckets[m] = bucket;
+    buckets[m] = mergeBucket(buckets[m], bucket);
   }
   const sorted = Object.fromEntries(
     Object.entries(buckets).sort(([a], [b]) => Number(a) - Number(b)),

@@ -222,7 +222,11 @@ export interface BucketResult {
   fused: StageResult;
   /** The batched stage's winner, or null for a problem without one. */
   batched: StageResult | null;
-  /** The whole fused projection (both stages in one pass), microseconds. */
+  /**
+   * The whole fused projection, microseconds: both stages timed in one pass beside the unfused
+   * baseline, or the sum of the stages' own times where that baseline was not timed (`unfused`
+   * null: `--no-unfused`, or a run out of time before it).
+   */
   fusedTotalUs: number;
   /** The unfused baseline (one GEMM per segment and per batched input), if it was timed. */
   unfused: { medianUs: number; configs: string[] } | null;

@@ -41,6 +41,21 @@ Deno.test("mergeEntries() keeps the faster result per bucket and every bucket ei
   // Unfused counts where it is what runs.
   const unfusedFast = { ...bucket(300), unfused: { medianUs: 100, configs: [] } };
   assert.equal(mergeEntries(entry({ "64": unfusedFast }), rerun).buckets["64"], unfusedFast);
+  // A rerun cut short before its unfused baseline (H100, 2026-12-05: tp4 f16 "fast" resumed
+  // with --max-seconds 100) sums its stages, which reads faster than the one-pass total: with
+  // the same configs the timed bucket stays; other configs win on their stage times alone.
+  const timed = { ...bucket(10), fusedTotalUs: 12, unfused: { medianUs: 40, configs: [] } };
+  assert.equal(mergeEntries(entry({ "8": timed }), entry({ "8": bucket(10) })).buckets["8"], timed);
+  const faster = bucket(9, "tile-bm16-bn32-bk8-rm4-rn4-v4");
+  assert.equal(mergeEntries(entry({ "8": timed }), entry({ "8": faster })).buckets["8"], faster);
+  const slower = bucket(11, "tile-bm16-bn32-bk8-rm4-rn4-v4");
+  assert.equal(mergeEntries(entry({ "8": timed }), entry({ "8": slower })).buckets["8"], timed);
+  // The rerun's own baseline replaces an untimed bucket of the same configs.
+  const timedFresh = { ...timed, fusedTotalUs: 13 };
+  assert.equal(
+    mergeEntries(entry({ "8": bucket(10) }), entry({ "8": timedFresh })).buckets["8"],
+    timedFresh,
+  );
   // Another generator's timings measured other kernels: the fresh entry replaces them.
   assert.deepEqual(mergeEntries(entry({ "2": bucket(1) }, 0), rerun), rerun);
 });
