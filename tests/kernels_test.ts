@@ -202,6 +202,28 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a stage's check data and the data made within it share one scratch, however it grows",
+  fn: async () => {
+    // H100, 2026-12-05: an unfused GEMM's check of a stream-K config grew the scratch, destroying
+    // the one its stage's data still held; the stage's next check read back zeros.
+    const stage = makeCheckData(gpu.device, fusedShape(tiny), "f32", 3, SEED);
+    try {
+      const [part] = unfusedShapes(tiny).filter((u) => u.stage === "fused");
+      const split = await compileKernel(gpu.device, splitConfig(2), stage.shape, "f32");
+      const stream = { ...splitConfig(1), stream: 64 } as KernelConfig;
+      const wide = await compileKernel(gpu.device, stream, part.shape, "f32");
+      assert.equal(await checkKernel(gpu.device, split, stage), undefined, "the first scratch");
+      // Made after the stage's scratch, as the tuner makes it: the unfused GEMMs come later.
+      const view = checkDataWithin(stage, part.shape);
+      assert.equal(await checkKernel(gpu.device, wide, view), undefined, "grown within");
+      assert.equal(await checkKernel(gpu.device, split, stage), undefined, "the stage after it");
+    } finally {
+      destroyCheckData(stage);
+    }
+  },
+});
+
 /**
  * Checks each config valid there on every shape and weight type at 37 rows (`each` sees every
  * compiled kernel first): the mismatches, named, and how many kernels were checked.

@@ -192,12 +192,8 @@ export class GpuChecks {
 
   /** Frees the check data. */
   destroy(): void {
+    // A view's buffers, its scratch included, are its target's.
     for (const data of this.#checkData.values()) destroyCheckData(data);
-    // A view's buffers are its target's, but for a split-K scratch it made itself.
-    for (const { scratch } of this.#views.values()) {
-      scratch?.buffer.destroy();
-      scratch?.poison.destroy();
-    }
   }
 
   #checkDataOf(target: Target, m: number): CheckData {

@@ -28,16 +28,27 @@ export interface CheckData {
   /** Y's size of NaN, copied over Y before each kernel. */
   poison: GPUBuffer;
   /**
-   * Partial outputs of split-K kernels (as many rows as the largest split needs) and the NaN
-   * copied over them before each such kernel; made by the first check of one
-   * ({@linkcode checkScratch}).
+   * Partial outputs of split-K and stream-K kernels and the NaN copied over them before each
+   * such kernel: made by the first check of one and replaced when one needs more
+   * ({@linkcode checkScratch}). One holder, shared by the check data made within these
+   * buffers ({@linkcode checkDataWithin}), so that a replacement reaches all of them.
    */
-  scratch?: { buffer: GPUBuffer; poison: GPUBuffer };
+  scratch: CheckScratch;
   params: GPUBuffer;
   /** Rows compared against the reference. */
   rows: number[];
   /** Reference values for `rows`, computed once. */
   reference: ReturnType<typeof referenceRows>;
+}
+
+/**
+ * Where check data keeps its scratch buffers. Shared by reference: a copy holding the buffers
+ * themselves kept using them after another copy destroyed them to make larger ones, and the
+ * submit that used them failed whole, so its kernels read back zeros and were rejected (H100,
+ * 2026-12-05: a stream-K config checked by the unfused GEMMs, then by its stage).
+ */
+export interface CheckScratch {
+  buffers?: { buffer: GPUBuffer; poison: GPUBuffer };
 }
 
 /** Element counts of X, W and Y that a shape touches at m rows. */
@@ -87,6 +98,7 @@ export function makeCheckData(
       label: "check y",
     }),
     poison: storageBuffer(device, new Float32Array(ySize / 4).fill(NaN), "check poison"),
+    scratch: {},
     params: paramsBuffer(device, m),
     rows,
     reference: referenceRows(shape, x, wRounded, rows),
@@ -116,9 +128,11 @@ export function checkDataWithin(data: CheckData, shape: GemmShape): CheckData {
 /** Frees the check buffers. */
 export function destroyCheckData(data: CheckData): void {
   const { xBuffer, wBuffer, yBuffer, poison, params, scratch } = data;
-  for (const b of [xBuffer, wBuffer, yBuffer, poison, params, scratch?.buffer, scratch?.poison]) {
+  const { buffers } = scratch;
+  for (const b of [xBuffer, wBuffer, yBuffer, poison, params, buffers?.buffer, buffers?.poison]) {
     b?.destroy();
   }
+  scratch.buffers = undefined;
 }
 
 /**
@@ -134,12 +148,13 @@ function checkScratch(
     MAX_SPLIT * data.m * data.shape.yRowStride * 4,
     ...kernels.map((k) => scratchBytes(k.config, k.shape, data.m)),
   );
-  if (data.scratch && data.scratch.buffer.size < size) {
-    data.scratch.buffer.destroy();
-    data.scratch.poison.destroy();
-    data.scratch = undefined;
+  const holder = data.scratch;
+  if (holder.buffers && holder.buffers.buffer.size < size) {
+    holder.buffers.buffer.destroy();
+    holder.buffers.poison.destroy();
+    holder.buffers = undefined;
   }
-  return data.scratch ??= {
+  return holder.buffers ??= {
     buffer: device.createBuffer({
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
