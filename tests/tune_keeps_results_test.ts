@@ -12,7 +12,20 @@ import { mergeEntries } from "../cache/merge.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
 import { planSpace, TuneInputError } from "../tuner/plan.ts";
 import { logFileName, readTrials, TrialLog } from "../tuner/trial_log.ts";
-import { CAPS, filesUnder, runCli, withTempDir } from "./helpers.ts";
+import type { SearchSpace } from "../kernels/space.ts";
+import { tune } from "../tuner/tune.ts";
+import { loadProblem } from "../tuner/yaml_file.ts";
+import {
+  CAPS,
+  filesUnder,
+  ROOT,
+  runCli,
+  tinyTuneOptions,
+  withGpuAndTempDir,
+  withTempDir,
+} from "./helpers.ts";
+
+const tiny = await loadProblem(`${ROOT}problems/tiny.yaml`);
 
 const PROBLEM: CacheEntry["problem"] = {
   k: 8,
@@ -58,6 +71,25 @@ Deno.test("mergeEntries() keeps the faster result per bucket and every bucket ei
   );
   // Another generator's timings measured other kernels: the fresh entry replaces them.
   assert.deepEqual(mergeEntries(entry({ "2": bucket(1) }, 0), rerun), rerun);
+});
+
+Deno.test({
+  name: "a rerun out of time takes each bucket's unfused baseline from the log, timing nothing",
+  fn: async () => {
+    await withGpuAndTempDir("keeps_baseline_", async (gpu, dir) => {
+      const space: SearchSpace = {
+        tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2], rn: [2], vec: [4] },
+      };
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const options = { ...tinyTuneOptions(gpu, log, space, tiny), unfused: true };
+      const timed = (await tune(options)).entry.buckets["16"];
+      assert.ok(timed.unfused, "the first run timed the baseline");
+      const lines = (await readTrials(log.path)).length;
+      const again = (await tune({ ...options, maxSeconds: 0 })).entry.buckets["16"];
+      assert.deepEqual(again, timed, "the same bucket, baseline and one-pass total included");
+      assert.equal((await readTrials(log.path)).length, lines, "nothing was timed");
+    });
+  },
 });
 
 Deno.test("two writers of one problem and weight type both keep their buckets", async () => {

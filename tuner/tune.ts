@@ -45,7 +45,8 @@ import { stageTiers, withTierCandidates } from "./tiers.ts";
 import type { TimingOptions } from "./timing.ts";
 import type { ProgressEvent, Ranked } from "./trial_book.ts";
 import { newTrial, TrialBook } from "./trial_book.ts";
-import type { Outcome, TrialLog } from "./trial_log.ts";
+import type { Outcome, TimedTrial, TrialLog } from "./trial_log.ts";
+import { isTimed } from "./trial_log.ts";
 import { Watchdog } from "./watchdog.ts";
 
 export type { ProgressEvent } from "./trial_book.ts";
@@ -364,8 +365,11 @@ async function finishBucket(
   }
   let fusedTotalUs = winners.reduce((sum, w) => sum + w.medianUs, 0);
   let unfused: BucketResult["unfused"] = null;
-  if (options.unfused && !run.outOfTime()) {
-    const whole = await unfusedBaseline(run, m, rankings, winners);
+  if (options.unfused) {
+    // Out of time, the log may still hold the baseline (a resumed run): taken, nothing timed.
+    const whole = run.outOfTime()
+      ? loggedBaseline(run, m, rankings, winners)
+      : await unfusedBaseline(run, m, rankings, winners);
     if (whole) {
       fusedTotalUs = whole.fusedUs;
       unfused = { medianUs: round(whole.unfusedUs), configs: whole.apart };
@@ -473,6 +477,33 @@ async function unfusedBaseline(
   const apart = timed.map((ranking) => ranking[0].config);
   const whole = await runner.timeProjection(m, winners.map((w) => w.config), apart);
   return whole && { ...whole, apart };
+}
+
+/**
+ * The unfused baseline at m as the log has it, for a run out of time: each unfused GEMM's fastest
+ * logged candidate and the whole projection's logged timings with those configs, or undefined
+ * where any of them is not logged. Nothing is timed.
+ */
+function loggedBaseline(
+  run: Run,
+  m: number,
+  rankings: Ranked[][],
+  winners: StageResult[],
+): { fusedUs: number; unfusedUs: number; apart: string[] } | undefined {
+  const { runner, book } = run;
+  const apart: string[] = [];
+  for (const own of runner.unfused) {
+    const [fastest] = unfusedCandidates(runner, own, rankings)
+      .map((c) => book.find(own.name, m, configName(c)))
+      .filter((t): t is TimedTrial => t !== undefined && isTimed(t))
+      .sort((a, b) => a.medianUs - b.medianUs);
+    if (!fastest) return undefined;
+    apart.push(fastest.config);
+  }
+  const fused = book.find("projection:fused", m, winners.map((w) => w.config).join("+"));
+  const whole = book.find("projection:unfused", m, apart.join("+"));
+  if (!fused || !whole || !isTimed(fused) || !isTimed(whole)) return undefined;
+  return { fusedUs: fused.medianUs, unfusedUs: whole.medianUs, apart };
 }
 
 /** The seed of one bucket's and stage's random stream. */
