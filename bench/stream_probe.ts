@@ -19,14 +19,14 @@ import { packWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
 import {
   compileKernel,
+  dispatchFirstPass,
   dispatchKernel,
+  dispatchReduction,
   kernelBindGroup,
   paramsBuffer,
   storageBuffer,
 } from "../kernels/gpu.ts";
-import { kernelGrid } from "../kernels/generate.ts";
 import { fusedShape } from "../kernels/problem.ts";
-import { reductionGrid } from "../kernels/reduce.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { shapeExtents } from "../tuner/verify.ts";
@@ -72,16 +72,8 @@ function part(kernel: CompiledKernel, which: "whole" | "first" | "reduce") {
     encode(pass: GPUComputePassEncoder, rep: number) {
       const group = groups[rep % groups.length];
       if (which === "whole") dispatchKernel(pass, kernel, group, m);
-      if (which === "first") {
-        pass.setPipeline(kernel.pipeline);
-        pass.setBindGroup(0, group.split!);
-        pass.dispatchWorkgroups(...kernelGrid(kernel.config, kernel.shape, m));
-      }
-      if (which === "reduce") {
-        pass.setPipeline(kernel.reduce!);
-        pass.setBindGroup(0, group.reduce!);
-        pass.dispatchWorkgroups(...reductionGrid(kernel.config, kernel.shape, m));
-      }
+      if (which === "first") dispatchFirstPass(pass, kernel, group, m);
+      if (which === "reduce") dispatchReduction(pass, kernel, group, m);
       chain.link(pass, y);
     },
   };

@@ -381,11 +381,34 @@ export function dispatchKernel(
       `Cannot dispatch split-K or stream-K kernel "${kernel.name}" at m=${m}: it needs ${needed} bytes of scratch, got ${bindGroup.scratchBytes}`,
     );
   }
+  dispatchFirstPass(pass, kernel, bindGroup, m);
+  dispatchReduction(pass, kernel, bindGroup, m);
+}
+
+/**
+ * The first of a split-K or stream-K kernel's two dispatches, into the scratch (for
+ * probes that time the two apart; {@linkcode dispatchKernel} checks the scratch and records both).
+ */
+export function dispatchFirstPass(
+  pass: GPUComputePassEncoder,
+  kernel: CompiledKernel,
+  bindGroup: KernelBindGroup,
+  m: number,
+): void {
   pass.setPipeline(kernel.pipeline);
-  pass.setBindGroup(0, bindGroup.split);
-  pass.dispatchWorkgroups(x, y, z);
-  pass.setPipeline(kernel.reduce);
-  pass.setBindGroup(0, bindGroup.reduce);
+  pass.setBindGroup(0, bindGroup.split!);
+  pass.dispatchWorkgroups(...kernelGrid(kernel.config, kernel.shape, m));
+}
+
+/** The second of a split-K or stream-K kernel's dispatches: its reduction of the scratch into Y. */
+export function dispatchReduction(
+  pass: GPUComputePassEncoder,
+  kernel: CompiledKernel,
+  bindGroup: KernelBindGroup,
+  m: number,
+): void {
+  pass.setPipeline(kernel.reduce!);
+  pass.setBindGroup(0, bindGroup.reduce!);
   pass.dispatchWorkgroups(...reductionGrid(kernel.config, kernel.shape, m));
 }
 

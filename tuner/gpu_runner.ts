@@ -46,7 +46,7 @@ import type { TimedItem, Timing, TimingOptions } from "./timing.ts";
 import { settleTiming, timeItems } from "./timing.ts";
 import type { Ranked, TrialBook } from "./trial_book.ts";
 import { newTrial } from "./trial_book.ts";
-import type { Outcome } from "./trial_log.ts";
+import type { Outcome, Trial } from "./trial_log.ts";
 import { Failures, GpuChecks } from "./gpu_checks.ts";
 import type { TimedEntry } from "./timed_chunks.ts";
 import { ChunkTimer } from "./timed_chunks.ts";
@@ -413,6 +413,16 @@ export class GpuRunner {
   }
 
   /**
+   * The log's trials of the whole projection with these configs, fused and unfused
+   * ({@linkcode timeProjection}'s), where both are logged; nothing is timed.
+   */
+  loggedProjection(m: number, together: string[], apart: string[]): [Trial, Trial] | undefined {
+    const f = this.#book.find("projection:fused", m, together.join("+"));
+    const u = this.#book.find("projection:unfused", m, apart.join("+"));
+    return f && u ? [f, u] : undefined;
+  }
+
+  /**
    * Times the whole projection fused (each stage's winner) and unfused (one GEMM per
    * projection) in one batch, so their ratio comes from one run; both are logged, and a
    * resumed run takes them from the log.
@@ -428,10 +438,10 @@ export class GpuRunner {
   ): Promise<{ fusedUs: number; unfusedUs: number } | undefined> {
     const book = this.#book;
     const fusedKey = together.join("+"), unfusedKey = apart.join("+");
-    const f = book.find("projection:fused", m, fusedKey);
-    const u = book.find("projection:unfused", m, unfusedKey);
-    if (f && u) {
+    const logged = this.loggedProjection(m, together, apart);
+    if (logged) {
       book.resumed += 2;
+      const [f, u] = logged;
       return f.outcome === "ok" && u.outcome === "ok"
         ? { fusedUs: f.medianUs!, unfusedUs: u.medianUs! }
         : undefined;

@@ -500,9 +500,10 @@ function loggedBaseline(
     if (!fastest) return undefined;
     apart.push(fastest.config);
   }
-  const fused = book.find("projection:fused", m, winners.map((w) => w.config).join("+"));
-  const whole = book.find("projection:unfused", m, apart.join("+"));
-  if (!fused || !whole || !isTimed(fused) || !isTimed(whole)) return undefined;
+  const logged = runner.loggedProjection(m, winners.map((w) => w.config), apart);
+  if (!logged) return undefined;
+  const [fused, whole] = logged;
+  if (!isTimed(fused) || !isTimed(whole)) return undefined;
   return { fusedUs: fused.medianUs, unfusedUs: whole.medianUs, apart };
 }
 
