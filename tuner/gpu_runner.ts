@@ -133,6 +133,14 @@ export interface TimeRequest {
   logTarget?: string;
 }
 
+/**
+ * The log's stage name and config key of the whole projection, fused (`together`, each stage's
+ * config) and unfused (`apart`, one GEMM per projection): the one place they are built.
+ */
+function projectionKeys(together: string[], apart: string[]): [string, string][] {
+  return [["projection:fused", together.join("+")], ["projection:unfused", apart.join("+")]];
+}
+
 /** Compiles, checks and times configs on the GPU (see the module documentation). */
 export class GpuRunner {
   #options: GpuRunnerOptions;
@@ -417,8 +425,9 @@ export class GpuRunner {
    * ({@linkcode timeProjection}'s), where both are logged; nothing is timed.
    */
   loggedProjection(m: number, together: string[], apart: string[]): [Trial, Trial] | undefined {
-    const f = this.#book.find("projection:fused", m, together.join("+"));
-    const u = this.#book.find("projection:unfused", m, apart.join("+"));
+    const [f, u] = projectionKeys(together, apart).map(([stage, key]) =>
+      this.#book.find(stage, m, key)
+    );
     return f && u ? [f, u] : undefined;
   }
 
@@ -437,7 +446,7 @@ export class GpuRunner {
     apart: string[],
   ): Promise<{ fusedUs: number; unfusedUs: number } | undefined> {
     const book = this.#book;
-    const fusedKey = together.join("+"), unfusedKey = apart.join("+");
+    const keys = projectionKeys(together, apart);
     const logged = this.loggedProjection(m, together, apart);
     if (logged) {
       book.resumed += 2;
@@ -449,10 +458,8 @@ export class GpuRunner {
     const whole = await this.#kernelsOf(together, this.#targets);
     const split = await this.#kernelsOf(apart, this.#unfused);
     if (!whole || !split) return undefined;
-    const failures = (reason: string) => [
-      newTrial("projection:fused", m, fusedKey, "runtime", { reason }),
-      newTrial("projection:unfused", m, unfusedKey, "runtime", { reason }),
-    ];
+    const failures = (reason: string) =>
+      keys.map(([stage, key]) => newTrial(stage, m, key, "runtime", { reason }));
     let timings: Timing[];
     try {
       timings = await this.#guard.run(
@@ -474,8 +481,9 @@ export class GpuRunner {
       return undefined;
     }
     const [fusedTiming, unfusedTiming] = timings.map((t) => settleTiming(t));
-    await book.record(newTrial("projection:fused", m, fusedKey, "ok", fusedTiming));
-    await book.record(newTrial("projection:unfused", m, unfusedKey, "ok", unfusedTiming));
+    for (const [i, [stage, key]] of keys.entries()) {
+      await book.record(newTrial(stage, m, key, "ok", [fusedTiming, unfusedTiming][i]));
+    }
     return { fusedUs: fusedTiming.medianUs, unfusedUs: unfusedTiming.medianUs };
   }
 
