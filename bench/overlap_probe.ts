@@ -141,15 +141,19 @@ const decodeRuns = decodes.map((config) =>
 );
 
 // The waiting form: the tuned GEMV at its own width and wider, batched workgroups of 8-128
-// columns (fewer columns: more workgroups, fewer load trips each), each config its own counters.
+// columns (fewer columns: more workgroups, fewer load trips each) after the GEMV's or first in
+// the grid, each config its own counters.
 const waits: DecodeConfig[] = [...new Set([tunedGemv.nc * tunedGemv.lanes, 64, 128, 256])]
   .flatMap((threads) =>
-    [8, 32, 128].map((cols) => ({
-      gemv: { ...tunedGemv, nc: threads / tunedGemv.lanes, rm: Math.max(tunedGemv.rm, m) },
-      lanes: 8,
-      cols,
-      wait: 4096,
-    }))
+    [8, 32, 128].flatMap((cols) =>
+      [false, true].map((first) => ({
+        gemv: { ...tunedGemv, nc: threads / tunedGemv.lanes, rm: Math.max(tunedGemv.rm, m) },
+        lanes: 8,
+        cols,
+        wait: 4096,
+        first,
+      }))
+    )
   ).filter((c) => decodeProblem(c, spec, dtype, gpu.caps) === undefined);
 const waitCounters = waits.map((c) =>
   storageBuffer(device, new Uint32Array(DECODE_COUNTERS), `${decodeName(c)} counters`)

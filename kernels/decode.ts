@@ -13,11 +13,11 @@
  * dispatches, since each recompute workgroup reads the whole f_a or g_a weight block through one
  * SM (NOTES.md). Not a family of the tuner's space; bench/overlap_probe.ts times it.
  *
- * The waiting form (`wait` set) orders the two parts instead: the GEMV's workgroups first, in
- * reversed column order so that those writing the batched inputs (f_a, g_a: the last columns)
- * start first and count themselves on a counter (binding 8) when done; then the batched
- * workgroups, which poll the counter up to `wait` times and copy their inputs from the fused
- * output, or recompute them from X if the count did not come (WebGPU does not promise that an
+ * The waiting form (`wait` set) orders the two parts instead: the GEMV's workgroups in reversed
+ * column order, so that those writing the batched inputs (f_a, g_a: the last columns) start
+ * first and count themselves on a counter (binding 8) when done; and the batched workgroups,
+ * after the GEMV's or (`first`) before them, which poll the counter up to `wait` times and copy
+ * their inputs from the fused output, or recompute them from X if the count did not come (WebGPU does not promise that an
  * earlier workgroup progresses while a later one spins, so the wait is bounded). The last batched
  * workgroup resets the counter for the next dispatch; two more counters (never reset) count the
  * batched workgroups that waited and that recomputed.
@@ -55,6 +55,8 @@ export interface DecodeConfig {
    * unset for the recompute form (0 always recomputes: for tests).
    */
   wait?: number;
+  /** The waiting form's batched workgroups come first in the grid, not after the GEMV's. */
+  first?: boolean;
 }
 
 /** Counters of the waiting form (binding 8), in u32s: see {@linkcode DecodeCounter}. */
@@ -79,7 +81,7 @@ export function recomputePart(c: DecodeConfig): RecomputeConfig {
 
 /** A config's name, for example `decode-l8-c128-gemv-nc8-cn1-l32-rm1-v4-sg`. */
 export function decodeName(c: DecodeConfig): string {
-  const wait = c.wait === undefined ? "" : `w${c.wait}-`;
+  const wait = c.wait === undefined ? "" : `w${c.wait}-${c.first ? "first-" : ""}`;
   return `decode-${wait}l${c.lanes}-c${c.cols}-${configName(c.gemv)}`;
 }
 
@@ -206,14 +208,16 @@ function waitingWgsl(c: DecodeConfig, spec: ProjectionSpec, dtype: WeightDtype):
     "",
     `@compute @workgroup_size(${part.threads})`,
     "fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {",
-    `  if (wg.x < ${gemvs}u) {`,
-    `    gemvBlock(vec3<u32>(${gemvs - 1}u - wg.x, 0u, 0u), li);`,
-    "    if (wg.x < R_PRODUCERS) {",
+    // The GEMV's workgroups are g = wg.x - gemv0 in [0, gemvs), the batched ones the others.
+    `  let g = wg.x - ${c.first ? rx * ry : 0}u;`,
+    `  if (g < ${gemvs}u) {`,
+    `    gemvBlock(vec3<u32>(${gemvs - 1}u - g, 0u, 0u), li);`,
+    "    if (g < R_PRODUCERS) {",
     "      storageBarrier(); // release this workgroup's outputs before counting it",
     `      if (li == 0u) { atomicAdd(&RC[${DecodeCounter.Producers}], 1u); }`,
     "    }",
     "  } else {",
-    `    let i = wg.x - ${gemvs}u;`,
+    `    let i = ${c.first ? "wg.x" : `wg.x - ${gemvs}u`};`,
     `    waitBlock(li, vec3<u32>(i % ${rx}u, i / ${rx}u, 0u));`,
     "  }",
     "}",
