@@ -461,7 +461,10 @@ export class ProjectionRuntime implements Projection {
   /** Makes the scratch buffer big enough for m rows' split-K kernels, if they have any. */
   #scratchFor(m: number): void {
     const steps = this.#planFor(m).steps;
-    const need = Math.max(0, ...steps.map((s) => scratchBytes(s.kernel.config, s.kernel.shape, m)));
+    const most = Math.max(0, ...steps.map((s) => scratchBytes(s.kernel.config, s.kernel.shape, m)));
+    // Whole vec4s: a stream-K reduction may bind it as array<vec4<f32>> (kernels/reduce.ts), and
+    // a split-K need (split x m x row stride floats) can end 8 bytes past a multiple of 16.
+    const need = Math.ceil(most / 16) * 16;
     if (need > (this.#scratch?.size ?? 0)) {
       this.#bindGroups = new WeakMap(); // they point at the old scratch
       if (this.#scratch) this.#retired.push(this.#scratch);

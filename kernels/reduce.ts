@@ -13,7 +13,7 @@ import { configName, outerTiles } from "./config.ts";
 import { streamRun } from "./outer.ts";
 import type { GemmShape } from "./problem.ts";
 
-/** Threads per workgroup of the reduction, one output element each. */
+/** Threads per workgroup of the reduction, one output element (or vec4 of them) each. */
 const THREADS = 256;
 
 /** Workgroups in one dimension of a grid: WebGPU's default limit. */
@@ -27,6 +27,9 @@ const BINDINGS = [
   "@group(0) @binding(3) var<storage, read_write> Y: array<f32>;",
   "",
 ];
+
+/** {@linkcode BINDINGS} with the scratch and Y seen as vec4s (the same bind group layout). */
+const VEC4_BINDINGS = BINDINGS.map((line) => line.replace("array<f32>", "array<vec4<f32>>"));
 
 /** A reduction's entry point, up to m. */
 const ENTRY = [
@@ -79,9 +82,37 @@ export function reduceGrid(shape: GemmShape, m: number): [number, number, number
 }
 
 /**
+ * Columns that each thread of a stream-K reduction adds: 4 (a vec4 of one tile row) where
+ * every row of every batch of Y starts on a vec4 and has whole vec4s (`bn`, `n`, the row stride
+ * and the batch offsets multiples of 4), else 1. {@linkcode streamReduceWgsl} and
+ * {@linkcode reductionGrid} both ask it, so the shader and its grid agree.
+ *
+ * Seen as vec4s, Y and the scratch are `array<vec4<f32>>` over the same buffers (bound whole,
+ * kernels/gpu.ts), whose sizes are multiples of 16 bytes: Y's are sized by a qualifying shape's
+ * rows (multiples of 4 floats), a stream-K scratch by whole tiles (`bn` a multiple of 4), and a
+ * scratch shared with split-K kernels is rounded up to 16 bytes where it is made.
+ *
+ * @example
+ * ```ts
+ * import { streamLanes } from "./reduce.ts";
+ * const shape = { k: 64, n: 8, xRowStride: 64, xOffsets: [0], wOffset: 0, yOffsets: [0], yRowStride: 8 };
+ * const c = { family: "outer", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, split: 1, half: false,
+ *   double: false, stream: 5 } as const;
+ * if (streamLanes(c, shape) !== 4) throw new Error("vec4");
+ * if (streamLanes(c, { ...shape, n: 6 }) !== 1) throw new Error("n not a multiple of 4");
+ * if (streamLanes(c, { ...shape, yOffsets: [2] }) !== 1) throw new Error("offset");
+ * ```
+ */
+export function streamLanes(c: OuterConfig, shape: GemmShape): 1 | 4 {
+  const aligned = [c.bn, shape.n, shape.yRowStride, ...shape.yOffsets].every((x) => x % 4 === 0);
+  return aligned ? 4 : 1;
+}
+
+/**
  * The second dispatch of a stream-K kernel (`OuterConfig.stream`): each tile of Y is the tile's
  * slab of the scratch (what the workgroup whose run starts the tile computed) plus the partial
  * slab of every later workgroup whose run starts inside the tile. Scratch bound as X, Y as Y.
+ * Each thread adds one element of a tile, or a vec4 of them where {@linkcode streamLanes} is 4.
  *
  * @example
  * ```ts
@@ -90,13 +121,17 @@ export function reduceGrid(shape: GemmShape, m: number): [number, number, number
  * const c = { family: "outer", bm: 32, bn: 32, bk: 8, rm: 4, rn: 4, split: 1, half: false,
  *   double: false, stream: 5 } as const;
  * if (!streamReduceWgsl(c, shape).includes("const GROUPS = 5u;")) throw new Error("workgroups");
+ * if (!streamReduceWgsl(c, shape).includes("array<vec4<f32>>")) throw new Error("vec4");
+ * if (streamReduceWgsl(c, { ...shape, n: 6 }).includes("vec4")) throw new Error("scalar");
  * ```
  */
 export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
-  const offsets = shape.yOffsets.map((y) => `${y}u`).join(", ");
+  const vec4 = streamLanes(c, shape) === 4;
   return [
-    `// stream-K reduction of ${configName(c)}: Y = each tile's slab + later workgroups' partials`,
-    ...BINDINGS,
+    `// stream-K reduction of ${configName(c)}: Y = each tile's slab + later workgroups' partials${
+      vec4 ? ", a vec4 per thread" : ""
+    }`,
+    ...(vec4 ? VEC4_BINDINGS : BINDINGS),
     `const BM = ${c.bm}u;`,
     `const BN = ${c.bn}u;`,
     `const N = ${shape.n}u;`,
@@ -104,9 +139,20 @@ export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
     `const SLICES = ${shape.k / c.bk}u;`,
     `const BATCHES = ${shape.yOffsets.length}u;`,
     `const GROUPS = ${c.stream}u;`,
+    ...(vec4 ? [`const BN4 = ${c.bn / 4}u; // vec4s in a tile row`] : []),
     "",
     ...ENTRY,
     ...streamRun("  ", c.double),
+    ...(vec4 ? streamVec4Sums(shape) : streamSums(shape)),
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** The scalar stream-K reduction's body: a thread adds element `e` of every tile it visits. */
+function streamSums(shape: GemmShape): string[] {
+  const offsets = shape.yOffsets.map((y) => `${y}u`).join(", ");
+  return [
     `  let e = wg.x * ${THREADS}u + li; // the element within the tile`,
     "  if (e >= BM * BN) { return; }",
     `  var yOffsets = array<u32, ${shape.yOffsets.length}>(${offsets});`,
@@ -122,9 +168,33 @@ export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
     "      Y[yOffsets[tile / (rowTiles * colTiles)] + r * Y_STRIDE + c] = sum;",
     "    }",
     "  }",
-    "}",
-    "",
-  ].join("\n");
+  ];
+}
+
+/**
+ * The vec4 stream-K reduction's body: a thread adds vec4 `e4` of every tile it visits, columns
+ * `4 * (e4 % BN4)` to 3 more of row `e4 / BN4`. Scratch and Y are indexed in vec4s; as N is a
+ * multiple of 4, `c < N` holds for all four columns or none.
+ */
+function streamVec4Sums(shape: GemmShape): string[] {
+  const offsets = shape.yOffsets.map((y) => `${y}u`).join(", ");
+  return [
+    `  let e4 = wg.x * ${THREADS}u + li; // the vec4 within the tile`,
+    "  if (e4 >= BM * BN4) { return; }",
+    `  var yOffsets = array<u32, ${shape.yOffsets.length}>(${offsets});`,
+    `  for (var tile = wg.y; tile < tiles; tile += ${MAX_GRID}u) {`,
+    "    let r = tile % (rowTiles * colTiles) / colTiles * BM + e4 / BN4;",
+    "    let c = tile % colTiles * BN + e4 % BN4 * 4u;",
+    "    if (r < m && c < N) {",
+    "      var sum = P[tile * BM * BN4 + e4];",
+    "      let last = (min(tile * SLICES + SLICES, total) - 1u) / chunk; // its last workgroup",
+    "      for (var v = tile * SLICES / chunk + 1u; v <= last; v++) {",
+    "        sum += P[(tiles + v) * BM * BN4 + e4];",
+    "      }",
+    "      Y[(yOffsets[tile / (rowTiles * colTiles)] + r * Y_STRIDE + c) / 4u] = sum;",
+    "    }",
+    "  }",
+  ];
 }
 
 /** The WGSL of a kernel's second dispatch: its split-K or stream-K reduction, if it has one. */
@@ -141,7 +211,8 @@ export function reductionGrid(
   m: number,
 ): [number, number, number] {
   if (c.family === "outer" && c.stream) {
-    return [Math.ceil((c.bm * c.bn) / THREADS), Math.min(outerTiles(c, shape, m), MAX_GRID), 1];
+    const groups = Math.ceil((c.bm * c.bn) / (THREADS * streamLanes(c, shape)));
+    return [groups, Math.min(outerTiles(c, shape, m), MAX_GRID), 1];
   }
   return reduceGrid(shape, m);
 }

@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
-import type { KernelConfig } from "../kernels/config.ts";
+import type { KernelConfig, OuterConfig } from "../kernels/config.ts";
 import { configName, configProblem } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
@@ -14,6 +14,7 @@ import { compileKernel, dispatchKernel, kernelBindGroup } from "../kernels/gpu.t
 import type { GemmShape } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 import { referenceRows } from "../kernels/reference.ts";
+import { reductionGrid, streamLanes, streamReduceWgsl } from "../kernels/reduce.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { seededRandom, shuffled } from "../tuner/random.ts";
@@ -364,5 +365,120 @@ Deno.test({
     } finally {
       destroyCheckData(data);
     }
+  },
+});
+
+/**
+ * Batched shapes for the stream-K reduction's two paths, k = 64: the vec4 one has three batches
+ * of 36 columns (a partial column tile at bn 32) at offsets that are multiples of 4 in rows of
+ * 116 (gaps between and after them); each scalar one breaks one condition of `streamLanes`.
+ */
+const REDUCE_SHAPES: { what: string; lanes: 1 | 4; shape: GemmShape }[] = [
+  {
+    what: "three batches, every row and batch on a vec4",
+    lanes: 4,
+    shape: {
+      k: 64,
+      n: 36,
+      xRowStride: 192,
+      xOffsets: [0, 64, 128],
+      wOffset: 0,
+      yOffsets: [0, 40, 76],
+      yRowStride: 116,
+    },
+  },
+  {
+    what: "n = 38, not a multiple of 4",
+    lanes: 1,
+    shape: {
+      k: 64,
+      n: 38,
+      xRowStride: 128,
+      xOffsets: [0, 64],
+      wOffset: 0,
+      yOffsets: [0, 40],
+      yRowStride: 80,
+    },
+  },
+  {
+    what: "a batch offset of 42, not a multiple of 4",
+    lanes: 1,
+    shape: {
+      k: 64,
+      n: 36,
+      xRowStride: 128,
+      xOffsets: [0, 64],
+      wOffset: 0,
+      yOffsets: [4, 42],
+      yRowStride: 80,
+    },
+  },
+  {
+    what: "a row stride of 78, not a multiple of 4",
+    lanes: 1,
+    shape: {
+      k: 64,
+      n: 36,
+      xRowStride: 128,
+      xOffsets: [0, 64],
+      wOffset: 0,
+      yOffsets: [0, 40],
+      yRowStride: 78,
+    },
+  },
+];
+
+/** Stream-K configs for the reduction's tests: bn 32 and 64 (two vec4 workgroups a tile). */
+const REDUCE_CONFIGS: OuterConfig[] = [
+  ...[3, 64].map((stream) => ({ ...splitConfig(1), stream }) as OuterConfig),
+  { ...splitConfig(1), bn: 64, stream: 7 } as OuterConfig,
+  { ...splitConfig(1), bm: 64, bn: 64, double: true, stream: 5 } as OuterConfig,
+];
+
+Deno.test("streamLanes() takes a vec4 only where Y allows it, and reductionGrid() follows it", () => {
+  for (const { what, lanes, shape } of REDUCE_SHAPES) {
+    for (const c of REDUCE_CONFIGS) {
+      assert.equal(streamLanes(c, shape), lanes, what);
+      const [x, y, z] = reductionGrid(c, shape, 37);
+      assert.equal(x, Math.ceil((c.bm * c.bn) / (256 * lanes)), `${what}: workgroups a tile`);
+      const tiles = Math.ceil(37 / c.bm) * Math.ceil(shape.n / c.bn) * shape.yOffsets.length;
+      assert.deepEqual([y, z], [tiles, 1], `${what}: a workgroup row per tile`);
+      const wgsl = streamReduceWgsl(c, shape);
+      assert.equal(wgsl.includes("array<vec4<f32>>"), lanes === 4, `${what}: the shader's view`);
+    }
+  }
+  const c = REDUCE_CONFIGS[0];
+  assert.equal(reductionGrid(c, REDUCE_SHAPES[0].shape, 37)[0], 1, "1024 elements, 256 vec4s");
+  assert.equal(reductionGrid(c, REDUCE_SHAPES[1].shape, 37)[0], 4, "1024 elements, one each");
+  assert.equal(streamLanes({ ...c, bn: 2 }, REDUCE_SHAPES[0].shape), 1, "bn 2");
+});
+
+Deno.test({
+  name:
+    "the stream-K reduction matches the reference with a vec4 per thread and on its scalar fallback",
+  fn: async () => {
+    const failures: string[] = [];
+    let checked = 0;
+    for (const { what, lanes, shape } of REDUCE_SHAPES) {
+      // 37 rows: a partial last row tile at bm 32 and 64; 5: fewer rows than a tile.
+      const data = [37, 5].map((m) => makeCheckData(gpu.device, shape, "f32", m, SEED));
+      try {
+        for (const config of REDUCE_CONFIGS) {
+          assert.equal(configProblem(config, shape, "f32", gpu.caps), undefined, what);
+          assert.equal(streamLanes(config, shape), lanes, what);
+          const kernel = await compileKernel(gpu.device, config, shape, "f32");
+          assert.ok(kernel.reduce, "a stream-K kernel has its reduction");
+          for (const d of data) {
+            const mismatch = await checkKernel(gpu.device, kernel, d);
+            if (mismatch) failures.push(`${what} m=${d.m} ${configName(config)}: ${mismatch}`);
+            checked++;
+          }
+        }
+      } finally {
+        data.forEach(destroyCheckData);
+      }
+    }
+    assert.deepEqual(failures, [], `KERNEL_TEST_SEED=${SEED}`);
+    assert.equal(checked, REDUCE_SHAPES.length * REDUCE_CONFIGS.length * 2);
   },
 });
