@@ -24,7 +24,10 @@ const READABLE_VERSIONS = [1, CACHE_SCHEMA_VERSION];
 
 /**
  * Version of the kernel generators. Bump it when generated code changes meaning or speed, so
- * that old trial logs are not resumed as if they measured today's kernels.
+ * that old trial logs are not resumed as if they measured today's kernels. One change did not
+ * bump it: the vec4 stream-K reduction (2026-12-06) only made stream-K configs 2-3% faster, so
+ * generator 2's logged stream-K times are upper bounds and its cached winners are no slower than
+ * recorded (NOTES.md, "The vec4 stream-K reduction measured").
  */
 export const GENERATOR_VERSION = 2;
 
