@@ -17,10 +17,10 @@
  * column order, so that those writing the batched inputs (f_a, g_a: the last columns) start
  * first and count themselves on a counter (binding 8) when done; and the batched workgroups,
  * after the GEMV's or (`first`) before them, which poll the counter up to `wait` times and copy
- * their inputs from the fused output, or recompute them from X if the count did not come (WebGPU does not promise that an
- * earlier workgroup progresses while a later one spins, so the wait is bounded). The last batched
- * workgroup resets the counter for the next dispatch; two more counters (never reset) count the
- * batched workgroups that waited and that recomputed.
+ * their inputs from the fused output, or recompute them from X if the count did not come
+ * (WebGPU does not promise that an earlier workgroup progresses while a later one spins, so the
+ * wait is bounded). The last batched workgroup resets the counter for the next dispatch; two
+ * more counters (never reset) count the batched workgroups that waited and that recomputed.
  *
  * @module
  */
@@ -114,7 +114,10 @@ export function decodeProducers(c: DecodeConfig, spec: ProjectionSpec): number {
   return gemvGroups(c, spec) - Math.floor(first / (c.gemv.nc * c.gemv.cn));
 }
 
-/** Workgroups: the recompute part's first (they run longest), then the GEMV's columns. */
+/**
+ * Workgroups: the batched part's and the GEMV's. The recompute form puts the batched part first
+ * (it runs longest); the waiting form puts it after the GEMV's, or first with `first`.
+ */
 export function decodeGrid(c: DecodeConfig, spec: ProjectionSpec): [number, number, number] {
   const [rx, ry] = recomputeGrid(recomputePart(c), spec);
   return [rx * ry + gemvGroups(c, spec), 1, 1];
@@ -208,7 +211,7 @@ function waitingWgsl(c: DecodeConfig, spec: ProjectionSpec, dtype: WeightDtype):
     "",
     `@compute @workgroup_size(${part.threads})`,
     "fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {",
-    // The GEMV's workgroups are g = wg.x - gemv0 in [0, gemvs), the batched ones the others.
+    // g: the GEMV part's workgroup (with `first`, the batched ones wrap past gemvs).
     `  let g = wg.x - ${c.first ? rx * ry : 0}u;`,
     `  if (g < ${gemvs}u) {`,
     `    gemvBlock(vec3<u32>(${gemvs - 1}u - g, 0u, 0u), li);`,
