@@ -21,6 +21,9 @@
  * (WebGPU does not promise that an earlier workgroup progresses while a later one spins, so the
  * wait is bounded). The last batched workgroup resets the counter for the next dispatch; two
  * more counters (never reset) count the batched workgroups that waited and that recomputed.
+ * Measured on an H100 and an H200 (NOTES.md): every batched workgroup waited, and the whole
+ * projection took 0.3-0.6 us more than the two dispatches with 16-bit weights at m = 1, 0.3-0.6
+ * less in f32; not in the tuner's space either.
  *
  * @module
  */
