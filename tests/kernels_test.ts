@@ -373,58 +373,37 @@ Deno.test({
  * of 36 columns (a partial column tile at bn 32) at offsets that are multiples of 4 in rows of
  * 116 (gaps between and after them); each scalar one breaks one condition of `streamLanes`.
  */
+const REDUCE_BASE: GemmShape = {
+  k: 64,
+  n: 36,
+  xRowStride: 128,
+  xOffsets: [0, 64],
+  wOffset: 0,
+  yOffsets: [0, 40],
+  yRowStride: 80,
+};
 const REDUCE_SHAPES: { what: string; lanes: 1 | 4; shape: GemmShape }[] = [
   {
     what: "three batches, every row and batch on a vec4",
     lanes: 4,
     shape: {
-      k: 64,
-      n: 36,
+      ...REDUCE_BASE,
       xRowStride: 192,
       xOffsets: [0, 64, 128],
-      wOffset: 0,
       yOffsets: [0, 40, 76],
       yRowStride: 116,
     },
   },
-  {
-    what: "n = 38, not a multiple of 4",
-    lanes: 1,
-    shape: {
-      k: 64,
-      n: 38,
-      xRowStride: 128,
-      xOffsets: [0, 64],
-      wOffset: 0,
-      yOffsets: [0, 40],
-      yRowStride: 80,
-    },
-  },
+  { what: "n = 38, not a multiple of 4", lanes: 1, shape: { ...REDUCE_BASE, n: 38 } },
   {
     what: "a batch offset of 42, not a multiple of 4",
     lanes: 1,
-    shape: {
-      k: 64,
-      n: 36,
-      xRowStride: 128,
-      xOffsets: [0, 64],
-      wOffset: 0,
-      yOffsets: [4, 42],
-      yRowStride: 80,
-    },
+    shape: { ...REDUCE_BASE, yOffsets: [4, 42] },
   },
   {
     what: "a row stride of 78, not a multiple of 4",
     lanes: 1,
-    shape: {
-      k: 64,
-      n: 36,
-      xRowStride: 128,
-      xOffsets: [0, 64],
-      wOffset: 0,
-      yOffsets: [0, 40],
-      yRowStride: 78,
-    },
+    shape: { ...REDUCE_BASE, yRowStride: 78 },
   },
 ];
 
