@@ -12,8 +12,8 @@
  * projection in the recompute plan; and the one-dispatch decode kernel (kernels/decode.ts) with
  * the tuned GEMV widened to 256-1024 threads; and its waiting form, the tuned GEMV at its own
  * width and widened to 64-256 threads, with how many of its batched workgroups waited and how
- * many recomputed. The decode and recompute kernels are checked by tests/decode_test.ts and
- * tests/recompute_test.ts, not here. Results: NOTES.md.
+ * many recomputed, and the GEMV part of each alone. The decode and recompute kernels are checked
+ * by tests/decode_test.ts and tests/recompute_test.ts, not here. Results: NOTES.md.
  *
  *   source .gpu/setup.sh && deno run --cached-only -A bench/overlap_probe.ts \
  *     [--problem kimi-linear-tp4] [--dtype f16] [--m 1]
@@ -28,6 +28,7 @@ import { packWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel, KernelBindGroup, LayoutKernel } from "../kernels/gpu.ts";
 import {
   compileKernel,
+  compileLayoutKernel,
   dispatchKernel,
   kernelBindGroup,
   paramsBuffer,
@@ -40,13 +41,15 @@ import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { shapeExtents } from "../tuner/verify.ts";
 import { chainedInput, openSession } from "./session.ts";
-import type { DecodeConfig } from "../kernels/decode.ts";
+import type { DecodeBuffers, DecodeConfig } from "../kernels/decode.ts";
 import {
   compileDecode,
   DECODE_COUNTERS,
   DecodeCounter,
+  decodeLayout,
   decodeName,
   decodeProblem,
+  decodeWgsl,
 } from "../kernels/decode.ts";
 import type { GemvConfig } from "../kernels/config.ts";
 import { readBuffer, SUBGROUPS_DIRECTIVE, wantsSubgroupsDirective } from "../kernels/gpu.ts";
@@ -155,6 +158,25 @@ const waits: DecodeConfig[] = [...new Set([tunedGemv.nc * tunedGemv.lanes, 64, 1
       }))
     )
   ).filter((c) => decodeProblem(c, spec, dtype, gpu.caps) === undefined);
+// The GEMV part of each waiting form alone (the batched part after it left out of the grid): how
+// much the GEMV loses by sharing a shader with the batched part. Its producers count with no
+// reader to reset the counter, which nothing else reads.
+const gemvParts = waits.filter((c) => !c.first);
+const gemvPartRuns = gemvParts.map((config) => {
+  const counters = storageBuffer(device, new Uint32Array(DECODE_COUNTERS), "gemv part counters");
+  const groups = Math.ceil(fused.n / (config.gemv.nc * config.gemv.cn));
+  const kernel = compileLayoutKernel(
+    device,
+    decodeLayout(device, true),
+    prefix + decodeWgsl(config, spec, dtype),
+    [groups, 1, 1],
+    ({ params, x, w, y, wb, yb }: DecodeBuffers) => [params, x, w, y, x, w, wb, yb, counters],
+  );
+  return rotating(
+    kernel,
+    (i) => ({ params, x, w: fusedW[i], y: yFused, wb: batchedW[i], yb: yBatched }),
+  );
+});
 const waitCounters = waits.map((c) =>
   storageBuffer(device, new Uint32Array(DECODE_COUNTERS), `${decodeName(c)} counters`)
 );
@@ -211,6 +233,10 @@ const cases: [string, ReturnType<typeof run>][] = [
   ...waits.map((config, i): [string, ReturnType<typeof run>] => [
     decodeName(config),
     run([waitRuns[i]], yBatched),
+  ]),
+  ...gemvParts.map((config, i): [string, ReturnType<typeof run>] => [
+    `GEMV part of ${decodeName(config)}`,
+    run([gemvPartRuns[i]], yFused),
   ]),
 ];
 const timing = { warmup: 3, repeats: 15, probe };
