@@ -10,10 +10,8 @@
  * kernels overlap and the recompute plan can hide the batched stage. Then the recompute kernel
  * (kernels/recompute.ts) in a few configs: alone, and after the fused GEMV, which is the whole
  * projection in the recompute plan; and the one-dispatch decode kernel (kernels/decode.ts) with
- * the tuned GEMV widened to 256-1024 threads; and its waiting form, the tuned GEMV at its own
- * width and widened to 64-256 threads, with how many of its batched workgroups waited and how
- * many recomputed, and the GEMV part of each alone. The decode and recompute kernels are checked
- * by tests/decode_test.ts and tests/recompute_test.ts, not here. Results: NOTES.md.
+ * the tuned GEMV widened to 256-1024 threads. The decode and recompute kernels are checked by
+ * tests/decode_test.ts and tests/recompute_test.ts, not here. Results: NOTES.md.
  *
  *   source .gpu/setup.sh && deno run --cached-only -A bench/overlap_probe.ts \
  *     [--problem kimi-linear-tp4] [--dtype f16] [--m 1]
@@ -28,7 +26,6 @@ import { packWeights } from "../kernels/dtype.ts";
 import type { CompiledKernel, KernelBindGroup, LayoutKernel } from "../kernels/gpu.ts";
 import {
   compileKernel,
-  compileLayoutKernel,
   dispatchKernel,
   kernelBindGroup,
   paramsBuffer,
@@ -41,18 +38,10 @@ import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { shapeExtents } from "../tuner/verify.ts";
 import { chainedInput, openSession } from "./session.ts";
-import type { DecodeBuffers, DecodeConfig } from "../kernels/decode.ts";
-import {
-  compileDecode,
-  DECODE_COUNTERS,
-  DecodeCounter,
-  decodeLayout,
-  decodeName,
-  decodeProblem,
-  decodeWgsl,
-} from "../kernels/decode.ts";
+import type { DecodeConfig } from "../kernels/decode.ts";
+import { compileDecode, decodeName, decodeProblem } from "../kernels/decode.ts";
 import type { GemvConfig } from "../kernels/config.ts";
-import { readBuffer, SUBGROUPS_DIRECTIVE, wantsSubgroupsDirective } from "../kernels/gpu.ts";
+import { SUBGROUPS_DIRECTIVE, wantsSubgroupsDirective } from "../kernels/gpu.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -143,58 +132,6 @@ const decodeRuns = decodes.map((config) =>
   )
 );
 
-// The waiting form: the tuned GEMV at its own width and wider, batched workgroups of 8-128
-// columns (fewer columns: more workgroups, fewer load trips each) after the GEMV's or first in
-// the grid, each config its own counters.
-const waits: DecodeConfig[] = [...new Set([tunedGemv.nc * tunedGemv.lanes, 64, 128, 256])]
-  .flatMap((threads) =>
-    [8, 32, 128].flatMap((cols) =>
-      [false, true].map((first) => ({
-        gemv: { ...tunedGemv, nc: threads / tunedGemv.lanes, rm: Math.max(tunedGemv.rm, m) },
-        lanes: 8,
-        cols,
-        wait: 4096,
-        first,
-      }))
-    )
-  ).filter((c) => decodeProblem(c, spec, dtype, gpu.caps) === undefined);
-// The GEMV part of each waiting form alone (the batched part after it left out of the grid): how
-// much the GEMV loses by sharing a shader with the batched part. Its producers count with no
-// reader to reset the counter, which nothing else reads.
-const gemvParts = waits.filter((c) => !c.first);
-const gemvPartRuns = gemvParts.map((config) => {
-  const counters = storageBuffer(device, new Uint32Array(DECODE_COUNTERS), "gemv part counters");
-  const groups = Math.ceil(fused.n / (config.gemv.nc * config.gemv.cn));
-  const kernel = compileLayoutKernel(
-    device,
-    decodeLayout(device, true),
-    prefix + decodeWgsl(config, spec, dtype),
-    [groups, 1, 1],
-    ({ params, x, w, y, wb, yb }: DecodeBuffers) => [params, x, w, y, x, w, wb, yb, counters],
-  );
-  return rotating(
-    kernel,
-    (i) => ({ params, x, w: fusedW[i], y: yFused, wb: batchedW[i], yb: yBatched }),
-  );
-});
-const waitCounters = waits.map((c) =>
-  storageBuffer(device, new Uint32Array(DECODE_COUNTERS), `${decodeName(c)} counters`)
-);
-const waitRuns = waits.map((config, j) =>
-  rotating(
-    compileDecode(device, config, spec, dtype, prefix),
-    (i) => ({
-      params,
-      x,
-      w: fusedW[i],
-      y: yFused,
-      wb: batchedW[i],
-      yb: yBatched,
-      counters: waitCounters[j],
-    }),
-  )
-);
-
 /** A stage: a kernel and its bind groups, or a function that records the recompute kernel. */
 type Step =
   | [CompiledKernel, KernelBindGroup[]]
@@ -230,14 +167,6 @@ const cases: [string, ReturnType<typeof run>][] = [
     decodeName(config),
     run([decodeRuns[i]], yBatched),
   ]),
-  ...waits.map((config, i): [string, ReturnType<typeof run>] => [
-    decodeName(config),
-    run([waitRuns[i]], yBatched),
-  ]),
-  ...gemvParts.map((config, i): [string, ReturnType<typeof run>] => [
-    `GEMV part of ${decodeName(config)}`,
-    run([gemvPartRuns[i]], yFused),
-  ]),
 ];
 const timing = { warmup: 3, repeats: 15, probe };
 const timings = await timeItems(device, cases.map(([, item]) => item), timing);
@@ -252,13 +181,6 @@ cases.forEach(([name], i) => {
     }%)`,
   );
 });
-for (const [i, config] of waits.entries()) {
-  const counts = new Uint32Array((await readBuffer(device, waitCounters[i])).buffer);
-  console.log(
-    `${decodeName(config)}: batched workgroups waited ${counts[DecodeCounter.Waited]} times, ` +
-      `recomputed ${counts[DecodeCounter.Recomputed]} times`,
-  );
-}
 await session.close();
 chain.destroy();
 device.destroy();

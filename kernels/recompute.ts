@@ -178,75 +178,53 @@ export function recomputeDecls(
   ].join("\n");
 }
 
-/** Threads that sum `lanes` partial sums of each row from `rPart`, `slot(r)` being the first. */
-function sumLanes(c: RecomputeConfig, lanes: number, slot: (r: number) => string): string[] {
-  return Array.from(
-    { length: c.rows },
-    (_, r) =>
-      `      var s${r} = 0.0;\n      for (var l = 0u; l < ${lanes}u; l++) { s${r} += rPart[${
-        slot(r)
-      } + l]; }`,
-  );
-}
-
 /**
- * The first lines of a recompute part's block: m, the input's first column in the fused output
- * (`column0`) and each row's X offset (rows past m clamped).
+ * `fn recomputeBlock(t, wg)`: workgroup `wg` of {@linkcode recomputeGrid}, thread `t`. Step 1
+ * recomputes the input's `kb` columns for every row into `rA`, `lanes` threads per column;
+ * step 2 computes the workgroup's output columns from `rA`, a few threads per column.
  */
-export function recomputeStart(c: RecomputeConfig, spec: ProjectionSpec): string[] {
+export function recomputeBlock(c: RecomputeConfig, spec: ProjectionSpec): string {
   const b = spec.batched!;
+  const kb = batchedInputWidth(spec), k4 = spec.k / 4;
   const offsets = segmentOffsets(spec);
   const inputs = b.inputs.map((name) => `${offsets.get(name)}u`).join(", ");
+  const perPass = c.threads / c.lanes, lanes2 = outputLanes(c, spec), cols2 = c.threads / lanes2;
+  const rows = Array.from({ length: c.rows }, (_, r) => r);
+  const sumLanes = (lanes: number, slot: (r: number) => string) =>
+    rows.map((r) =>
+      `      var s${r} = 0.0;\n      for (var l = 0u; l < ${lanes}u; l++) { s${r} += rPart[${
+        slot(r)
+      } + l]; }`
+    );
   return [
+    "fn recomputeBlock(t: u32, wg: vec3<u32>) {",
     "  let m = params.m;",
     `  var inputs = array<u32, ${b.inputs.length}>(${inputs});`,
     "  let column0 = inputs[wg.y]; // the input's first column in the fused output",
-    ...Array.from(
-      { length: c.rows },
-      (_, r) => `  let x${r} = min(${r}u, m - 1u) * R_K4; // rows past m are clamped`,
-    ),
-  ];
-}
-
-/** Step 1 of a recompute part: the input's `kb` columns for every row into `rA`, from X. */
-export function recomputeInput(c: RecomputeConfig, spec: ProjectionSpec, indent = "  "): string[] {
-  const kb = batchedInputWidth(spec);
-  const perPass = c.threads / c.lanes;
-  const rows = Array.from({ length: c.rows }, (_, r) => r);
-  return [
-    `// 1: the input's ${kb} columns for every row`,
-    `let lane = t % ${c.lanes}u;`,
-    `for (var step = 0u; step < ${Math.ceil(kb / perPass)}u; step++) {`,
-    "  let j = min(step * R_PER_PASS + t / " + c.lanes + "u, R_KB4 * 4u - 1u);",
-    "  let wAt = (column0 + j) * R_K4;",
+    ...rows.map((r) => `  let x${r} = min(${r}u, m - 1u) * R_K4; // rows past m are clamped`),
+    `  // 1: the input's ${kb} columns for every row`,
+    `  let lane = t % ${c.lanes}u;`,
+    `  for (var step = 0u; step < ${Math.ceil(kb / perPass)}u; step++) {`,
+    "    let j = min(step * R_PER_PASS + t / " + c.lanes + "u, R_KB4 * 4u - 1u);",
+    "    let wAt = (column0 + j) * R_K4;",
     ...dotLoop(
       c.rows,
-      spec.k / 4,
+      k4,
       c.lanes,
       "lane",
       (r, i) => `RX[x${r} + ${i}]`,
       (i) => `loadRW(wAt + ${i})`,
-    ).map((line) => line.slice(2)),
-    ...rows.map((r) =>
-      `  rPart[(${r}u * R_PER_PASS + t / ${c.lanes}u) * ${c.lanes}u + lane] = acc${r};`
     ),
-    "  workgroupBarrier();",
-    `  if (lane == 0u && step * R_PER_PASS + t / ${c.lanes}u < R_KB4 * 4u) {`,
-    ...sumLanes(c, c.lanes, (r) => `(${r}u * R_PER_PASS + t / ${c.lanes}u) * ${c.lanes}u`)
-      .map((line) => line.slice(2)),
-    ...rows.map((r) => `    rA[${r}u * R_KB4 + j / 4u][j % 4u] = s${r};`),
+    ...rows.map((r) =>
+      `    rPart[(${r}u * R_PER_PASS + t / ${c.lanes}u) * ${c.lanes}u + lane] = acc${r};`
+    ),
+    "    workgroupBarrier();",
+    `    if (lane == 0u && step * R_PER_PASS + t / ${c.lanes}u < R_KB4 * 4u) {`,
+    ...sumLanes(c.lanes, (r) => `(${r}u * R_PER_PASS + t / ${c.lanes}u) * ${c.lanes}u`),
+    ...rows.map((r) => `      rA[${r}u * R_KB4 + j / 4u][j % 4u] = s${r};`),
+    "    }",
+    "    workgroupBarrier();",
     "  }",
-    "  workgroupBarrier();",
-    "}",
-  ].map((line) => indent + line);
-}
-
-/** Step 2 of a recompute part: the workgroup's output columns from `rA`, a few threads each. */
-export function recomputeOutput(c: RecomputeConfig, spec: ProjectionSpec): string[] {
-  const kb = batchedInputWidth(spec);
-  const lanes2 = outputLanes(c, spec), cols2 = c.threads / lanes2;
-  const rows = Array.from({ length: c.rows }, (_, r) => r);
-  return [
     `  // 2: this workgroup's output columns, ${lanes2} threads each`,
     `  let lane2 = t % ${lanes2}u;`,
     `  for (var step = 0u; step < ${Math.ceil(c.cols / cols2)}u; step++) {`,
@@ -264,27 +242,13 @@ export function recomputeOutput(c: RecomputeConfig, spec: ProjectionSpec): strin
     "    workgroupBarrier();",
     `    let own = step * R_COLS2 + t / ${lanes2}u;`,
     `    if (lane2 == 0u && own < R_COLS && wg.x * R_COLS + own < R_N) {`,
-    ...sumLanes(c, lanes2, (r) => `${r}u * ${c.threads}u + t`),
+    ...sumLanes(lanes2, (r) => `${r}u * ${c.threads}u + t`),
     ...rows.map((r) =>
       `      if (${r}u < m) { RY[${r}u * R_Y_STRIDE + wg.y * R_N + col] = s${r}; }`
     ),
     "    }",
     "    workgroupBarrier();",
     "  }",
-  ];
-}
-
-/**
- * `fn recomputeBlock(t, wg)`: workgroup `wg` of {@linkcode recomputeGrid}, thread `t`. Step 1
- * recomputes the input's `kb` columns for every row into `rA`, `lanes` threads per column;
- * step 2 computes the workgroup's output columns from `rA`, a few threads per column.
- */
-export function recomputeBlock(c: RecomputeConfig, spec: ProjectionSpec): string {
-  return [
-    "fn recomputeBlock(t: u32, wg: vec3<u32>) {",
-    ...recomputeStart(c, spec),
-    ...recomputeInput(c, spec),
-    ...recomputeOutput(c, spec),
     "}",
   ].join("\n");
 }

@@ -5,7 +5,6 @@
  * dispatch of a kernel; and the comparison of outputs with their references.
  */
 import type { DecodeBuffers } from "../kernels/decode.ts";
-import { DECODE_COUNTERS } from "../kernels/decode.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights, roundWeights } from "../kernels/dtype.ts";
 import type { LayoutKernel } from "../kernels/gpu.ts";
@@ -24,8 +23,7 @@ export interface ProjectionData {
 
 /**
  * Seeded random data of a spec at m rows, and its buffers (weights stored as dtype), both outputs
- * one row past m and poisoned, and zeroed counters: the buffers a decode kernel binds, which the
- * others take a part of.
+ * one row past m and poisoned: the buffers a decode kernel binds, which the others take a part of.
  */
 export function projectionData(
   device: GPUDevice,
@@ -48,7 +46,6 @@ export function projectionData(
     y: storageBuffer(device, new Float32Array((m + 1) * n).fill(NaN), "y"),
     wb: storageBuffer(device, packWeights(data.wb, dtype), "wb"),
     yb: storageBuffer(device, new Float32Array((m + 1) * nb).fill(NaN), "yb"),
-    counters: storageBuffer(device, new Uint32Array(DECODE_COUNTERS), "counters"),
   };
   return { data, buffers };
 }
