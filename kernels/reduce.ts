@@ -143,55 +143,36 @@ export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
     "",
     ...ENTRY,
     ...streamRun("  ", c.double),
-    ...(vec4 ? streamVec4Sums(shape) : streamSums(shape)),
+    ...streamSums(shape, vec4),
     "}",
     "",
   ].join("\n");
 }
 
-/** The scalar stream-K reduction's body: a thread adds element `e` of every tile it visits. */
-function streamSums(shape: GemmShape): string[] {
-  const offsets = shape.yOffsets.map((y) => `${y}u`).join(", ");
-  return [
-    `  let e = wg.x * ${THREADS}u + li; // the element within the tile`,
-    "  if (e >= BM * BN) { return; }",
-    `  var yOffsets = array<u32, ${shape.yOffsets.length}>(${offsets});`,
-    `  for (var tile = wg.y; tile < tiles; tile += ${MAX_GRID}u) {`,
-    "    let r = tile % (rowTiles * colTiles) / colTiles * BM + e / BN;",
-    "    let c = tile % colTiles * BN + e % BN;",
-    "    if (r < m && c < N) {",
-    "      var sum = P[tile * BM * BN + e];",
-    "      let last = (min(tile * SLICES + SLICES, total) - 1u) / chunk; // its last workgroup",
-    "      for (var v = tile * SLICES / chunk + 1u; v <= last; v++) {",
-    "        sum += P[(tiles + v) * BM * BN + e];",
-    "      }",
-    "      Y[yOffsets[tile / (rowTiles * colTiles)] + r * Y_STRIDE + c] = sum;",
-    "    }",
-    "  }",
-  ];
-}
-
 /**
- * The vec4 stream-K reduction's body: a thread adds vec4 `e4` of every tile it visits, columns
- * `4 * (e4 % BN4)` to 3 more of row `e4 / BN4`. Scratch and Y are indexed in vec4s; as N is a
- * multiple of 4, `c < N` holds for all four columns or none.
+ * The stream-K reduction's body: a thread adds unit `e` of every tile it visits, an element, or
+ * with `vec4` a vec4 of one tile row (columns `4 * (e4 % BN4)` to 3 more of row `e4 / BN4`, the
+ * scratch and Y indexed in vec4s; as N is a multiple of 4, `c < N` holds for all four columns or
+ * none).
  */
-function streamVec4Sums(shape: GemmShape): string[] {
+function streamSums(shape: GemmShape, vec4: boolean): string[] {
   const offsets = shape.yOffsets.map((y) => `${y}u`).join(", ");
+  const [e, bn] = vec4 ? ["e4", "BN4"] : ["e", "BN"];
+  const at = "yOffsets[tile / (rowTiles * colTiles)] + r * Y_STRIDE + c";
   return [
-    `  let e4 = wg.x * ${THREADS}u + li; // the vec4 within the tile`,
-    "  if (e4 >= BM * BN4) { return; }",
+    `  let ${e} = wg.x * ${THREADS}u + li; // the ${vec4 ? "vec4" : "element"} within the tile`,
+    `  if (${e} >= BM * ${bn}) { return; }`,
     `  var yOffsets = array<u32, ${shape.yOffsets.length}>(${offsets});`,
     `  for (var tile = wg.y; tile < tiles; tile += ${MAX_GRID}u) {`,
-    "    let r = tile % (rowTiles * colTiles) / colTiles * BM + e4 / BN4;",
-    "    let c = tile % colTiles * BN + e4 % BN4 * 4u;",
+    `    let r = tile % (rowTiles * colTiles) / colTiles * BM + ${e} / ${bn};`,
+    `    let c = tile % colTiles * BN + ${e} % ${bn}${vec4 ? " * 4u" : ""};`,
     "    if (r < m && c < N) {",
-    "      var sum = P[tile * BM * BN4 + e4];",
+    `      var sum = P[tile * BM * ${bn} + ${e}];`,
     "      let last = (min(tile * SLICES + SLICES, total) - 1u) / chunk; // its last workgroup",
     "      for (var v = tile * SLICES / chunk + 1u; v <= last; v++) {",
-    "        sum += P[(tiles + v) * BM * BN4 + e4];",
+    `        sum += P[(tiles + v) * BM * ${bn} + ${e}];`,
     "      }",
-    "      Y[(yOffsets[tile / (rowTiles * colTiles)] + r * Y_STRIDE + c) / 4u] = sum;",
+    `      Y[${vec4 ? `(${at}) / 4u` : at}] = sum;`,
     "    }",
     "  }",
   ];

@@ -480,11 +480,11 @@ export class GpuRunner {
       for (const t of failures((error as Error).message)) await book.record(t, logged);
       return undefined;
     }
-    const [fusedTiming, unfusedTiming] = timings.map((t) => settleTiming(t));
+    const settled = timings.map((t) => settleTiming(t));
     for (const [i, [stage, key]] of keys.entries()) {
-      await book.record(newTrial(stage, m, key, "ok", [fusedTiming, unfusedTiming][i]));
+      await book.record(newTrial(stage, m, key, "ok", settled[i]));
     }
-    return { fusedUs: fusedTiming.medianUs, unfusedUs: unfusedTiming.medianUs };
+    return { fusedUs: settled[0].medianUs, unfusedUs: settled[1].medianUs };
   }
 
   /** Stops the watchdog and the heater and frees every buffer. */
