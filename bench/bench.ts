@@ -27,6 +27,7 @@ import { formatTable } from "../tuner/report.ts";
 import { timeItems } from "../tuner/timing.ts";
 import { cacheWith } from "./cache_with.ts";
 import { ceilingsOf } from "./ceilings.ts";
+import { mergeReports, readReport } from "./report_file.ts";
 import type { Row } from "./row.ts";
 import { chainedInput, openSession } from "./session.ts";
 
@@ -42,7 +43,8 @@ Options:
                     with precision "fast" (its own tuning: deno task tune --precision fast)
   --buckets <list>  m buckets, comma-separated (default the tuner's 15)
   --torch           also run bench/torch_bench.py (needs python3 with torch and CUDA)
-  --out <dir>       where the report goes (default bench/results)
+  --out <dir>       where the report goes (default bench/results); a report there of the same
+                    problem and GPU keeps its rows of the weight types this run does not time
   --cache-dir <d>   the tuned cache folder (default cache)
   --rotate-mb <n>   weight megabytes to rotate through, beyond the L2 (default 160)
   --repeats <n>     timed samples per item (default 15)
@@ -80,6 +82,12 @@ const args = parseBenchArgs(Deno.args);
 const session = await openSession(args.problem, args["cache-dir"]);
 const { gpu, probe, spec, fingerprint, cachePath, cache } = session;
 const device = gpu.device;
+const base = `${args.out}/${cacheFileName(fingerprint).replace(/\.json$/, "")}-${spec.name}`;
+// Read before timing, so that a file that is not a report stops the run before its minutes.
+const earlier = await readReport(`${base}.json`).catch((e: Error) => {
+  console.error(e.message);
+  Deno.exit(1);
+});
 let worstDriftPct = 0;
 const ceilings = ceilingsOf(gpu.adapter.info.description);
 const buckets = args.buckets ? args.buckets.split(",").map(Number) : DEFAULT_BUCKETS;
@@ -373,7 +381,6 @@ async function report(all: Row[], lines: string[]) {
   ));
   for (const l of lines) console.log(l);
   await Deno.mkdir(args.out, { recursive: true });
-  const base = `${args.out}/${cacheFileName(fingerprint).replace(/\.json$/, "")}-${spec.name}`;
   const meta = {
     problem: spec.name,
     gpu: fingerprint,
@@ -385,17 +392,18 @@ async function report(all: Row[], lines: string[]) {
     probeUs: probe?.referenceUs ?? null,
     worstDriftPct,
   };
-  await Deno.writeTextFile(
-    `${base}.json`,
-    JSON.stringify({ meta, summaries: lines, rows: all }, null, 2) + "\n",
-  );
+  const merged = mergeReports(earlier, { meta, summaries: lines, rows: all });
+  for (const k of merged.meta.kept ?? []) {
+    console.log(`kept the ${k.dtype} rows of ${k.date} from the report this one replaces`);
+  }
+  await Deno.writeTextFile(`${base}.json`, JSON.stringify(merged, null, 2) + "\n");
   console.log(`wrote ${base}.json`);
   try {
     // The chart library is not carried to the GPU machine: there, run bench/chart.ts later.
     const { renderChart } = await import("./chart.ts");
     await Deno.writeTextFile(
       `${base}.svg`,
-      await renderChart(all, `${spec.name} on ${fingerprint.description}`),
+      await renderChart(merged.rows, `${spec.name} on ${fingerprint.description}`),
     );
     console.log(`wrote ${base}.svg`);
   } catch (e) {

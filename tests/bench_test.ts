@@ -3,11 +3,14 @@
  * bucket is timed (the tuned projection, the defaults, unfused, the fused stage and the best
  * single pair, all in shared submits), and the JSON and chart are written. The times themselves
  * mean nothing there. A bucket whose tuning has no unfused baseline has no unfused time: in
- * mode "unfused" it runs fused, which is not the unfused projection.
+ * mode "unfused" it runs fused, which is not the unfused projection. A report already there, of
+ * a weight type the run does not time, keeps its rows.
  */
 import assert from "node:assert/strict";
+import type { Report } from "../bench/report_file.ts";
 import type { Row } from "../bench/row.ts";
 import type { CacheEntry } from "../cache/schema.ts";
+import { adapterFingerprint, cacheFileName } from "../cache/schema.ts";
 import { filesUnder, ROOT, runScript, withTempDir } from "./helpers.ts";
 
 Deno.test("the bench times every column of every bucket and writes its JSON and chart", async () => {
@@ -21,6 +24,20 @@ Deno.test("the bench times every column of every bucket and writes its JSON and 
       }
       await Deno.writeTextFile(`${dir}/cache/${name}`, JSON.stringify(file));
     }
+    // An earlier report of bf16 rows on this adapter, where the run writes its own.
+    const adapter = await navigator.gpu.requestAdapter();
+    assert.ok(adapter, "no WebGPU adapter");
+    const gpu = adapterFingerprint(adapter.info);
+    const earlier = `${dir}/${cacheFileName(gpu).replace(/\.json$/, "")}-tiny.json`;
+    const bf16 = { dtype: "bf16", m: 1, tunedUs: 1, defaultUs: 1 } as Row;
+    await Deno.writeTextFile(
+      earlier,
+      JSON.stringify({
+        meta: { problem: "tiny", gpu, date: "2026-12-01T00:00:00.000Z" },
+        summaries: ["bf16: earlier"],
+        rows: [bf16],
+      }),
+    );
     const run = await runScript("bench/bench.ts", [
       "--cache-dir",
       `${dir}/cache`,
@@ -37,11 +54,15 @@ Deno.test("the bench times every column of every bucket and writes its JSON and 
     ]);
     assert.equal(run.code, 0, run.stderr);
     const files = filesUnder(dir);
-    const json = files.find((f) => f.endsWith("-tiny.json"));
-    assert.ok(json, files.join(", "));
     assert.ok(files.some((f) => f.endsWith("-tiny.svg")), files.join(", "));
-    const { rows } = JSON.parse(await Deno.readTextFile(`${dir}/${json}`)) as { rows: Row[] };
-    assert.deepEqual(rows.map((r) => `${r.dtype} ${r.m}`), ["f32 1", "f32 4", "f16 1", "f16 4"]);
+    const written = JSON.parse(await Deno.readTextFile(earlier)) as Report;
+    assert.deepEqual(
+      written.rows.map((r) => `${r.dtype} ${r.m}`),
+      ["f32 1", "f32 4", "f16 1", "f16 4", "bf16 1"],
+    );
+    assert.deepEqual(written.meta.kept, [{ dtype: "bf16", date: "2026-12-01T00:00:00.000Z" }]);
+    assert.deepEqual(written.summaries.map((s) => s.split(":")[0]), ["f32", "f16", "bf16"]);
+    const rows = written.rows.filter((r) => r.dtype !== "bf16");
     // Finite, not positive: on a CPU adapter the chain link taken off (bench/chain.ts) is as
     // long and as noisy as a whole tiny projection.
     for (const r of rows) {
