@@ -78,6 +78,8 @@ function parseBenchArgs(argv: string[]) {
 }
 
 const args = parseBenchArgs(Deno.args);
+// Checked before the session opens, so that a bad label stops the run before its minutes.
+const weightTypes = args.dtype.split(",").map(parseWeightType);
 
 const session = await openSession(args.problem, args["cache-dir"]);
 const { gpu, probe, spec, fingerprint, cachePath, cache } = session;
@@ -102,7 +104,25 @@ console.error(
 
 const rows: Row[] = [];
 const summaries: string[] = [];
-for (const label of args.dtype.split(",")) {
+for (const weightType of weightTypes) {
+  const measured = await benchWeightType(weightType);
+  rows.push(...measured.rows);
+  summaries.push(measured.summary);
+}
+await session.close();
+chain.destroy();
+console.log(`chain link: ${link.medianUs.toFixed(2)} us per run, taken off every time`);
+if (probe) {
+  console.log(
+    `clock probe: ${probe.referenceUs.toFixed(2)} us per run; settled ${probe.settles} times in ${
+      (probe.settleMs / 1000).toFixed(1)
+    } s; worst drift of a kept timing ${worstDriftPct.toFixed(1)}%`,
+  );
+}
+await report(rows, summaries);
+
+/** A `--dtype` label's weight type and precision; a bad label prints why and exits 2. */
+function parseWeightType(label: string) {
   const dtype = label.replace(/-fast$/, "") as WeightDtype;
   const precision: Precision = label.endsWith("-fast") ? "fast" : "exact";
   const numerics = precisionProblem(precision, dtype);
@@ -110,6 +130,16 @@ for (const label of args.dtype.split(",")) {
     console.error(`--dtype ${label}: ${numerics ?? `not one of ${WEIGHT_DTYPES.join(", ")}`}`);
     Deno.exit(2);
   }
+  return { label, dtype, precision };
+}
+
+/**
+ * Every column of every bucket for one weight type: the tuned projection, the defaults, the
+ * unfused projection, the fused stage alone and the best single pair, timed in shared submits.
+ */
+async function benchWeightType(
+  { label, dtype, precision }: ReturnType<typeof parseWeightType>,
+): Promise<{ rows: Row[]; summary: string }> {
   const weights = {
     fused: randomNonZero(fusedWidth(spec) * spec.k, random),
     batched: spec.batched
@@ -136,22 +166,13 @@ for (const label of args.dtype.split(",")) {
       ]
       : []),
   ];
-  const [tuned, defaults, unfused, fusedStage, single] = await timeVariants(variants, copies);
-  for (const m of buckets) {
+  const timed = await timeVariants(variants, copies);
+  const [tuned, defaults, unfused, fusedStage, single] = timed;
+  const mine = buckets.map((m): Row => {
     const t = tuned.times.get(m)!;
     const config = tuned.projection.config(m);
     const peer = torch.find((r) => r.m === m && r.dtype === dtype);
-    const floorUs = ceilings
-      ? Math.max(
-        (bytes +
-          4 * m *
-            (spec.k + fusedWidth(spec) +
-              (spec.batched ? spec.batched.outputs.length * spec.batched.n : 0))) /
-          ceilings.bytesPerS * 1e6,
-        projectionFlops(spec, m) / ceilings.flops * 1e6,
-      )
-      : null;
-    rows.push({
+    return {
       dtype: label,
       m,
       tunedUs: t,
@@ -166,17 +187,30 @@ for (const label of args.dtype.split(",")) {
       unfusedUs: unfused?.projection.config(m).mode === "unfused"
         ? unfused.times.get(m) ?? null
         : null,
-      floorUs,
+      floorUs: floorUs(m, bytes),
       tflops: projectionFlops(spec, m) / t / 1e6,
       gbps: (bytes + 4 * m * (spec.k + fusedWidth(spec))) / t / 1e3,
       torchAfterUs: peer?.after_us,
       torchGemmUs: peer?.gemm_us,
-    });
-  }
-  for (const v of [tuned, defaults, unfused, fusedStage, single]) {
-    v?.projections.forEach((p) => p.destroy());
-  }
-  const mine = rows.filter((r) => r.dtype === label);
+    };
+  });
+  for (const v of timed) v.projections.forEach((p) => p.destroy());
+  return { rows: mine, summary: summaryOf(label, mine, bestSingle?.name) };
+}
+
+/** The larger of memory and FP32 time at this GPU's ceilings; null for a GPU without them. */
+function floorUs(m: number, weightBytes: number): number | null {
+  if (!ceilings) return null;
+  const outputs = fusedWidth(spec) +
+    (spec.batched ? spec.batched.outputs.length * spec.batched.n : 0);
+  return Math.max(
+    (weightBytes + 4 * m * (spec.k + outputs)) / ceilings.bytesPerS * 1e6,
+    projectionFlops(spec, m) / ceilings.flops * 1e6,
+  );
+}
+
+/** One weight type's summary line: geometric means of the tuned speed-ups, and fusion's. */
+function summaryOf(label: string, mine: Row[], bestSingleName: string | undefined): string {
   const geo = (f: (r: Row) => number | null) => {
     const ratios = mine.map(f).filter((v): v is number => v !== null && Number.isFinite(v));
     return ratios.length
@@ -184,25 +218,12 @@ for (const label of args.dtype.split(",")) {
       : NaN;
   };
   const fusion = mine.map((r) => (r.unfusedUs ?? NaN) / r.tunedUs).filter(Number.isFinite);
-  summaries.push(
-    `${label}: tuned vs best single config (${bestSingle?.name ?? "-"}) geomean ${
-      geo((r) => r.bestSingleUs && r.bestSingleUs / r.tunedUs).toFixed(2)
-    }x; vs defaults ${geo((r) => r.defaultUs / r.tunedUs).toFixed(2)}x; fused vs unfused at m=1 ${
-      ratio(mine[0]?.unfusedUs, mine[0]?.tunedUs)
-    }, lowest over buckets ${fusion.length ? `${Math.min(...fusion).toFixed(2)}x` : "-"}`,
-  );
+  return `${label}: tuned vs best single config (${bestSingleName ?? "-"}) geomean ${
+    geo((r) => r.bestSingleUs && r.bestSingleUs / r.tunedUs).toFixed(2)
+  }x; vs defaults ${geo((r) => r.defaultUs / r.tunedUs).toFixed(2)}x; fused vs unfused at m=1 ${
+    ratio(mine[0]?.unfusedUs, mine[0]?.tunedUs)
+  }, lowest over buckets ${fusion.length ? `${Math.min(...fusion).toFixed(2)}x` : "-"}`;
 }
-await session.close();
-chain.destroy();
-console.log(`chain link: ${link.medianUs.toFixed(2)} us per run, taken off every time`);
-if (probe) {
-  console.log(
-    `clock probe: ${probe.referenceUs.toFixed(2)} us per run; settled ${probe.settles} times in ${
-      (probe.settleMs / 1000).toFixed(1)
-    } s; worst drift of a kept timing ${worstDriftPct.toFixed(1)}%`,
-  );
-}
-await report(rows, summaries);
 
 function ratio(a: number | null | undefined, b: number | null | undefined): string {
   return a && b ? `${(a / b).toFixed(2)}x` : "-";

@@ -84,3 +84,12 @@ Deno.test("the bench times every column of every bucket and writes its JSON and 
     assert.match(run.stdout, /tuned vs best single config/);
   });
 });
+
+Deno.test("a bad weight type stops the bench before it opens a GPU session", async () => {
+  await withTempDir("bench", async (dir) => {
+    const run = await runScript("bench/bench.ts", ["--dtype", "f32,q8", "--out", dir]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /--dtype q8: not one of f32, f16, bf16/);
+    assert.deepEqual(filesUnder(dir), []);
+  });
+});
