@@ -76,6 +76,17 @@ export interface OuterConfig {
    * run is a whole number of slice pairs.
    */
   stream?: number;
+  /**
+   * With `half`: X is staged into workgroup memory with each value twice, as (a, a) pairs, so
+   * that a packed f16 FMA takes a row's value as it is loaded instead of a broadcast of one
+   * half (twice X's workgroup memory; absent: off).
+   */
+  splat?: boolean;
+  /**
+   * With `half`: the slices whose f16 sums are added into the f32 accumulators at once, 1 or 2
+   * (absent: 1). Two halve the conversions and adds, and double the products summed in f16.
+   */
+  fold?: number;
 }
 
 /** Any kernel configuration. */
@@ -136,7 +147,10 @@ export function configName(c: KernelConfig): string {
   if (c.family === "outer") {
     const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
     const stream = c.stream ? `-sk${c.stream}` : "";
-    const knobs = `${split}${stream}${c.half ? "-h" : ""}${c.double ? "-db" : ""}`;
+    const half = `${c.half ? "-h" : ""}${c.splat ? "-sp" : ""}${
+      (c.fold ?? 1) > 1 ? `-f${c.fold}` : ""
+    }`;
+    const knobs = `${split}${stream}${half}${c.double ? "-db" : ""}`;
     return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${knobs}`;
   }
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
@@ -153,13 +167,29 @@ export function parseConfigName(name: string): KernelConfig {
     const [bm, bn, bk, rm, rn, vec] = m.slice(1).map(Number);
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
-  m = /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+))?(-h)?(-db)?$/
-    .exec(name);
+  m =
+    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+))?(-h)?(-sp)?(?:-f(\d+))?(-db)?$/
+      .exec(name);
   if (m) {
     const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
-    const [split, half, double] = [Number(m[6] ?? 1), m[8] !== undefined, m[9] !== undefined];
+    const [split, half, double] = [Number(m[6] ?? 1), m[8] !== undefined, m[11] !== undefined];
     const stream = m[7] === undefined ? {} : { stream: Number(m[7]) };
-    return { family: "outer", bm, bn, bk, rm, rn, split, half, double, ...stream };
+    const splat = m[9] === undefined ? {} : { splat: true };
+    const fold = m[10] === undefined ? {} : { fold: Number(m[10]) };
+    return {
+      family: "outer",
+      bm,
+      bn,
+      bk,
+      rm,
+      rn,
+      split,
+      half,
+      double,
+      ...stream,
+      ...splat,
+      ...fold,
+    };
   }
   m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
   if (m) {
@@ -181,7 +211,8 @@ export function workgroupBytes(c: KernelConfig): number {
     return (c.bm + c.bn) * rowVecs * c.vec * 4;
   }
   if (c.family === "outer") {
-    return c.bk * (c.bm / 4 + 1 + c.bn / 4 + 1) * (c.half ? 8 : 16) * (c.double ? 2 : 1);
+    const xVecs = (c.splat ? c.bm / 2 : c.bm / 4) + 1; // a splatted X holds every value twice
+    return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * (c.double ? 2 : 1);
   }
   return c.subgroup ? 0 : c.rm * c.cn * c.nc * c.lanes * 4;
 }
@@ -352,6 +383,11 @@ function outerProblem(
 ): string | undefined {
   if (c.half && dtype !== "f16") return `half math is for f16 weights, not ${dtype}`;
   if (c.half && !caps.shaderF16) return "half math needs the device's shader-f16 feature";
+  if (c.splat && !c.half) return "a splatted X is for half math";
+  if (c.fold !== undefined && c.fold !== 1) {
+    if (!c.half) return "folding several slices is for half math";
+    if (c.fold !== 2) return `fold ${c.fold} is not 1 or 2`;
+  }
   if (![c.bm, c.bn, c.bk, c.rm, c.rn].every(pow2)) return "every size must be a power of two";
   if (c.rm < 4 || c.rn < 4 || c.bk < 4) return "rm, rn and bk must be at least 4";
   if (c.rm > c.bm || c.rn > c.bn) return "rm and rn must not exceed bm and bn";

@@ -32,7 +32,7 @@ interface Layout {
   threads: number;
   /** k vectors per tile row and slice. */
   sliceVecs: number;
-  /** vec4s per k row of each tile, + 1 against bank conflicts. */
+  /** vec4s per k row of each tile, + 1 against bank conflicts (X's doubled when splatted). */
   xPitch: number;
   wPitch: number;
   xLoads: number;
@@ -70,7 +70,7 @@ function layoutOf(c: OuterConfig): Layout {
     ty,
     threads,
     sliceVecs,
-    xPitch: c.bm / 4 + 1,
+    xPitch: (c.splat ? c.bm / 2 : c.bm / 4) + 1,
     wPitch: c.bn / 4 + 1,
     xLoads: quad ? 4 * xGroups : Math.ceil((c.bm * sliceVecs) / threads),
     wLoads: quad ? 4 * wGroups : Math.ceil((c.bn * sliceVecs) / threads),
@@ -144,9 +144,9 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
   const of = c.double ? ", two of them" : "";
   lines.push(
     "",
-    `var<workgroup> xTile: array<array<vec4<${t}>, ${xPitch}>, ${
-      tiles * c.bk
-    }>; // [k][row / 4]${of}`,
+    `var<workgroup> xTile: array<array<vec4<${t}>, ${xPitch}>, ${tiles * c.bk}>; // [k][row / 4]${
+      c.splat ? ", rows 4g..4g+1 at g and 4g+2..4g+3 at BM / 4 + g, each twice" : ""
+    }${of}`,
     `var<workgroup> wTile: array<array<vec4<${t}>, ${wPitch}>, ${
       tiles * c.bk
     }>; // [k][column / 4]${of}`,
@@ -176,6 +176,24 @@ function firstLoads(l: Layout): string[] {
   for (let i = 0; i < xLoads; i++) lines.push(`  var xNext${i} = ${l.loadX(plus(`xAt${i}`))};`);
   for (let i = 0; i < wLoads; i++) lines.push(`  var wNext${i} = ${l.loadW(plus(`wAt${i}`))};`);
   lines.push(...accumulators(l, "acc", "f32", "  "));
+  if (folds(l)) lines.push(...accumulators(l, "hacc", "f16", "  "));
+  return lines;
+}
+
+/** Whether the f16 sums outlive a slice: half math folded every two slices. */
+function folds(l: Layout): boolean {
+  return l.c.half && (l.c.fold ?? 1) > 1;
+}
+
+/** Lines adding the f16 sums into the f32 accumulators, then zeroing them where `reset`. */
+function foldLines(l: Layout, indent: string, reset: boolean): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < l.c.rm; i++) {
+    for (let j = 0; j < l.rnv; j++) {
+      lines.push(`${indent}acc${i}_${j} += vec4<f32>(hacc${i}_${j});`);
+      if (reset) lines.push(`${indent}hacc${i}_${j} = vec4<f16>(0.0);`);
+    }
+  }
   return lines;
 }
 
@@ -254,6 +272,10 @@ function accumulators(l: Layout, name: string, type: string, indent: string): st
  */
 function outerSlices(l: Layout): string[] {
   const c = l.c;
+  // Folding two slices: the sums of a tile's odd slices (and of a run's last) go into acc.
+  const last = folds(l)
+    ? ["  // The sums of a last, even slice.", ...foldLines(l, "  ", false)]
+    : [];
   if (!c.double) {
     return [
       `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += SLICE) {`,
@@ -263,7 +285,11 @@ function outerSlices(l: Layout): string[] {
       "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
       ...slicePrefetch(l, "k + SLICE"),
       ...sliceProducts(l, 0),
+      ...(folds(l)
+        ? ["    if ((k / SLICE) % 2u == 1u) {", ...foldLines(l, "      ", true), "    }"]
+        : []),
       "  }",
+      ...last,
     ];
   }
 
@@ -286,6 +312,7 @@ function outerSlices(l: Layout): string[] {
     "    {",
     ...sliceProducts(l, c.bk),
     "    }",
+    ...(folds(l) ? foldLines(l, "    ", true) : []),
     "    workgroupBarrier();",
     "  }",
   ];
@@ -371,9 +398,17 @@ function quadStores(l: Layout, xAt: string, wAt: string): string[] {
       const v = [0, 1, 2, 3].map((t) => `${n}Next${4 * j + t}.${"xyzw"[cc]}`).join(", ");
       return `${tile}[${at}4u * ${n}q${j} + ${cc}u][${n}g${j}] = vec4<${l.t}>(${v});`;
     }).join(" ");
+  // Splatted: rows 4g and 4g + 1 as (a, a, b, b) at g, rows 4g + 2 and 4g + 3 at BM / 4 + g.
+  const splatStores = (j: number) =>
+    [0, 1, 2, 3].map((cc) => {
+      const v = (t: number) => `xNext${4 * j + t}.${"xyzw"[cc]}`;
+      const k = `${xAt}4u * xq${j} + ${cc}u`;
+      return `xTile[${k}][xg${j}] = vec4<f16>(${v(0)}, ${v(0)}, ${v(1)}, ${v(1)}); ` +
+        `xTile[${k}][BM / 4u + xg${j}] = vec4<f16>(${v(2)}, ${v(2)}, ${v(3)}, ${v(3)});`;
+    }).join(" ");
   return [
     "    // Store the prefetched slice transposed, four rows' k vectors as four vec4s.",
-    ...quadGroupLines(l, l.xGroups, l.c.bm, stores("x", "xTile", xAt)),
+    ...quadGroupLines(l, l.xGroups, l.c.bm, l.c.splat ? splatStores : stores("x", "xTile", xAt)),
     ...quadGroupLines(l, l.wGroups, l.c.bn, stores("w", "wTile", wAt)),
   ];
 }
@@ -400,11 +435,21 @@ function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
 /** A slice's products from the tiles starting at k row `at` (0, or the second tiles' `bk`). */
 function sliceProducts(l: Layout, at: number): string[] {
   const { c, t, rmv, rnv } = l;
-  const lines = c.half ? accumulators(l, "hacc", "f16", "    ") : [];
+  const lines = c.half && !folds(l) ? accumulators(l, "hacc", "f16", "    ") : [];
   const sum = c.half ? "hacc" : "acc";
+  // Row 4g + ii's value as a vec4: a broadcast of one component, or a splatted pair twice.
+  const row = (kk: number, i: number, ii: number) =>
+    c.splat
+      ? `vec4<f16>(a${kk}_${i}${ii < 2 ? "" : "h"}.${ii % 2 ? "zw" : "xy"}, a${kk}_${i}${
+        ii < 2 ? "" : "h"
+      }.${ii % 2 ? "zw" : "xy"})`
+      : `vec4<${t}>(a${kk}_${i}.${"xyzw"[ii]})`;
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
       lines.push(`    let a${kk}_${i} = xTile[${at + kk}u][lid.y + ${l.ty * i}u];`);
+      if (c.splat) {
+        lines.push(`    let a${kk}_${i}h = xTile[${at + kk}u][BM / 4u + lid.y + ${l.ty * i}u];`);
+      }
     }
     for (let j = 0; j < rnv; j++) {
       lines.push(`    let b${kk}_${j} = wTile[${at + kk}u][lid.x + ${l.tx * j}u];`);
@@ -413,16 +458,12 @@ function sliceProducts(l: Layout, at: number): string[] {
       for (let ii = 0; ii < 4; ii++) {
         for (let j = 0; j < rnv; j++) {
           const a = `${sum}${4 * i + ii}_${j}`;
-          lines.push(`    ${a} = fma(vec4<${t}>(a${kk}_${i}.${"xyzw"[ii]}), b${kk}_${j}, ${a});`);
+          lines.push(`    ${a} = fma(${row(kk, i, ii)}, b${kk}_${j}, ${a});`);
         }
       }
     }
   }
-  if (c.half) {
-    for (let i = 0; i < c.rm; i++) {
-      for (let j = 0; j < rnv; j++) lines.push(`    acc${i}_${j} += vec4<f32>(hacc${i}_${j});`);
-    }
-  }
+  if (c.half && !folds(l)) lines.push(...foldLines(l, "    ", false));
   return lines;
 }
 

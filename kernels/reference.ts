@@ -81,10 +81,13 @@ export function halfErrorBound(k: number, slice: number, magnitude: number): num
     errorBound(k, magnitude);
 }
 
-/** The error bound a config's results are checked against: f32's, or f16 math's where it has it. */
+/**
+ * The error bound a config's results are checked against: f32's, or f16 math's where it has it,
+ * over the k steps summed in f16 (`bk` times the slices per fold).
+ */
 export function configErrorBound(c: KernelConfig): (k: number, magnitude: number) => number {
   return c.family === "outer" && c.half
-    ? (k, magnitude) => halfErrorBound(k, c.bk, magnitude)
+    ? (k, magnitude) => halfErrorBound(k, c.bk * (c.fold ?? 1), magnitude)
     : errorBound;
 }
 

@@ -25,6 +25,10 @@ export interface SearchSpace {
     double?: boolean[];
     /** Stream-K workgroups, 0 for none (`OuterConfig.stream`); `[0]` when left out. */
     stream?: number[];
+    /** A splatted X with half math (`OuterConfig.splat`); `[false]` when left out. */
+    splat?: boolean[];
+    /** Slices per fold of the f16 sums (`OuterConfig.fold`); `[1]` when left out. */
+    fold?: number[];
   };
   gemv?: {
     nc: number[];
@@ -87,12 +91,24 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     : [];
   // Stream-K replaces split-K, so their products are left out.
   const outers: OuterConfig[] = space.outer
-    ? product({ split: [1], half: [false], double: [false], stream: [0], ...space.outer })
+    ? product({
+      split: [1],
+      half: [false],
+      double: [false],
+      stream: [0],
+      splat: [false],
+      fold: [1],
+      ...space.outer,
+    })
       .filter((c) => !c.stream || c.split === 1)
-      .map(({ stream, ...c }) => ({
+      // The half-math knobs are only enumerated with half math.
+      .filter((c) => c.half || (!c.splat && c.fold === 1))
+      .map(({ stream, splat, fold, ...c }) => ({
         family: "outer" as const,
         ...c,
         ...(stream ? { stream } : {}),
+        ...(splat ? { splat } : {}),
+        ...(fold !== 1 ? { fold } : {}),
       }))
     : [];
   return [...gemvs, ...outers, ...tiles];

@@ -15,6 +15,7 @@ import {
 } from "../kernels/config.ts";
 import type { GemmShape } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, kimiLinearSpec } from "../kernels/problem.ts";
+import { configErrorBound, halfErrorBound } from "../kernels/reference.ts";
 import { DEFAULT_SPACE, enumerateSpace, nextPow2, suitsRows } from "../kernels/space.ts";
 import { CAPS, gemvConfig, tileConfig } from "./helpers.ts";
 
@@ -320,6 +321,45 @@ Deno.test("stream-K: names, validation, the rows it suits and its scratch", () =
     "stream-K is not enumerated with split-K",
   );
   assert.ok(outers.some((c) => c.family === "outer" && c.stream && c.double));
+});
+
+Deno.test("splat and fold: names, half math only, memory, and enumerated with half math only", () => {
+  const half = { ...outer(1), bk: 32, half: true } as KernelConfig;
+  const both = { ...half, splat: true, fold: 2 } as KernelConfig;
+  assert.equal(configName(both), "outer-bm32-bn64-bk32-rm4-rn4-h-sp-f2");
+  assert.deepEqual(parseConfigName("outer-bm32-bn64-bk32-rm4-rn4-h-sp-f2"), both);
+  const streamDouble = { ...half, fold: 2, stream: 264, double: true } as KernelConfig;
+  assert.equal(configName(streamDouble), "outer-bm32-bn64-bk32-rm4-rn4-sk264-h-f2-db");
+  assert.deepEqual(parseConfigName(configName(streamDouble)), streamDouble);
+  assert.equal(
+    configName({ ...half, fold: 1 } as KernelConfig),
+    configName(half),
+    "fold 1: as before",
+  );
+  const f16 = { ...CAPS, shaderF16: true };
+  assert.equal(configProblem(both, shape(2048), "f16", f16), undefined);
+  const f32 = { ...outer(1), splat: true } as KernelConfig;
+  assert.match(configProblem(f32, shape(2048), "f32", CAPS) ?? "", /splatted X is for half math/);
+  assert.match(
+    configProblem({ ...outer(1), fold: 2 } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
+    /folding several slices is for half math/,
+  );
+  assert.match(
+    configProblem({ ...half, fold: 4 } as KernelConfig, shape(2048), "f16", f16) ?? "",
+    /fold 4 is not 1 or 2/,
+  );
+  // Two slices' sums in f16: checked against the bound of 64 k steps, not 32.
+  assert.equal(configErrorBound(both)(2304, 1), halfErrorBound(2304, 64, 1));
+  assert.ok(configErrorBound(both)(2304, 1) > configErrorBound(half)(2304, 1));
+  // X's tile holds every value twice: 32 x (16 + 1) vec4<f16> for X instead of 32 x (8 + 1).
+  assert.equal(workgroupBytes(both) - workgroupBytes(half), 32 * 8 * 8);
+  const space = { outer: { ...DEFAULT_SPACE.outer!, splat: [false, true], fold: [1, 2] } };
+  const outers = enumerateSpace(space).filter((c) => c.family === "outer");
+  const plain = enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer");
+  const halves = plain.filter((c) => c.family === "outer" && c.half).length;
+  assert.equal(outers.length, plain.length + 3 * halves, "splat and fold 2 only with half math");
+  assert.ok(outers.every((c) => c.family !== "outer" || c.half || !("splat" in c || "fold" in c)));
+  assert.ok(plain.every((c) => !("splat" in c) && !("fold" in c)), "off: left out of the config");
 });
 
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {

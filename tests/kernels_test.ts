@@ -271,6 +271,29 @@ Deno.test({
 });
 
 Deno.test({
+  name: "f16-math outer kernels with a splatted X or two slices per fold match the reference",
+  fn: async () => {
+    const half = { ...splitConfig(1), half: true } as KernelConfig;
+    const { failures, checked } = await checkOnShapes(
+      [
+        { ...half, splat: true },
+        { ...half, fold: 2 },
+        { ...half, splat: true, fold: 2 },
+        { ...half, bk: 8, rm: 8, splat: true, fold: 2 },
+        { ...half, split: 2, fold: 2 },
+        { ...half, splat: true, fold: 2, double: true },
+        // Runs that start and end inside tiles, on odd and even slices.
+        { ...half, splat: true, fold: 2, stream: 7 },
+        { ...half, fold: 2, double: true, stream: 5 },
+      ] as KernelConfig[],
+      ["f16"],
+    );
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= 16, `${checked} kernels checked`);
+  },
+});
+
+Deno.test({
   name:
     "stream-K kernels match the reference for any number of workgroups, and a lost part is caught",
   fn: async () => {

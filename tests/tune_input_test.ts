@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { SearchSpace } from "../kernels/space.ts";
-import { DEFAULT_SPACE } from "../kernels/space.ts";
+import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
 import { adapterFingerprint, CACHE_SCHEMA_VERSION, cacheFileName } from "../cache/schema.ts";
 import { parseCli, UsageError } from "../tuner/cli.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
@@ -120,6 +120,15 @@ Deno.test("parseSpace() refuses each bad search-space file naming the file and t
       assert.match(e.message, cause, what);
       return true;
     }, what);
+  }
+});
+
+Deno.test("every search space under bench/spaces parses and names configs", async () => {
+  const files = filesUnder(`${ROOT}bench/spaces`).filter((f) => f.endsWith(".yaml"));
+  assert.ok(files.length >= 10, files.join(", "));
+  for (const file of files) {
+    const space = parseSpace(await Deno.readTextFile(`${ROOT}bench/spaces/${file}`), file);
+    assert.ok(enumerateSpace(space).length > 0, file);
   }
 });
 

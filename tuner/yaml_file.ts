@@ -45,6 +45,8 @@ const spaceSchema = z.object({
     half: z.array(z.boolean()).min(1).optional(),
     double: z.array(z.boolean()).min(1).optional(),
     stream: z.array(z.number().int().nonnegative()).min(1).optional(),
+    splat: z.array(z.boolean()).min(1).optional(),
+    fold: sizes.optional(),
   }).strict().optional(),
   gemv: z.object({
     nc: sizes,
