@@ -199,12 +199,12 @@ async function benchWeightType(
 }
 
 /** The larger of memory and FP32 time at this GPU's ceilings; null for a GPU without them. */
-function floorUs(m: number, weightBytes: number): number | null {
+function floorUs(m: number, bytes: number): number | null {
   if (!ceilings) return null;
   const outputs = fusedWidth(spec) +
     (spec.batched ? spec.batched.outputs.length * spec.batched.n : 0);
   return Math.max(
-    (weightBytes + 4 * m * (spec.k + outputs)) / ceilings.bytesPerS * 1e6,
+    (bytes + 4 * m * (spec.k + outputs)) / ceilings.bytesPerS * 1e6,
     projectionFlops(spec, m) / ceilings.flops * 1e6,
   );
 }
