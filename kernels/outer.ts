@@ -272,11 +272,11 @@ function accumulators(l: Layout, name: string, type: string, indent: string): st
  */
 function outerSlices(l: Layout): string[] {
   const c = l.c;
-  // Folding two slices: the sums of a tile's odd slices (and of a run's last) go into acc.
-  const last = folds(l)
-    ? ["  // The sums of a last, even slice.", ...foldLines(l, "  ", false)]
-    : [];
   if (!c.double) {
+    // Folding two slices: the sums of a tile's odd slices (and of a run's last) go into acc.
+    const last = folds(l)
+      ? ["  // The sums of a last, even slice.", ...foldLines(l, "  ", false)]
+      : [];
     return [
       `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += SLICE) {`,
       "    workgroupBarrier(); // everyone is done reading the previous slice",
@@ -438,12 +438,11 @@ function sliceProducts(l: Layout, at: number): string[] {
   const lines = c.half && !folds(l) ? accumulators(l, "hacc", "f16", "    ") : [];
   const sum = c.half ? "hacc" : "acc";
   // Row 4g + ii's value as a vec4: a broadcast of one component, or a splatted pair twice.
-  const row = (kk: number, i: number, ii: number) =>
-    c.splat
-      ? `vec4<f16>(a${kk}_${i}${ii < 2 ? "" : "h"}.${ii % 2 ? "zw" : "xy"}, a${kk}_${i}${
-        ii < 2 ? "" : "h"
-      }.${ii % 2 ? "zw" : "xy"})`
-      : `vec4<${t}>(a${kk}_${i}.${"xyzw"[ii]})`;
+  const row = (kk: number, i: number, ii: number) => {
+    if (!c.splat) return `vec4<${t}>(a${kk}_${i}.${"xyzw"[ii]})`;
+    const pair = `a${kk}_${i}${ii < 2 ? "" : "h"}.${ii % 2 ? "zw" : "xy"}`;
+    return `vec4<f16>(${pair}, ${pair})`;
+  };
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
       lines.push(`    let a${kk}_${i} = xTile[${at + kk}u][lid.y + ${l.ty * i}u];`);
