@@ -60,6 +60,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     half: [false, true],
     double: [false, true],
     stream: [0, 264, 396],
+    splat: [false, true],
   },
   gemv: {
     nc: [2, 4, 8],

@@ -355,7 +355,8 @@ Deno.test("splat and fold: names, half math only, memory, and enumerated with ha
   assert.equal(workgroupBytes(both) - workgroupBytes(half), 32 * 8 * 8);
   const space = { outer: { ...DEFAULT_SPACE.outer!, splat: [false, true], fold: [1, 2] } };
   const outers = enumerateSpace(space).filter((c) => c.family === "outer");
-  const plain = enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer");
+  const base = { outer: { ...DEFAULT_SPACE.outer!, splat: [false] } };
+  const plain = enumerateSpace(base).filter((c) => c.family === "outer");
   const halves = plain.filter((c) => c.family === "outer" && c.half).length;
   assert.equal(outers.length, plain.length + 3 * halves, "splat and fold 2 only with half math");
   assert.ok(outers.every((c) => c.family !== "outer" || c.half || !("splat" in c || "fold" in c)));
@@ -369,13 +370,14 @@ Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const configs: KernelConfig[] = enumerateSpace(gemvOnly);
   assert.equal(configs.length, size(gemvOnly.gemv));
   assert.ok(configs.every((c) => c.family === "gemv"));
-  // Stream-K (stream > 0) only with split 1.
-  const { stream, split, ...outerRest } = DEFAULT_SPACE.outer!;
+  // Stream-K (stream > 0) only with split 1; splat only with half math (half of the rest).
+  const { stream, split, splat, ...outerRest } = DEFAULT_SPACE.outer!;
   const streams = stream!.filter((g) => g > 0).length;
+  assert.deepEqual(splat, [false, true]);
   assert.equal(
     enumerateSpace(DEFAULT_SPACE).length,
     size(DEFAULT_SPACE.gemv!) + size(DEFAULT_SPACE.tile!) +
-      size(outerRest) * (split!.length + streams),
+      size(outerRest) / 2 * (1 + splat!.length) * (split!.length + streams),
   );
   assert.equal(enumerateSpace({}).length, 0);
 });
