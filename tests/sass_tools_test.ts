@@ -1,0 +1,77 @@
+/**
+ * The tools behind bench/gpu_sass.sh that run anywhere: compiling one config alone, and counting
+ * the opcodes of disassembled listings side by side.
+ */
+import assert from "node:assert/strict";
+import { runScript, withTempDir } from "./helpers.ts";
+
+Deno.test("sass_compile.ts compiles one config on this adapter and names it", async () => {
+  const run = await runScript("bench/sass_compile.ts", [
+    "outer-bm64-bn64-bk16-rm8-rn4",
+    "--dtype",
+    "f32",
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(
+    run.stdout.trim(),
+    "outer-bm64-bn64-bk16-rm8-rn4: compiled for kimi-linear-tp4 f32 (fused stage)",
+  );
+});
+
+Deno.test("sass_compile.ts names a bad weight type or a config the problem rules out", async () => {
+  const dtype = await runScript("bench/sass_compile.ts", [
+    "outer-bm64-bn64-bk16-rm8-rn4",
+    "--dtype",
+    "f8",
+  ]);
+  assert.notEqual(dtype.code, 0);
+  assert.match(dtype.stderr, /Expected --dtype to be one of f32, f16, bf16, got "f8"/);
+  // f16 math needs f16 weights.
+  const half = await runScript("bench/sass_compile.ts", [
+    "outer-bm64-bn64-bk32-rm8-rn4-h",
+    "--dtype",
+    "f32",
+  ]);
+  assert.notEqual(half.code, 0);
+  assert.match(
+    half.stderr,
+    /Expected a config this GPU runs, got outer-bm64-bn64-bk32-rm8-rn4-h: /,
+  );
+});
+
+Deno.test("sass_count.ts puts two listings side by side, broadcast HFMA2s apart", async () => {
+  await withTempDir("sass-count-", async (dir) => {
+    const line = (addr: number, text: string) =>
+      `        /*${addr.toString(16).padStart(4, "0")}*/  ${text} ;`;
+    await Deno.writeTextFile(
+      `${dir}/plain.sass`,
+      [
+        ".text.main:",
+        line(0, "HFMA2 R4, R2.H0_H0, R6, R4"),
+        line(16, "HFMA2 R5, R2.H1_H1, R7, R5"),
+        line(32, "LDS.128 R8, [R3]"),
+      ].join("\n"),
+    );
+    await Deno.writeTextFile(
+      `${dir}/splat.sass`,
+      [
+        line(0, "HFMA2 R4, R2, R6, R4"),
+        line(16, "@P0 LDS.64 R8, [R3+0x10]"),
+        line(32, "EXIT"),
+      ].join("\n"),
+    );
+    const run = await runScript("bench/sass_count.ts", [`${dir}/plain.sass`, `${dir}/splat.sass`], {
+      permissions: ["--allow-read"],
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const rows = run.stdout.trim().split("\n").map((l) => l.trim().split(/\s{2,}/));
+    assert.deepEqual(rows, [
+      ["opcode", "plain", "splat"],
+      ["HFMA2", "2", "1"],
+      ["HFMA2 (h0h0)", "2", "0"],
+      ["LDS", "1", "1"],
+      ["EXIT", "0", "1"],
+      ["total", "3", "3"],
+    ]);
+  });
+});
