@@ -6,7 +6,15 @@
  *
  * @module
  */
+import { z } from "zod";
 import type { Row } from "./row.ts";
+
+/** The fields a report must have for a run to keep its rows; the rest pass through unchecked. */
+const reportShape = z.object({
+  meta: z.object({ problem: z.string(), date: z.string() }),
+  summaries: z.array(z.string()),
+  rows: z.array(z.object({ dtype: z.string() })),
+});
 
 /** Weight types whose rows came from an earlier run, and when that run measured them. */
 export interface KeptRows {
@@ -39,7 +47,8 @@ export interface Report {
 /**
  * The report at `path`, or undefined where there is none.
  *
- * @throws {TypeError} When the file is not a bench report (no meta, summaries or rows).
+ * @throws {TypeError} When the file is not a bench report (not JSON, or meta.problem, meta.date,
+ *   summaries or rows missing or malformed; checked with zod, like the YAML inputs).
  * @example
  * ```ts
  * import { readReport } from "./report_file.ts";
@@ -54,22 +63,18 @@ export async function readReport(path: string): Promise<Report | undefined> {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
-  let value: Partial<Report>;
+  let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (e) {
     throw new TypeError(`Expected ${path} to be a bench report in JSON: ${(e as Error).message}`);
   }
-  const problems = [
-    typeof value?.meta?.problem === "string" ? "" : "meta.problem",
-    typeof value?.meta?.date === "string" ? "" : "meta.date",
-    Array.isArray(value?.summaries) ? "" : "summaries",
-    Array.isArray(value?.rows) ? "" : "rows",
-  ].filter(Boolean);
-  if (problems.length) {
+  const result = reportShape.safeParse(value);
+  if (!result.success) {
+    const missing = [...new Set(result.error.issues.map((i) => i.path.join(".") || "meta"))];
     throw new TypeError(
       `Expected ${path} to be a bench report with meta.problem, meta.date, summaries and rows: ` +
-        `${problems.join(", ")} missing`,
+        `${missing.join(", ")} missing or malformed`,
     );
   }
   return value as Report;

@@ -85,7 +85,13 @@ Deno.test("readReport reads a report, returns undefined for none and names a bad
     await assert.rejects(readReport(`${dir}/rows.json`), {
       name: "TypeError",
       message: `Expected ${dir}/rows.json to be a bench report with meta.problem, meta.date, ` +
-        "summaries and rows: summaries missing",
+        "summaries and rows: summaries missing or malformed",
+    });
+    await Deno.writeTextFile(`${dir}/empty.json`, JSON.stringify({ meta: { problem: "p" } }));
+    await assert.rejects(readReport(`${dir}/empty.json`), {
+      name: "TypeError",
+      message: `Expected ${dir}/empty.json to be a bench report with meta.problem, meta.date, ` +
+        "summaries and rows: meta.date, summaries, rows missing or malformed",
     });
     await Deno.writeTextFile(`${dir}/text.json`, "not json");
     await assert.rejects(readReport(`${dir}/text.json`), (e: Error) => {
