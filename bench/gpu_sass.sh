@@ -16,13 +16,13 @@ flags=()
 if [ "${1:-}" = --dtype ]; then flags=(--dtype "$2"); shift 2; fi
 for config in "$@"; do
   cache=/tmp/sass-cache/$config objs=/tmp/sass-objs/$config
-  rm -rf "$cache" "$objs" && mkdir -p "$cache"
+  rm -rf "$cache" "$objs" && mkdir -p "$cache" "$objs"
   __GL_SHADER_DISK_CACHE=1 __GL_SHADER_DISK_CACHE_PATH=$cache __GL_SHADER_DISK_CACHE_SKIP_CLEANUP=1 \
     deno run --cached-only -A bench/sass_compile.ts "$config" "${flags[@]}" 2>&1 | tee -a "$OUT/sass.log"
   find "$cache" -name '*.toc' | while read -r toc; do
-    .sass/nvcachedec "$toc" "$objs" >> "$OUT/sass.log" 2>&1
+    .sass/nvcachedec "$toc" "$objs/$(basename "$toc" .toc)" >> "$OUT/sass.log" 2>&1
   done
-  obj=$(ls -S "$objs"/*.nvuc "$objs"/*.elf 2>/dev/null | head -1)
+  obj=$(ls -S "$objs"/*/*.nvuc "$objs"/*/*.elf 2>/dev/null | head -1)
   if [ -n "$obj" ] && { nvdisasm "$obj" || cuobjdump -sass "$obj"; } > "$OUT/$config.sass" 2>> "$OUT/sass.log"; then
     echo "$config: $(grep -c '/\*[0-9a-f]*\*/' "$OUT/$config.sass") instructions from $obj" | tee -a "$OUT/sass.log"
   else
