@@ -7,6 +7,7 @@
  * @module
  */
 import { z } from "zod";
+import { readTextIfPresent } from "../cache/store.ts";
 import type { Row } from "./row.ts";
 
 /** The fields a report must have for a run to keep its rows; the rest pass through unchecked. */
@@ -56,13 +57,8 @@ export interface Report {
  * ```
  */
 export async function readReport(path: string): Promise<Report | undefined> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
+  const text = await readTextIfPresent(path);
+  if (text === undefined) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(text);

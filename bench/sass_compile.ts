@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { configProblem, parseConfigName } from "../kernels/config.ts";
 import { WEIGHT_DTYPES, type WeightDtype } from "../kernels/dtype.ts";
 import { compileKernel } from "../kernels/gpu.ts";
-import { batchedShape, fusedShape } from "../kernels/problem.ts";
+import { stageShape } from "../kernels/problem.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { findProblem } from "../tuner/problems.ts";
 
@@ -36,8 +36,7 @@ if (!WEIGHT_DTYPES.includes(dtype)) {
   throw new RangeError(`Expected --dtype to be one of ${WEIGHT_DTYPES.join(", ")}, got "${dtype}"`);
 }
 const spec = await findProblem(values.problem);
-const shape = values.stage === "batched" ? batchedShape(spec) : fusedShape(spec);
-if (!shape) throw new RangeError(`Expected a problem with a batched stage, got ${spec.name}`);
+const shape = stageShape(spec, values.stage);
 const gpu = await openGpu();
 const problem = configProblem(config, shape, dtype, gpu.caps);
 if (problem) {

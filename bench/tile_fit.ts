@@ -12,7 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { outerTiles, parseConfigName } from "../kernels/config.ts";
-import { batchedShape, fusedShape, type GemmShape } from "../kernels/problem.ts";
+import { type GemmShape, stageShape } from "../kernels/problem.ts";
 import { findProblem } from "../tuner/problems.ts";
 import { isTimed, readTrials, type Trial } from "../tuner/trial_log.ts";
 
@@ -141,8 +141,7 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const spec = await findProblem(values.problem);
-  const shape = values.stage === "batched" ? batchedShape(spec) : fusedShape(spec);
-  if (!shape) throw new RangeError(`Expected a problem with a batched stage, got ${spec.name}`);
+  const shape = stageShape(spec, values.stage);
   const trials = (await Promise.all(positionals.map(readTrials))).flat();
   const points = tilePoints(trials, values.config, values.stage, shape);
   const from = Number(values.from);

@@ -16,14 +16,26 @@ import { CacheFormatError, emptyCache, parseCacheText } from "./schema.ts";
  * @throws {CacheFormatError} If it exists but is not a valid cache file.
  */
 export async function loadCacheFile(path: string): Promise<CacheFile | undefined> {
-  let text: string;
+  const text = await readTextIfPresent(path);
+  return text === undefined ? undefined : parseCacheText(text, path);
+}
+
+/**
+ * A text file's contents, or `undefined` where there is no file (other errors are thrown).
+ *
+ * @example
+ * ```ts
+ * import { readTextIfPresent } from "./store.ts";
+ * if (await readTextIfPresent("no/such/file.json") !== undefined) throw new Error("a file");
+ * ```
+ */
+export async function readTextIfPresent(path: string): Promise<string | undefined> {
   try {
-    text = await Deno.readTextFile(path);
+    return await Deno.readTextFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
-  return parseCacheText(text, path);
 }
 
 /**

@@ -232,6 +232,28 @@ export function batchedShape(spec: ProjectionSpec): GemmShape | undefined {
 }
 
 /**
+ * One stage's shape by the name the tools' `--stage` flags use.
+ *
+ * @throws {RangeError} For a stage other than "fused" or "batched", or "batched" of a problem
+ *   that has no batched stage.
+ * @example
+ * ```ts
+ * import { kimiLinearSpec, stageShape } from "./problem.ts";
+ * const spec = kimiLinearSpec({ tp: 4 });
+ * if (stageShape(spec, "batched").yOffsets.length !== 2) throw new Error("two outputs");
+ * ```
+ */
+export function stageShape(spec: ProjectionSpec, stage: string): GemmShape {
+  if (stage === "fused") return fusedShape(spec);
+  if (stage !== "batched") {
+    throw new RangeError(`Expected the stage to be fused or batched, got "${stage}"`);
+  }
+  const shape = batchedShape(spec);
+  if (!shape) throw new RangeError(`problem "${spec.name}" has no batched stage`);
+  return shape;
+}
+
+/**
  * The unfused baseline: one GEMM per segment, each reading its rows of the fused weight and
  * writing its columns of the fused output, then one GEMM per batched input.
  */

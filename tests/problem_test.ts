@@ -9,6 +9,7 @@ import {
   kimiLinearSpec,
   projectionFlops,
   segmentOffsets,
+  stageShape,
   unfusedShapes,
   validateSpec,
 } from "../kernels/problem.ts";
@@ -254,4 +255,19 @@ Deno.test("parseProblem() rejects bad YAML specs naming the file", () => {
       JSON.stringify(text),
     );
   }
+});
+
+Deno.test("stageShape() names the stage it cannot give", () => {
+  const spec = kimiLinearSpec({ tp: 4 });
+  assert.deepEqual(stageShape(spec, "fused"), fusedShape(spec));
+  assert.deepEqual(stageShape(spec, "batched"), batchedShape(spec));
+  assert.throws(() => stageShape(spec, "unfused"), {
+    name: "RangeError",
+    message: 'Expected the stage to be fused or batched, got "unfused"',
+  });
+  const single = { ...spec, name: "single", batched: undefined };
+  assert.throws(() => stageShape(single, "batched"), {
+    name: "RangeError",
+    message: 'problem "single" has no batched stage',
+  });
 });

@@ -19,7 +19,7 @@ import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import { precisionProblem, WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import { kernelWgsl } from "../kernels/generate.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
-import { batchedShape, dtypeProblem, fusedShape } from "../kernels/problem.ts";
+import { dtypeProblem, stageShape } from "../kernels/problem.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
 import type { Gpu } from "./gpu_device.ts";
@@ -404,8 +404,12 @@ async function printWgsl(options: CliOptions, spec: ProjectionSpec, name: string
   } catch (e) {
     throw new UsageError(`--print-wgsl: ${(e as Error).message}`);
   }
-  const shape = options.stage === "fused" ? fusedShape(spec) : batchedShape(spec);
-  if (!shape) throw new UsageError(`problem "${spec.name}" has no batched stage`);
+  let shape;
+  try {
+    shape = stageShape(spec, options.stage);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const gpu = await openGpu();
   try {
     const problem = configProblem(config, shape, options.dtypes[0], gpu.caps);
