@@ -18,7 +18,7 @@ import { cacheFileName, problemKey } from "../cache/schema.ts";
 import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
 import { createProjection } from "../dispatch/create.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
-import { precisionProblem, WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import { parseWeightLabel } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, fusedWidth, projectionFlops, weightBytes } from "../kernels/problem.ts";
 import { DEFAULT_BUCKETS } from "../tuner/problems.ts";
@@ -123,14 +123,12 @@ await report(rows, summaries);
 
 /** A `--dtype` label's weight type and precision; a bad label prints why and exits 2. */
 function parseWeightType(label: string) {
-  const dtype = label.replace(/-fast$/, "") as WeightDtype;
-  const precision: Precision = label.endsWith("-fast") ? "fast" : "exact";
-  const numerics = precisionProblem(precision, dtype);
-  if (!WEIGHT_DTYPES.includes(dtype) || numerics) {
-    console.error(`--dtype ${label}: ${numerics ?? `not one of ${WEIGHT_DTYPES.join(", ")}`}`);
+  try {
+    return { label, ...parseWeightLabel(label) };
+  } catch (e) {
+    console.error(`--dtype ${label}: ${(e as Error).message}`);
     Deno.exit(2);
   }
-  return { label, dtype, precision };
 }
 
 /**

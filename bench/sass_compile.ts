@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { configProblem, parseConfigName } from "../kernels/config.ts";
-import { WEIGHT_DTYPES, type WeightDtype } from "../kernels/dtype.ts";
+import { parseWeightDtype } from "../kernels/dtype.ts";
 import { compileKernel } from "../kernels/gpu.ts";
 import { stageShape } from "../kernels/problem.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
@@ -31,10 +31,7 @@ if (positionals.length !== 1) {
   Deno.exit(2);
 }
 const config = parseConfigName(positionals[0]);
-const dtype = values.dtype as WeightDtype;
-if (!WEIGHT_DTYPES.includes(dtype)) {
-  throw new RangeError(`Expected --dtype to be one of ${WEIGHT_DTYPES.join(", ")}, got "${dtype}"`);
-}
+const dtype = parseWeightDtype(values.dtype);
 const spec = await findProblem(values.problem);
 const shape = stageShape(spec, values.stage);
 const gpu = await openGpu();

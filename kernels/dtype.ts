@@ -165,3 +165,44 @@ export function precisionProblem(precision: Precision, dtype: WeightDtype): stri
     ? `precision "fast" is for f16 weights, got ${dtype}`
     : undefined;
 }
+
+/**
+ * Reads a weight type's name.
+ *
+ * @example
+ * ```ts
+ * import { parseWeightDtype } from "./dtype.ts";
+ * if (parseWeightDtype("bf16") !== "bf16") throw new Error("bf16 is a weight type");
+ * ```
+ *
+ * @throws {RangeError} If the name is not one of {@linkcode WEIGHT_DTYPES}.
+ */
+export function parseWeightDtype(name: string): WeightDtype {
+  if (!(WEIGHT_DTYPES as readonly string[]).includes(name)) {
+    throw new RangeError(`Expected a weight type (${WEIGHT_DTYPES.join(", ")}), got "${name}"`);
+  }
+  return name as WeightDtype;
+}
+
+/**
+ * Reads a label the bench tools take for a weight type and precision: the type's name, or it
+ * with `-fast` for precision `"fast"` (`f16-fast`).
+ *
+ * @example
+ * ```ts
+ * import { parseWeightLabel } from "./dtype.ts";
+ * const { dtype, precision } = parseWeightLabel("f16-fast");
+ * if (dtype !== "f16" || precision !== "fast") throw new Error("f16 with f16 math");
+ * ```
+ *
+ * @throws {RangeError} If the type is not a weight type or the precision does not go with it.
+ */
+export function parseWeightLabel(label: string): { dtype: WeightDtype; precision: Precision } {
+  const precision: Precision = label.endsWith("-fast") ? "fast" : "exact";
+  const dtype = parseWeightDtype(label.replace(/-fast$/, ""));
+  const problem = precisionProblem(precision, dtype);
+  if (problem) {
+    throw new RangeError(`Expected a weight type and precision that go together: ${problem}`);
+  }
+  return { dtype, precision };
+}

@@ -89,7 +89,7 @@ Deno.test("a bad weight type stops the bench before it opens a GPU session", asy
   await withTempDir("bench", async (dir) => {
     const run = await runScript("bench/bench.ts", ["--dtype", "f32,q8", "--out", dir]);
     assert.equal(run.code, 2, run.stderr);
-    assert.match(run.stderr, /--dtype q8: not one of f32, f16, bf16/);
+    assert.match(run.stderr, /--dtype q8: Expected a weight type \(f32, f16, bf16\), got "q8"/);
     assert.deepEqual(filesUnder(dir), []);
   });
 });

@@ -6,6 +6,7 @@ import {
   f32ToBf16Bits,
   f32ToF16Bits,
   packWeights,
+  parseWeightLabel,
   roundWeights,
 } from "../kernels/dtype.ts";
 
@@ -167,4 +168,14 @@ Deno.test("roundWeights() gives the values the bit round trip gives", () => {
     const bits = (packed[i >> 1] >>> (16 * (i & 1))) & 0xffff;
     assert.equal(f16BitsToF32(bits), f16[i], `packed element ${i}`);
   }
+});
+
+Deno.test("parseWeightLabel() reads a type with or without -fast, and names a bad one", () => {
+  assert.deepEqual(parseWeightLabel("bf16"), { dtype: "bf16", precision: "exact" });
+  assert.deepEqual(parseWeightLabel("f16-fast"), { dtype: "f16", precision: "fast" });
+  const bad = (label: string, message: RegExp) =>
+    assert.throws(() => parseWeightLabel(label), { name: "RangeError", message });
+  bad("bf16-fast", /precision "fast" is for f16 weights, got bf16/);
+  bad("f8", /Expected a weight type \(f32, f16, bf16\), got "f8"/);
+  bad("f16-quick", /got "f16-quick"/);
 });

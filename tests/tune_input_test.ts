@@ -230,7 +230,7 @@ Deno.test("parseCli() refuses a zero budget, a bad seed and a bad trial timeout;
     [["--trial-timeout", "soon"], /--trial-timeout/],
     [["--buckets", ""], /--buckets/],
     [["--buckets", "1;2"], /--buckets/],
-    [["--dtype", "fp16"], /"fp16" is not one of f32, f16, bf16/],
+    [["--dtype", "fp16"], /--dtype: Expected a weight type \(f32, f16, bf16\), got "fp16"/],
     [["--dtype", ""], /--dtype/],
     [["--dtype", "bf16", "--precision", "fast"], /"fast" is for f16 weights, got bf16/],
     [["--precision", "quick"], /precision "quick" is not one of exact, fast/],

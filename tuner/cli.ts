@@ -16,7 +16,7 @@ import {
 import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
-import { precisionProblem, WEIGHT_DTYPES } from "../kernels/dtype.ts";
+import { parseWeightDtype, precisionProblem } from "../kernels/dtype.ts";
 import { kernelWgsl } from "../kernels/generate.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { dtypeProblem, stageShape } from "../kernels/problem.ts";
@@ -204,8 +204,10 @@ export function parseCli(args: string[]): CliOptions {
   if (!values.problem) throw new UsageError("--problem is required");
   const dtypes = values.dtype.split(",").map((d) => d.trim());
   for (const d of dtypes) {
-    if (!WEIGHT_DTYPES.includes(d as WeightDtype)) {
-      throw new UsageError(`--dtype "${d}" is not one of ${WEIGHT_DTYPES.join(", ")}`);
+    try {
+      parseWeightDtype(d);
+    } catch (e) {
+      throw new UsageError(`--dtype: ${(e as Error).message}`);
     }
   }
   const precision = values.precision as Precision;
