@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { configProblem, parseConfigName } from "../kernels/config.ts";
-import { parseWeightDtype } from "../kernels/dtype.ts";
+import { parseWeightDtype, type WeightDtype } from "../kernels/dtype.ts";
 import { compileKernel } from "../kernels/gpu.ts";
 import { stageShape } from "../kernels/problem.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
@@ -31,7 +31,13 @@ if (positionals.length !== 1) {
   Deno.exit(2);
 }
 const config = parseConfigName(positionals[0]);
-const dtype = parseWeightDtype(values.dtype);
+let dtype: WeightDtype;
+try {
+  dtype = parseWeightDtype(values.dtype);
+} catch (e) {
+  console.error(`--dtype: ${(e as Error).message}`);
+  Deno.exit(2);
+}
 const spec = await findProblem(values.problem);
 const shape = stageShape(spec, values.stage);
 const gpu = await openGpu();
