@@ -4,7 +4,8 @@
 # to. Each config is compiled alone (bench/sass_compile.ts) into a shader-cache folder of its own,
 # which .sass/nvcachedec unpacks; nvdisasm lists the largest object (the compute shader) into
 # $OUT/<config>.sass, and bench/sass_count.ts counts the listings' opcodes side by side into
-# $OUT/sass-counts.txt. The raw cache of a config that gives no listing is packed into $OUT.
+# $OUT/sass-counts.txt, and their k loops' into $OUT/sass-loop-counts.txt. The raw cache of a
+# config that gives no listing is packed into $OUT.
 #   bash bench/gpu_sass.sh [--dtype f16] <config>...
 #   bash bench/gpu_sass.sh outer-bm128-bn64-bk32-rm8-rn4-h outer-bm128-bn64-bk32-rm8-rn4-h-sp
 set -uo pipefail
@@ -31,5 +32,9 @@ for config in "$@"; do
     tar czf "$OUT/$config-cache.tgz" -C /tmp/sass-cache "$config"
   fi
 done
-ls "$OUT"/*.sass > /dev/null 2>&1 &&
-  deno run --cached-only --allow-read bench/sass_count.ts "$OUT"/*.sass | tee "$OUT/sass-counts.txt"
+# The whole listings, then the k loops alone (what a kernel issues per trip).
+if ls "$OUT"/*.sass > /dev/null 2>&1; then
+  deno run --cached-only --allow-read bench/sass_count.ts "$OUT"/*.sass > "$OUT/sass-counts.txt"
+  deno run --cached-only --allow-read bench/sass_count.ts --loop "$OUT"/*.sass |
+    tee "$OUT/sass-loop-counts.txt"
+fi

@@ -2,17 +2,26 @@
  * What a kernel compiled to on an NVIDIA GPU: the instructions of `nvdisasm` listings counted by
  * opcode, one column per listing, so that two variants of a kernel (with and without splatted X,
  * say) can be compared line by line. HFMA2s that take one half of a register twice (`.H0_H0` or
- * `.H1_H1`, the broadcast a packed f16 FMA can do for free) are counted apart, as `HFMA2 (h0h0)`.
- * The listings come from `bench/gpu_sass.sh` on the GPU machine.
+ * `.H1_H1`, the broadcast a packed f16 FMA can do for free) are counted apart, as `HFMA2 (h0h0)`,
+ * and so are those issued to the second pipe, `HFMA2.MMA`, as `HFMA2 (mma)`. With `--loop` only
+ * each listing's largest loop is counted (from a backward branch's target to the branch): the
+ * k loop's body, what a kernel issues per trip. The listings come from `bench/gpu_sass.sh` on the
+ * GPU machine.
  *
- *   deno run --allow-read bench/sass_count.ts <a.sass> <b.sass>...
+ *   deno run --allow-read bench/sass_count.ts [--loop] <a.sass> <b.sass>...
  *
  * @module
  */
 
+import { parseArgs } from "node:util";
+
+/** An instruction line of a listing: its address, mnemonic, mnemonic's suffixes, operands. */
+const INSTRUCTION = /^\s*\/\*([0-9a-f]+)\*\/\s+(?:@!?U?P[0-9T]\s+)?([A-Z][A-Z0-9_]*)(\S*)\s*(.*)$/;
+
 /**
  * Instructions of an `nvdisasm` listing by opcode (the mnemonic before its first dot, without a
- * predicate), and `HFMA2 (h0h0)` for HFMA2s with a half-select broadcast operand.
+ * predicate), `HFMA2 (h0h0)` for HFMA2s with a half-select broadcast operand and `HFMA2 (mma)`
+ * for those on the second pipe.
  *
  * @example
  * ```ts
@@ -24,7 +33,10 @@
  *   "        .text.main:",
  * ].join("\n");
  * const counts = countOpcodes(listing);
- * if (counts.get("HFMA2") !== 2 || counts.get("HFMA2 (h0h0)") !== 1 || counts.get("FFMA") !== 1) {
+ * if (
+ *   counts.get("HFMA2") !== 2 || counts.get("HFMA2 (h0h0)") !== 1 ||
+ *   counts.get("HFMA2 (mma)") !== 1 || counts.get("FFMA") !== 1
+ * ) {
  *   throw new Error(JSON.stringify([...counts]));
  * }
  * ```
@@ -33,14 +45,50 @@ export function countOpcodes(listing: string): Map<string, number> {
   const counts = new Map<string, number>();
   const add = (key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
   for (const line of listing.split("\n")) {
-    const m = line.match(
-      /^\s*\/\*[0-9a-f]+\*\/\s+(?:@!?U?P[0-9T]\s+)?([A-Z][A-Z0-9_]*)(\S*)\s*(.*)$/,
-    );
+    const m = line.match(INSTRUCTION);
     if (!m) continue;
-    add(m[1]);
-    if (m[1] === "HFMA2" && /\.H([01])_H\1\b/.test(m[3])) add("HFMA2 (h0h0)");
+    add(m[2]);
+    if (m[2] === "HFMA2" && /\.H([01])_H\1\b/.test(m[4])) add("HFMA2 (h0h0)");
+    if (m[2] === "HFMA2" && m[3].startsWith(".MMA")) add("HFMA2 (mma)");
   }
   return counts;
+}
+
+/**
+ * The lines of a listing's largest loop: from the target of a branch back to an earlier address,
+ * up to that branch; the whole listing if it has no backward branch.
+ *
+ * @example
+ * ```ts
+ * import { loopBody } from "./sass_count.ts";
+ * const listing = [
+ *   "        /*0010*\/                   MOV R1, RZ ;",
+ *   "        /*0020*\/                   FFMA R1, R2, R3, R1 ;",
+ *   "        /*0030*\/               @P0 BRA 0x20 ;",
+ *   "        /*0040*\/                   EXIT ;",
+ * ].join("\n");
+ * if (loopBody(listing).length !== 2) throw new Error(loopBody(listing).join("\n"));
+ * ```
+ */
+export function loopBody(listing: string): string[] {
+  const lines = listing.split("\n");
+  const at = (line: string) => {
+    const m = line.match(INSTRUCTION);
+    return m ? parseInt(m[1], 16) : undefined;
+  };
+  let best: [number, number] | undefined; // [from, to] addresses
+  for (const line of lines) {
+    const m = line.match(INSTRUCTION);
+    const target = m?.[2] === "BRA" ? m[4].match(/^0x([0-9a-f]+)/) : null;
+    if (!m || !target) continue;
+    const [from, to] = [parseInt(target[1], 16), parseInt(m[1], 16)];
+    if (from < to && (!best || to - from > best[1] - best[0])) best = [from, to];
+  }
+  if (!best) return lines;
+  return lines.filter((line) => {
+    const a = at(line);
+    return a !== undefined && a >= best[0] && a <= best[1];
+  });
 }
 
 /**
@@ -76,13 +124,19 @@ export function countTable(
 }
 
 if (import.meta.main) {
-  if (!Deno.args.length) {
-    console.error("usage: deno run --allow-read bench/sass_count.ts <a.sass> <b.sass>...");
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: { loop: { type: "boolean", default: false } },
+  });
+  if (!positionals.length) {
+    console.error("usage: deno run --allow-read bench/sass_count.ts [--loop] <a.sass> <b.sass>...");
     Deno.exit(2);
   }
-  const names = Deno.args.map((p) => p.replace(/^.*\//, "").replace(/\.sass$/, ""));
-  const counts = await Promise.all(
-    Deno.args.map(async (p) => countOpcodes(await Deno.readTextFile(p))),
-  );
+  const names = positionals.map((p) => p.replace(/^.*\//, "").replace(/\.sass$/, ""));
+  const counts = await Promise.all(positionals.map(async (p) => {
+    const listing = await Deno.readTextFile(p);
+    return countOpcodes(values.loop ? loopBody(listing).join("\n") : listing);
+  }));
   console.log(countTable(names, counts).join("\n"));
 }

@@ -83,12 +83,6 @@ export interface OuterConfig {
    */
   splat?: boolean;
   /**
-   * With `splat` and `rn` >= 8: paired reads. The tiles hold 16-byte pairs of vec4<f16> (four
-   * rows of X, eight columns of W), so that a thread reads its operands with half as many
-   * workgroup loads, each twice as wide (absent: off).
-   */
-  pairs?: boolean;
-  /**
    * With `half`: the slices whose f16 sums are added into the f32 accumulators at once, 1 or 2
    * (absent: 1). Two halve the conversions and adds, and double the products summed in f16.
    */
@@ -153,7 +147,7 @@ export function configName(c: KernelConfig): string {
   if (c.family === "outer") {
     const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
     const stream = c.stream ? `-sk${c.stream}` : "";
-    const half = `${c.half ? "-h" : ""}${c.splat ? "-sp" : ""}${c.pairs ? "-pr" : ""}${
+    const half = `${c.half ? "-h" : ""}${c.splat ? "-sp" : ""}${
       (c.fold ?? 1) > 1 ? `-f${c.fold}` : ""
     }`;
     const knobs = `${split}${stream}${half}${c.double ? "-db" : ""}`;
@@ -174,15 +168,14 @@ export function parseConfigName(name: string): KernelConfig {
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
   m =
-    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+))?(-h)?(-sp)?(-pr)?(?:-f(\d+))?(-db)?$/
+    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+))?(-h)?(-sp)?(?:-f(\d+))?(-db)?$/
       .exec(name);
   if (m) {
     const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
-    const [split, half, double] = [Number(m[6] ?? 1), m[8] !== undefined, m[12] !== undefined];
+    const [split, half, double] = [Number(m[6] ?? 1), m[8] !== undefined, m[11] !== undefined];
     const stream = m[7] === undefined ? {} : { stream: Number(m[7]) };
     const splat = m[9] === undefined ? {} : { splat: true };
-    const pairs = m[10] === undefined ? {} : { pairs: true };
-    const fold = m[11] === undefined ? {} : { fold: Number(m[11]) };
+    const fold = m[10] === undefined ? {} : { fold: Number(m[10]) };
     return {
       family: "outer",
       bm,
@@ -195,7 +188,6 @@ export function parseConfigName(name: string): KernelConfig {
       double,
       ...stream,
       ...splat,
-      ...pairs,
       ...fold,
     };
   }
@@ -219,11 +211,8 @@ export function workgroupBytes(c: KernelConfig): number {
     return (c.bm + c.bn) * rowVecs * c.vec * 4;
   }
   if (c.family === "outer") {
-    const tiles = c.double ? 2 : 1;
-    // Paired: 16-byte pairs of four X rows (splatted) or eight W columns, one pair of padding.
-    if (c.pairs) return c.bk * (c.bm / 4 + 1 + c.bn / 8 + 1) * 16 * tiles;
     const xVecs = (c.splat ? c.bm / 2 : c.bm / 4) + 1; // a splatted X holds every value twice
-    return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * tiles;
+    return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * (c.double ? 2 : 1);
   }
   return c.subgroup ? 0 : c.rm * c.cn * c.nc * c.lanes * 4;
 }
@@ -395,8 +384,6 @@ function outerProblem(
   if (c.half && dtype !== "f16") return `half math is for f16 weights, not ${dtype}`;
   if (c.half && !caps.shaderF16) return "half math needs the device's shader-f16 feature";
   if (c.splat && !c.half) return "a splatted X is for half math";
-  if (c.pairs && !c.splat) return "paired reads need a splatted X";
-  if (c.pairs && c.rn < 8) return `paired reads need rn >= 8, got ${c.rn}`;
   if (c.fold !== undefined && c.fold !== 1) {
     if (!c.half) return "folding several slices is for half math";
     if (c.fold !== 2) return `fold ${c.fold} is not 1 or 2`;

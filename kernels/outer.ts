@@ -16,10 +16,6 @@
  * m = 8192 on the H100; NOTES.md, v7). With f16 math a thread stores four tile rows' k vectors
  * as four vec4s, transposed in registers, instead of sixteen scalar halves (quad stores).
  *
- * With paired reads (half math, splatted X) the tiles hold 16-byte `Pair`s: four rows of X
- * (two splatted pairs each half) or eight columns of W, so that a thread reads its operands with
- * half as many workgroup loads; its columns are interleaved in groups of eight.
- *
  * @module
  */
 import type { OuterConfig } from "./config.ts";
@@ -41,13 +37,9 @@ interface Layout {
   wPitch: number;
   xLoads: number;
   wLoads: number;
-  /** With quad stores: groups of tile rows each thread loads, per slice, of X and W. */
+  /** With quad stores: groups of four tile rows each thread loads, per slice, of X and W. */
   xGroups: number;
   wGroups: number;
-  /** Rows of W per load group: 4, or 8 with paired reads (one Pair of eight columns). */
-  wRows: number;
-  /** Paired reads: tiles of 16-byte `Pair`s (see `OuterConfig.pairs`). */
-  pairs: boolean;
   /** Quad stores (with f16 math): a thread's loads come in fours, stored as four vec4s. */
   quad: boolean;
   rmv: number;
@@ -69,25 +61,21 @@ function layoutOf(c: OuterConfig): Layout {
   // Quad stores measured 0.6-35% slower in f32, 4-8% faster with f16 math (NOTES.md, v7).
   const quad = c.half;
   const tx = c.bn / c.rn, ty = c.bm / c.rm, threads = tx * ty, sliceVecs = c.bk / 4;
-  const split = c.split > 1, stream = c.stream ?? 0, pairs = c.pairs ?? false;
-  const wRows = pairs ? 8 : 4;
+  const split = c.split > 1, stream = c.stream ?? 0;
   const xGroups = Math.ceil((c.bm / 4 * sliceVecs) / threads);
-  const wGroups = Math.ceil((c.bn / wRows * sliceVecs) / threads);
+  const wGroups = Math.ceil((c.bn / 4 * sliceVecs) / threads);
   return {
     c,
     tx,
     ty,
     threads,
     sliceVecs,
-    // Paired: Pairs of four X rows or eight W columns.
-    xPitch: (pairs ? c.bm / 4 : c.splat ? c.bm / 2 : c.bm / 4) + 1,
-    wPitch: (pairs ? c.bn / 8 : c.bn / 4) + 1,
+    xPitch: (c.splat ? c.bm / 2 : c.bm / 4) + 1,
+    wPitch: c.bn / 4 + 1,
     xLoads: quad ? 4 * xGroups : Math.ceil((c.bm * sliceVecs) / threads),
-    wLoads: quad ? wRows * wGroups : Math.ceil((c.bn * sliceVecs) / threads),
+    wLoads: quad ? 4 * wGroups : Math.ceil((c.bn * sliceVecs) / threads),
     xGroups,
     wGroups,
-    wRows,
-    pairs,
     quad,
     rmv: c.rm / 4,
     rnv: c.rn / 4,
@@ -154,21 +142,6 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
     lines.push(`const W_TILE = ${c.bk}u;`);
   }
   const of = c.double ? ", two of them" : "";
-  if (l.pairs) {
-    lines.push(
-      "",
-      "// 16 bytes, read with one workgroup load: four rows of X or eight columns of W.",
-      "struct Pair { lo: vec4<f16>, hi: vec4<f16> }",
-      `var<workgroup> xTile: array<array<Pair, ${xPitch}>, ${
-        tiles * c.bk
-      }>; // [k][row / 4], rows 4g..4g+1 in lo and 4g+2..4g+3 in hi, each twice${of}`,
-      `var<workgroup> wTile: array<array<Pair, ${wPitch}>, ${
-        tiles * c.bk
-      }>; // [k][column / 8]${of}`,
-      "",
-    );
-    return lines;
-  }
   lines.push(
     "",
     `var<workgroup> xTile: array<array<vec4<${t}>, ${xPitch}>, ${tiles * c.bk}>; // [k][row / 4]${
@@ -375,16 +348,15 @@ function sliceStores(l: Layout, xAt: string, wAt: string): string[] {
 }
 
 /**
- * Load slots for quad stores: a thread's loads come in fours (W's in eights with paired reads),
- * the same k vector of consecutive tile rows (group `xg`/`wg` of rows, k vector `xq`/`wq`), so
- * that it can store them transposed as four vec4s (or Pairs).
+ * Load slots for quad stores: a thread's loads come in fours, the same k vector of four
+ * consecutive tile rows (group `xg`/`wg` of rows, k vector `xq`/`wq`), so that it can store
+ * them transposed as four vec4s.
  */
 function quadLoadSlots(l: Layout): string[] {
   const lines: string[] = [];
   const slots = (
     n: string,
     groups: number,
-    size: number,
     rows: string,
     limit: string,
     at: (row: string) => string,
@@ -392,21 +364,14 @@ function quadLoadSlots(l: Layout): string[] {
     for (let j = 0; j < groups; j++) {
       lines.push(`  let ${n}g${j} = (li + ${j * l.threads}u) / SLICE;`);
       lines.push(`  let ${n}q${j} = (li + ${j * l.threads}u) % SLICE;`);
-      for (let t = 0; t < size; t++) {
-        const row = `min(${rows} + ${size}u * ${n}g${j} + ${t}u, ${limit})`;
-        lines.push(`  let ${n}At${size * j + t} = ${at(row)} + ${n}q${j};`);
+      for (let t = 0; t < 4; t++) {
+        const row = `min(${rows} + 4u * ${n}g${j} + ${t}u, ${limit})`;
+        lines.push(`  let ${n}At${4 * j + t} = ${at(row)} + ${n}q${j};`);
       }
     }
   };
-  slots("x", l.xGroups, 4, "row0", "m - 1u", (row) => `xOffset + ${row} * X_STRIDE`);
-  slots(
-    "w",
-    l.wGroups,
-    l.wRows,
-    "col0",
-    "N - 1u",
-    (row) => `W_OFFSET + b * W_BATCH + ${row} * KV`,
-  );
+  slots("x", l.xGroups, "row0", "m - 1u", (row) => `xOffset + ${row} * X_STRIDE`);
+  slots("w", l.wGroups, "col0", "N - 1u", (row) => `W_OFFSET + b * W_BATCH + ${row} * KV`);
   return lines;
 }
 
@@ -415,14 +380,8 @@ function quadLoadSlots(l: Layout): string[] {
  * tile's groups (when there are fewer than threads) is skipped, so that nothing is loaded or
  * stored for it.
  */
-function quadGroupLines(
-  l: Layout,
-  groups: number,
-  rows: number,
-  body: (j: number) => string,
-  size = 4,
-) {
-  const slots = (rows / size) * l.sliceVecs;
+function quadGroupLines(l: Layout, groups: number, rows: number, body: (j: number) => string) {
+  const slots = (rows / 4) * l.sliceVecs;
   return Array.from(
     { length: groups },
     (_, j) =>
@@ -439,33 +398,18 @@ function quadStores(l: Layout, xAt: string, wAt: string): string[] {
       const v = [0, 1, 2, 3].map((t) => `${n}Next${4 * j + t}.${"xyzw"[cc]}`).join(", ");
       return `${tile}[${at}4u * ${n}q${j} + ${cc}u][${n}g${j}] = vec4<${l.t}>(${v});`;
     }).join(" ");
-  // Splatted: rows 4g and 4g + 1 as (a, a, b, b) at g, rows 4g + 2 and 4g + 3 at BM / 4 + g
-  // (paired: the two halves of the Pair at g).
+  // Splatted: rows 4g and 4g + 1 as (a, a, b, b) at g, rows 4g + 2 and 4g + 3 at BM / 4 + g.
   const splatStores = (j: number) =>
     [0, 1, 2, 3].map((cc) => {
       const v = (t: number) => `xNext${4 * j + t}.${"xyzw"[cc]}`;
       const k = `${xAt}4u * xq${j} + ${cc}u`;
-      const lo = `vec4<f16>(${v(0)}, ${v(0)}, ${v(1)}, ${v(1)})`;
-      const hi = `vec4<f16>(${v(2)}, ${v(2)}, ${v(3)}, ${v(3)})`;
-      return l.pairs
-        ? `xTile[${k}][xg${j}] = Pair(${lo}, ${hi});`
-        : `xTile[${k}][xg${j}] = ${lo}; xTile[${k}][BM / 4u + xg${j}] = ${hi};`;
-    }).join(" ");
-  // Paired: eight columns' component c as one Pair.
-  const pairStores = (j: number) =>
-    [0, 1, 2, 3].map((cc) => {
-      const v = (t0: number) =>
-        [0, 1, 2, 3].map((t) => `wNext${8 * j + t0 + t}.${"xyzw"[cc]}`).join(", ");
-      return `wTile[${wAt}4u * wq${j} + ${cc}u][wg${j}] = Pair(vec4<f16>(${v(0)}), vec4<f16>(${
-        v(4)
-      }));`;
+      return `xTile[${k}][xg${j}] = vec4<f16>(${v(0)}, ${v(0)}, ${v(1)}, ${v(1)}); ` +
+        `xTile[${k}][BM / 4u + xg${j}] = vec4<f16>(${v(2)}, ${v(2)}, ${v(3)}, ${v(3)});`;
     }).join(" ");
   return [
     "    // Store the prefetched slice transposed, four rows' k vectors as four vec4s.",
     ...quadGroupLines(l, l.xGroups, l.c.bm, l.c.splat ? splatStores : stores("x", "xTile", xAt)),
-    ...(l.pairs
-      ? quadGroupLines(l, l.wGroups, l.c.bn, pairStores, 8)
-      : quadGroupLines(l, l.wGroups, l.c.bn, stores("w", "wTile", wAt))),
+    ...quadGroupLines(l, l.wGroups, l.c.bn, stores("w", "wTile", wAt)),
   ];
 }
 
@@ -475,12 +419,12 @@ function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
   const load = (n: string, i: number) =>
     `${n}Next${i} = ${(n === "x" ? l.loadX : l.loadW)(`${n}At${i} + ${next}`)};`;
   if (l.quad) {
-    const loads = (n: string, size: number) => (j: number) =>
-      Array.from({ length: size }, (_, t) => load(n, size * j + t)).join(" ");
+    const loads = (n: string) => (j: number) =>
+      [0, 1, 2, 3].map((t) => load(n, 4 * j + t)).join(" ");
     return [
       ...lines,
-      ...quadGroupLines(l, l.xGroups, l.c.bm, loads("x", 4)),
-      ...quadGroupLines(l, l.wGroups, l.c.bn, loads("w", l.wRows), l.wRows),
+      ...quadGroupLines(l, l.xGroups, l.c.bm, loads("x")),
+      ...quadGroupLines(l, l.wGroups, l.c.bn, loads("w")),
     ];
   }
   for (let i = 0; i < l.xLoads; i++) lines.push(`    ${load("x", i)}`);
@@ -496,28 +440,24 @@ function sliceProducts(l: Layout, at: number): string[] {
   // Row 4g + ii's value as a vec4: a broadcast of one component, or a splatted pair twice.
   const row = (kk: number, i: number, ii: number) => {
     if (!c.splat) return `vec4<${t}>(a${kk}_${i}.${"xyzw"[ii]})`;
-    const half = l.pairs ? (ii < 2 ? ".lo" : ".hi") : ii < 2 ? "" : "h";
-    const pair = `a${kk}_${i}${half}.${ii % 2 ? "zw" : "xy"}`;
+    const pair = `a${kk}_${i}${ii < 2 ? "" : "h"}.${ii % 2 ? "zw" : "xy"}`;
     return `vec4<f16>(${pair}, ${pair})`;
   };
-  // Column group j: a vec4 of its own, or one half of a Pair of two.
-  const col = (kk: number, j: number) =>
-    l.pairs ? `b${kk}_${j >> 1}.${j % 2 ? "hi" : "lo"}` : `b${kk}_${j}`;
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
       lines.push(`    let a${kk}_${i} = xTile[${at + kk}u][lid.y + ${l.ty * i}u];`);
-      if (c.splat && !l.pairs) {
+      if (c.splat) {
         lines.push(`    let a${kk}_${i}h = xTile[${at + kk}u][BM / 4u + lid.y + ${l.ty * i}u];`);
       }
     }
-    for (let j = 0; j < (l.pairs ? rnv / 2 : rnv); j++) {
+    for (let j = 0; j < rnv; j++) {
       lines.push(`    let b${kk}_${j} = wTile[${at + kk}u][lid.x + ${l.tx * j}u];`);
     }
     for (let i = 0; i < rmv; i++) {
       for (let ii = 0; ii < 4; ii++) {
         for (let j = 0; j < rnv; j++) {
           const a = `${sum}${4 * i + ii}_${j}`;
-          lines.push(`    ${a} = fma(${row(kk, i, ii)}, ${col(kk, j)}, ${a});`);
+          lines.push(`    ${a} = fma(${row(kk, i, ii)}, b${kk}_${j}, ${a});`);
         }
       }
     }
@@ -528,22 +468,14 @@ function sliceProducts(l: Layout, at: number): string[] {
 
 /** The stores of a thread's outputs, rows and columns past the edge skipped. */
 function outerStores(l: Layout): string[] {
-  const lines = [
-    l.pairs
-      ? "  // Row 4 * (lid.y + TY * i) + ii, columns 8 * (lid.x + TX * (j / 2)) + 4 * (j % 2) + 0..3."
-      : "  // Row 4 * (lid.y + TY * i) + ii, columns 4 * (lid.x + TX * j) + 0..3.",
-  ];
-  const firstCol = (j: number) =>
-    l.pairs
-      ? `col0 + 8u * (lid.x + ${l.tx * (j >> 1)}u) + ${4 * (j % 2)}u`
-      : `col0 + 4u * (lid.x + ${l.tx * j}u)`;
+  const lines = ["  // Row 4 * (lid.y + TY * i) + ii, columns 4 * (lid.x + TX * j) + 0..3."];
   for (let i = 0; i < l.rmv; i++) {
     for (let ii = 0; ii < 4; ii++) {
       const r = `r${4 * i + ii}`;
       lines.push(`  let ${r} = row0 + 4u * (lid.y + ${l.ty * i}u) + ${ii}u;`, `  if (${r} < m) {`);
       for (let j = 0; j < l.rnv; j++) {
         const col = `c${4 * i + ii}_${j}`;
-        lines.push(`    let ${col} = ${firstCol(j)};`);
+        lines.push(`    let ${col} = col0 + 4u * (lid.x + ${l.tx * j}u);`);
         for (let cc = 0; cc < 4; cc++) {
           lines.push(
             `    if (${col} + ${cc}u < N) { Y[${l.yIndex(r, col, cc)}] = acc${4 * i + ii}_${j}.${

@@ -27,8 +27,6 @@ export interface SearchSpace {
     stream?: number[];
     /** A splatted X with half math (`OuterConfig.splat`); `[false]` when left out. */
     splat?: boolean[];
-    /** Paired reads with a splatted X (`OuterConfig.pairs`); `[false]` when left out. */
-    pairs?: boolean[];
     /** Slices per fold of the f16 sums (`OuterConfig.fold`); `[1]` when left out. */
     fold?: number[];
   };
@@ -100,20 +98,17 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
       double: [false],
       stream: [0],
       splat: [false],
-      pairs: [false],
       fold: [1],
       ...space.outer,
     })
       .filter((c) => !c.stream || c.split === 1)
       // The half-math knobs are only enumerated with half math.
       .filter((c) => c.half || (!c.splat && c.fold === 1))
-      .filter((c) => c.splat || !c.pairs)
-      .map(({ stream, splat, pairs, fold, ...c }) => ({
+      .map(({ stream, splat, fold, ...c }) => ({
         family: "outer" as const,
         ...c,
         ...(stream ? { stream } : {}),
         ...(splat ? { splat } : {}),
-        ...(pairs ? { pairs } : {}),
         ...(fold !== 1 ? { fold } : {}),
       }))
     : [];

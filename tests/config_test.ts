@@ -363,43 +363,6 @@ Deno.test("splat and fold: names, half math only, memory, and enumerated with ha
   assert.ok(plain.every((c) => !("splat" in c) && !("fold" in c)), "off: left out of the config");
 });
 
-Deno.test("paired reads: name, splat and rn >= 8 required, memory, enumerated with splat only", () => {
-  const splat = { ...outer(1), bk: 32, rn: 8, half: true, splat: true } as KernelConfig;
-  const paired = { ...splat, pairs: true, fold: 2, double: true } as KernelConfig;
-  assert.equal(configName(paired), "outer-bm32-bn64-bk32-rm4-rn8-h-sp-pr-f2-db");
-  assert.deepEqual(parseConfigName(configName(paired)), paired);
-  const f16 = { ...CAPS, shaderF16: true };
-  assert.equal(
-    configProblem({ ...splat, pairs: true } as KernelConfig, shape(2048), "f16", f16),
-    undefined,
-  );
-  assert.match(
-    configProblem(
-      { ...splat, splat: false, pairs: true } as KernelConfig,
-      shape(2048),
-      "f16",
-      f16,
-    ) ??
-      "",
-    /paired reads need a splatted X/,
-  );
-  assert.match(
-    configProblem({ ...splat, rn: 4, pairs: true } as KernelConfig, shape(2048), "f16", f16) ?? "",
-    /paired reads need rn >= 8, got 4/,
-  );
-  // Pairs of four X rows and of eight W columns, one pair of padding each: 32 k rows of
-  // (8 + 1 + 8 + 1) pairs, twice (double-buffered), against X's (16 + 1) and W's (16 + 1) vec4s.
-  assert.equal(workgroupBytes(paired), 2 * 32 * 18 * 16);
-  assert.equal(workgroupBytes({ ...paired, pairs: false } as KernelConfig), 2 * 32 * 34 * 8);
-  const space = { outer: { ...DEFAULT_SPACE.outer!, pairs: [false, true] } };
-  const outers = enumerateSpace(space).filter((c) => c.family === "outer");
-  const plain = enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer");
-  const splats = plain.filter((c) => c.family === "outer" && c.splat).length;
-  assert.ok(splats > 0);
-  assert.equal(outers.length, plain.length + splats, "pairs only with a splatted X");
-  assert.ok(outers.every((c) => c.family !== "outer" || !c.pairs || c.splat));
-});
-
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const size = (lists: Record<string, unknown[]>) =>
     Object.values(lists).reduce((n, l) => n * l.length, 1);

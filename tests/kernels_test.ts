@@ -294,28 +294,6 @@ Deno.test({
 });
 
 Deno.test({
-  name: "f16-math outer kernels with paired reads match the reference, with every other knob",
-  fn: async () => {
-    const paired = { ...splitConfig(1), rn: 8, half: true, splat: true, pairs: true };
-    const configs = [
-      paired,
-      { ...paired, bn: 64, rn: 16 }, // two pairs of columns per thread
-      { ...paired, bk: 8, rm: 8, fold: 2 },
-      { ...paired, split: 2 },
-      { ...paired, double: true },
-      { ...paired, stream: 7 },
-      { ...paired, double: true, stream: 5 },
-    ] as KernelConfig[];
-    for (const c of configs) {
-      assert.equal(configProblem(c, SHAPES[0][1], "f16", gpu.caps), undefined);
-    }
-    const { failures, checked } = await checkOnShapes(configs, ["f16"]);
-    assert.deepEqual(failures, []);
-    assert.ok(checked >= 14, `${checked} kernels checked`);
-  },
-});
-
-Deno.test({
   name:
     "stream-K kernels match the reference for any number of workgroups, and a lost part is caught",
   fn: async () => {

@@ -75,3 +75,35 @@ Deno.test("sass_count.ts puts two listings side by side, broadcast HFMA2s apart"
     ]);
   });
 });
+
+Deno.test("sass_count.ts --loop counts the largest loop's body, second-pipe HFMA2s apart", async () => {
+  await withTempDir("sass-loop-", async (dir) => {
+    const line = (addr: number, text: string) =>
+      `        /*${addr.toString(16).padStart(4, "0")}*/  ${text} ;`;
+    const listing = [
+      line(0x00, "MOV R1, RZ"),
+      line(0x10, "@P1 BRA 0x60"), // forward: not a loop
+      line(0x20, "LDS.64 R8, [R3]"), // the k loop, 0x20-0x50
+      line(0x30, "HFMA2.MMA R4, R8, R6, R4"),
+      line(0x40, "HFMA2 R5, R9, R7, R5"),
+      line(0x50, "@P0 BRA 0x20"),
+      line(0x60, "HFMA2 R4, R4, R4, R4"), // a short loop, 0x60-0x70
+      line(0x70, "@P2 BRA 0x60"),
+      line(0x80, "EXIT"),
+    ].join("\n");
+    await Deno.writeTextFile(`${dir}/k.sass`, listing);
+    const run = await runScript("bench/sass_count.ts", ["--loop", `${dir}/k.sass`], {
+      permissions: ["--allow-read"],
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const rows = run.stdout.trim().split("\n").map((l) => l.trim().split(/\s{2,}/));
+    assert.deepEqual(rows, [
+      ["opcode", "k"],
+      ["HFMA2", "2"],
+      ["BRA", "1"],
+      ["HFMA2 (mma)", "1"],
+      ["LDS", "1"],
+      ["total", "4"],
+    ]);
+  });
+});
