@@ -202,17 +202,15 @@ export function parseCli(args: string[]): CliOptions {
   }
   if (values.help) return { help: true } as CliOptions;
   if (!values.problem) throw new UsageError("--problem is required");
-  const dtypes = values.dtype.split(",").map((d) => d.trim());
-  for (const d of dtypes) {
-    try {
-      parseWeightDtype(d);
-    } catch (e) {
-      throw new UsageError(`--dtype: ${(e as Error).message}`);
-    }
+  let dtypes: WeightDtype[];
+  try {
+    dtypes = values.dtype.split(",").map((d) => parseWeightDtype(d.trim()));
+  } catch (e) {
+    throw new UsageError(`--dtype: ${(e as Error).message}`);
   }
   const precision = values.precision as Precision;
   for (const d of dtypes) {
-    const problem = precisionProblem(precision, d as WeightDtype);
+    const problem = precisionProblem(precision, d);
     if (problem) throw new UsageError(`--precision: ${problem}`);
   }
   const buckets = values.buckets === undefined
@@ -228,7 +226,7 @@ export function parseCli(args: string[]): CliOptions {
   }
   return {
     problem: values.problem,
-    dtypes: dtypes as WeightDtype[],
+    dtypes,
     precision,
     buckets,
     strategy: values.strategy,
