@@ -18,6 +18,32 @@ Deno.test("sass_compile.ts compiles one config on this adapter and names it", as
   );
 });
 
+Deno.test("sass_compile.ts --runs dispatches the kernel, a stream-K one with its reduction", async () => {
+  for (const config of ["outer-bm64-bn64-bk16-rm8-rn4", "outer-bm64-bn64-bk16-rm8-rn4-sk8"]) {
+    const run = await runScript("bench/sass_compile.ts", [
+      config,
+      "--dtype",
+      "f32",
+      "--runs",
+      "2",
+      "--m",
+      "70",
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(
+      run.stdout.trim(),
+      `${config}: compiled for kimi-linear-tp4 f32 (fused stage)\n${config}: 2 runs at m=70`,
+    );
+  }
+  const bad = await runScript("bench/sass_compile.ts", [
+    "outer-bm64-bn64-bk16-rm8-rn4",
+    "--m",
+    "0",
+  ]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--runs and --m: expected whole numbers .*, got 0 and 0/);
+});
+
 Deno.test("sass_compile.ts names a bad weight type or a config the problem rules out", async () => {
   const dtype = await runScript("bench/sass_compile.ts", [
     "outer-bm64-bn64-bk16-rm8-rn4",
