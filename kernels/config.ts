@@ -87,6 +87,13 @@ export interface OuterConfig {
    * (absent: 1). Two halve the conversions and adds, and double the products summed in f16.
    */
   fold?: number;
+  /**
+   * With `half`, not with `splat`: the tiles hold k in pairs, a vec4<f16> being two rows' (or
+   * columns') values at k and k + 1, and each output sums a vec2<f16> of its products at even
+   * and odd k (its two halves added as they are folded), so that a packed f16 FMA takes both
+   * operands as loaded: no broadcast and no doubled X (absent: off).
+   */
+  kpair?: boolean;
 }
 
 /** Any kernel configuration. */
@@ -147,7 +154,7 @@ export function configName(c: KernelConfig): string {
   if (c.family === "outer") {
     const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
     const stream = c.stream ? `-sk${c.stream}` : "";
-    const half = `${c.half ? "-h" : ""}${c.splat ? "-sp" : ""}${
+    const half = `${c.half ? "-h" : ""}${c.splat ? "-sp" : ""}${c.kpair ? "-kp" : ""}${
       (c.fold ?? 1) > 1 ? `-f${c.fold}` : ""
     }`;
     const knobs = `${split}${stream}${half}${c.double ? "-db" : ""}`;
@@ -168,14 +175,15 @@ export function parseConfigName(name: string): KernelConfig {
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
   m =
-    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+))?(-h)?(-sp)?(?:-f(\d+))?(-db)?$/
+    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+))?(-h)?(-sp)?(-kp)?(?:-f(\d+))?(-db)?$/
       .exec(name);
   if (m) {
     const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
-    const [split, half, double] = [Number(m[6] ?? 1), m[8] !== undefined, m[11] !== undefined];
+    const [split, half, double] = [Number(m[6] ?? 1), m[8] !== undefined, m[12] !== undefined];
     const stream = m[7] === undefined ? {} : { stream: Number(m[7]) };
     const splat = m[9] === undefined ? {} : { splat: true };
-    const fold = m[10] === undefined ? {} : { fold: Number(m[10]) };
+    const kpair = m[10] === undefined ? {} : { kpair: true };
+    const fold = m[11] === undefined ? {} : { fold: Number(m[11]) };
     return {
       family: "outer",
       bm,
@@ -188,6 +196,7 @@ export function parseConfigName(name: string): KernelConfig {
       double,
       ...stream,
       ...splat,
+      ...kpair,
       ...fold,
     };
   }
@@ -211,6 +220,7 @@ export function workgroupBytes(c: KernelConfig): number {
     return (c.bm + c.bn) * rowVecs * c.vec * 4;
   }
   if (c.family === "outer") {
+    if (c.kpair) return (c.bk / 2) * (c.bm / 2 + 1 + c.bn / 2 + 1) * 8 * (c.double ? 2 : 1);
     const xVecs = (c.splat ? c.bm / 2 : c.bm / 4) + 1; // a splatted X holds every value twice
     return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * (c.double ? 2 : 1);
   }
@@ -384,6 +394,8 @@ function outerProblem(
   if (c.half && dtype !== "f16") return `half math is for f16 weights, not ${dtype}`;
   if (c.half && !caps.shaderF16) return "half math needs the device's shader-f16 feature";
   if (c.splat && !c.half) return "a splatted X is for half math";
+  if (c.kpair && !c.half) return "k pairs are for half math";
+  if (c.kpair && c.splat) return "k pairs take no splatted X";
   if (c.fold !== undefined && c.fold !== 1) {
     if (!c.half) return "folding several slices is for half math";
     if (c.fold !== 2) return `fold ${c.fold} is not 1 or 2`;

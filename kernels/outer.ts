@@ -32,6 +32,8 @@ interface Layout {
   threads: number;
   /** k vectors per tile row and slice. */
   sliceVecs: number;
+  /** Tile k rows per slice: bk, or bk / 2 with k pairs. */
+  tileRows: number;
   /** vec4s per k row of each tile, + 1 against bank conflicts (X's doubled when splatted). */
   xPitch: number;
   wPitch: number;
@@ -70,8 +72,10 @@ function layoutOf(c: OuterConfig): Layout {
     ty,
     threads,
     sliceVecs,
-    xPitch: (c.splat ? c.bm / 2 : c.bm / 4) + 1,
-    wPitch: c.bn / 4 + 1,
+    tileRows: c.kpair ? c.bk / 2 : c.bk,
+    // With k pairs a vec4 holds two rows at two k: half a row's vec4s, twice as many.
+    xPitch: (c.splat || c.kpair ? c.bm / 2 : c.bm / 4) + 1,
+    wPitch: (c.kpair ? c.bn / 2 : c.bn / 4) + 1,
     xLoads: quad ? 4 * xGroups : Math.ceil((c.bm * sliceVecs) / threads),
     wLoads: quad ? 4 * wGroups : Math.ceil((c.bn * sliceVecs) / threads),
     xGroups,
@@ -138,18 +142,24 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
   if (l.stream) lines.push(...streamConstants(l, shape));
   const tiles = c.double ? 2 : 1;
   if (c.double) {
-    lines.push(`const X_TILE = ${c.bk}u; // the second tiles' first k row`);
-    lines.push(`const W_TILE = ${c.bk}u;`);
+    lines.push(`const X_TILE = ${l.tileRows}u; // the second tiles' first k row`);
+    lines.push(`const W_TILE = ${l.tileRows}u;`);
   }
   const of = c.double ? ", two of them" : "";
   lines.push(
     "",
-    `var<workgroup> xTile: array<array<vec4<${t}>, ${xPitch}>, ${tiles * c.bk}>; // [k][row / 4]${
-      c.splat ? ", rows 4g..4g+1 at g and 4g+2..4g+3 at BM / 4 + g, each twice" : ""
+    c.kpair
+      ? `var<workgroup> xTile: array<array<vec4<f16>, ${xPitch}>, ${
+        tiles * l.tileRows
+      }>; // [k / 2][row / 2]: rows 2g, 2g + 1 at k 2p, 2p + 1${of}`
+      : `var<workgroup> xTile: array<array<vec4<${t}>, ${xPitch}>, ${
+        tiles * c.bk
+      }>; // [k][row / 4]${
+        c.splat ? ", rows 4g..4g+1 at g and 4g+2..4g+3 at BM / 4 + g, each twice" : ""
+      }${of}`,
+    `var<workgroup> wTile: array<array<vec4<${t}>, ${wPitch}>, ${tiles * l.tileRows}>; // [k${
+      c.kpair ? " / 2][column / 2]" : "][column / 4]"
     }${of}`,
-    `var<workgroup> wTile: array<array<vec4<${t}>, ${wPitch}>, ${
-      tiles * c.bk
-    }>; // [k][column / 4]${of}`,
     "",
   );
   return lines;
@@ -176,7 +186,7 @@ function firstLoads(l: Layout): string[] {
   for (let i = 0; i < xLoads; i++) lines.push(`  var xNext${i} = ${l.loadX(plus(`xAt${i}`))};`);
   for (let i = 0; i < wLoads; i++) lines.push(`  var wNext${i} = ${l.loadW(plus(`wAt${i}`))};`);
   lines.push(...accumulators(l, "acc", "f32", "  "));
-  if (folds(l)) lines.push(...accumulators(l, "hacc", "f16", "  "));
+  if (folds(l)) lines.push(...halfSums(l, "  "));
   return lines;
 }
 
@@ -190,6 +200,16 @@ function foldLines(l: Layout, indent: string, reset: boolean): string[] {
   const lines: string[] = [];
   for (let i = 0; i < l.c.rm; i++) {
     for (let j = 0; j < l.rnv; j++) {
+      if (l.c.kpair) {
+        // Each column's even-k and odd-k sums, added in f16, then widened.
+        const h = (jj: number) => `hacc${i}_${j}_${jj}`;
+        const sums = [0, 1, 2, 3].map((jj) => `${h(jj)}.x + ${h(jj)}.y`).join(", ");
+        lines.push(`${indent}acc${i}_${j} += vec4<f32>(vec4<f16>(${sums}));`);
+        if (reset) {
+          lines.push(indent + [0, 1, 2, 3].map((jj) => `${h(jj)} = vec2<f16>(0.0);`).join(" "));
+        }
+        continue;
+      }
       lines.push(`${indent}acc${i}_${j} += vec4<f32>(hacc${i}_${j});`);
       if (reset) lines.push(`${indent}hacc${i}_${j} = vec4<f16>(0.0);`);
     }
@@ -255,6 +275,20 @@ export function streamRun(indent: string, pairs: boolean): string[] {
   ].map((line) => indent + line);
 }
 
+/**
+ * The zeroed f16 sums of a slice: a vec4 of four columns per row and column group, or with k
+ * pairs a vec2 (even k, odd k) per row and column.
+ */
+function halfSums(l: Layout, indent: string): string[] {
+  if (!l.c.kpair) return accumulators(l, "hacc", "f16", indent);
+  return Array.from({ length: l.c.rm }, (_, i) =>
+    indent +
+    Array.from(
+      { length: l.rnv * 4 },
+      (_, n) => `var hacc${i}_${n >> 2}_${n & 3} = vec2<f16>(0.0);`,
+    ).join(" "));
+}
+
 /** `rm` lines declaring a thread's vec4 accumulators, zeroed. */
 function accumulators(l: Layout, name: string, type: string, indent: string): string[] {
   return Array.from({ length: l.c.rm }, (_, i) =>
@@ -310,7 +344,7 @@ function outerSlices(l: Layout): string[] {
     ...sliceStores(l, "", ""),
     ...slicePrefetch(l, "k + 3u * SLICE", "next2"),
     "    {",
-    ...sliceProducts(l, c.bk),
+    ...sliceProducts(l, l.tileRows),
     "    }",
     ...(folds(l) ? foldLines(l, "    ", true) : []),
     "    workgroupBarrier();",
@@ -406,11 +440,37 @@ function quadStores(l: Layout, xAt: string, wAt: string): string[] {
       return `xTile[${k}][xg${j}] = vec4<f16>(${v(0)}, ${v(0)}, ${v(1)}, ${v(1)}); ` +
         `xTile[${k}][BM / 4u + xg${j}] = vec4<f16>(${v(2)}, ${v(2)}, ${v(3)}, ${v(3)});`;
     }).join(" ");
+  if (l.c.kpair) {
+    return [
+      "    // Store the prefetched slice as k pairs: rows 4g + 2h, 4g + 2h + 1 at k 4q + 2p, + 1.",
+      ...quadGroupLines(l, l.xGroups, l.c.bm, pairStores("x", "xTile", xAt)),
+      ...quadGroupLines(l, l.wGroups, l.c.bn, pairStores("w", "wTile", wAt)),
+    ];
+  }
   return [
     "    // Store the prefetched slice transposed, four rows' k vectors as four vec4s.",
     ...quadGroupLines(l, l.xGroups, l.c.bm, l.c.splat ? splatStores : stores("x", "xTile", xAt)),
     ...quadGroupLines(l, l.wGroups, l.c.bn, stores("w", "wTile", wAt)),
   ];
+}
+
+/**
+ * K-pair stores of quad group j: of the four rows' k vectors (k 4q..4q + 3), rows 4g + 2h and
+ * 4g + 2h + 1 at k 4q + 2p and 4q + 2p + 1 go to `tile[2q + p][2g + h]` as one vec4.
+ */
+function pairStores(n: string, tile: string, at: string) {
+  return (j: number) =>
+    [0, 1].flatMap((h) =>
+      [0, 1].map((p) => {
+        const v = (t: number) =>
+          `${n}Next${4 * j + 2 * h + t}.${p ? "z" : "x"}, ${n}Next${4 * j + 2 * h + t}.${
+            p ? "w" : "y"
+          }`;
+        return `${tile}[${at}2u * ${n}q${j} + ${p}u][2u * ${n}g${j} + ${h}u] = vec4<f16>(${v(0)}, ${
+          v(1)
+        });`;
+      })
+    ).join(" ");
 }
 
 /** Loads of the slice at `from` (clamped to the last slice) into the prefetch registers. */
@@ -435,6 +495,7 @@ function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
 /** A slice's products from the tiles starting at k row `at` (0, or the second tiles' `bk`). */
 function sliceProducts(l: Layout, at: number): string[] {
   const { c, t, rmv, rnv } = l;
+  if (c.kpair) return pairProducts(l, at);
   const lines = c.half && !folds(l) ? accumulators(l, "hacc", "f16", "    ") : [];
   const sum = c.half ? "hacc" : "acc";
   // Row 4g + ii's value as a vec4: a broadcast of one component, or a splatted pair twice.
@@ -463,6 +524,47 @@ function sliceProducts(l: Layout, at: number): string[] {
     }
   }
   if (c.half && !folds(l)) lines.push(...foldLines(l, "    ", false));
+  return lines;
+}
+
+/**
+ * A slice's products with k pairs, from the tiles starting at k-pair row `at`: per pair, each of
+ * a thread's rows (a half of an X vec4) times each of its columns (a half of a W vec4) into that
+ * output's vec2 of even-k and odd-k sums.
+ */
+function pairProducts(l: Layout, at: number): string[] {
+  const { rmv, rnv } = l;
+  const lines = folds(l) ? [] : halfSums(l, "    ");
+  const half = (v: string, e: number) => `${v}_${e >> 1}.${e & 1 ? "zw" : "xy"}`;
+  for (let p = 0; p < l.tileRows; p++) {
+    for (let i = 0; i < rmv; i++) {
+      for (let h = 0; h < 2; h++) {
+        lines.push(
+          `    let a${p}_${i}_${h} = xTile[${at + p}u][2u * (lid.y + ${l.ty * i}u) + ${h}u];`,
+        );
+      }
+    }
+    for (let j = 0; j < rnv; j++) {
+      for (let h = 0; h < 2; h++) {
+        lines.push(
+          `    let b${p}_${j}_${h} = wTile[${at + p}u][2u * (lid.x + ${l.tx * j}u) + ${h}u];`,
+        );
+      }
+    }
+    for (let i = 0; i < rmv; i++) {
+      for (let ii = 0; ii < 4; ii++) {
+        for (let j = 0; j < rnv; j++) {
+          for (let jj = 0; jj < 4; jj++) {
+            const sum = `hacc${4 * i + ii}_${j}_${jj}`;
+            lines.push(
+              `    ${sum} = fma(${half(`a${p}_${i}`, ii)}, ${half(`b${p}_${j}`, jj)}, ${sum});`,
+            );
+          }
+        }
+      }
+    }
+  }
+  if (!folds(l)) lines.push(...foldLines(l, "    ", false));
   return lines;
 }
 

@@ -27,6 +27,8 @@ export interface SearchSpace {
     stream?: number[];
     /** A splatted X with half math (`OuterConfig.splat`); `[false]` when left out. */
     splat?: boolean[];
+    /** Tiles of k pairs with half math (`OuterConfig.kpair`); `[false]` when left out. */
+    kpair?: boolean[];
     /** Slices per fold of the f16 sums (`OuterConfig.fold`); `[1]` when left out. */
     fold?: number[];
   };
@@ -98,17 +100,20 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
       double: [false],
       stream: [0],
       splat: [false],
+      kpair: [false],
       fold: [1],
       ...space.outer,
     })
       .filter((c) => !c.stream || c.split === 1)
-      // The half-math knobs are only enumerated with half math.
-      .filter((c) => c.half || (!c.splat && c.fold === 1))
-      .map(({ stream, splat, fold, ...c }) => ({
+      // The half-math knobs are only enumerated with half math, and k pairs without splat.
+      .filter((c) => c.half || (!c.splat && !c.kpair && c.fold === 1))
+      .filter((c) => !(c.kpair && c.splat))
+      .map(({ stream, splat, kpair, fold, ...c }) => ({
         family: "outer" as const,
         ...c,
         ...(stream ? { stream } : {}),
         ...(splat ? { splat } : {}),
+        ...(kpair ? { kpair } : {}),
         ...(fold !== 1 ? { fold } : {}),
       }))
     : [];

@@ -363,6 +363,44 @@ Deno.test("splat and fold: names, half math only, memory, and enumerated with ha
   assert.ok(plain.every((c) => !("splat" in c) && !("fold" in c)), "off: left out of the config");
 });
 
+Deno.test("k pairs: names, half math without splat, memory, and enumerated that way", () => {
+  const half = { ...outer(1), bk: 32, half: true } as KernelConfig;
+  const pairs = { ...half, kpair: true, fold: 2 } as KernelConfig;
+  assert.equal(configName(pairs), "outer-bm32-bn64-bk32-rm4-rn4-h-kp-f2");
+  assert.deepEqual(parseConfigName("outer-bm32-bn64-bk32-rm4-rn4-h-kp-f2"), pairs);
+  const streamDouble = { ...half, kpair: true, stream: 264, double: true } as KernelConfig;
+  assert.equal(configName(streamDouble), "outer-bm32-bn64-bk32-rm4-rn4-sk264-h-kp-db");
+  assert.deepEqual(parseConfigName(configName(streamDouble)), streamDouble);
+  const f16 = { ...CAPS, shaderF16: true };
+  assert.equal(configProblem(pairs, shape(2048), "f16", f16), undefined);
+  assert.match(
+    configProblem({ ...outer(1), kpair: true } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
+    /k pairs are for half math/,
+  );
+  assert.match(
+    configProblem({ ...pairs, splat: true } as KernelConfig, shape(2048), "f16", f16) ?? "",
+    /k pairs take no splatted X/,
+  );
+  // Half the k rows, each of half a row's vec4s (+ 1): 16 x (16 + 1 + 32 + 1) vec4<f16>.
+  assert.equal(workgroupBytes(pairs), 16 * (16 + 1 + 32 + 1) * 8);
+  // Each f16 sum covers half a slice's k steps: the same bound holds.
+  assert.equal(
+    configErrorBound(pairs)(2304, 1),
+    configErrorBound({ ...half, fold: 2 } as KernelConfig)(2304, 1),
+  );
+  const space = { outer: { ...DEFAULT_SPACE.outer!, splat: [false, true], kpair: [false, true] } };
+  const outers = enumerateSpace(space).filter((c) => c.family === "outer");
+  const plain = enumerateSpace({ outer: { ...DEFAULT_SPACE.outer!, splat: [false] } })
+    .filter((c) => c.family === "outer");
+  const halves = plain.filter((c) => c.family === "outer" && c.half).length;
+  assert.equal(outers.length, plain.length + 2 * halves, "k pairs with half math, not with splat");
+  assert.ok(outers.every((c) => c.family !== "outer" || !(c.kpair && (c.splat || !c.half))));
+  assert.ok(
+    enumerateSpace(DEFAULT_SPACE).every((c) => !("kpair" in c)),
+    "not in the default space",
+  );
+});
+
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const size = (lists: Record<string, unknown[]>) =>
     Object.values(lists).reduce((n, l) => n * l.length, 1);

@@ -295,6 +295,29 @@ Deno.test({
 
 Deno.test({
   name:
+    "f16-math outer kernels with k pairs match the reference, split, folded, doubled or streamed",
+  fn: async () => {
+    const pairs = { ...splitConfig(1), half: true, kpair: true } as KernelConfig;
+    const { failures, checked } = await checkOnShapes(
+      [
+        pairs,
+        { ...pairs, bk: 8, rm: 8, rn: 8 },
+        { ...pairs, fold: 2 },
+        { ...pairs, split: 2 },
+        { ...pairs, double: true },
+        // Runs that start and end inside tiles, on odd and even slices.
+        { ...pairs, fold: 2, stream: 7 },
+        { ...pairs, double: true, stream: 5 },
+      ] as KernelConfig[],
+      ["f16"],
+    );
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= 14, `${checked} kernels checked`);
+  },
+});
+
+Deno.test({
+  name:
     "stream-K kernels match the reference for any number of workgroups, and a lost part is caught",
   fn: async () => {
     // 1 workgroup runs every tile; 3 and 7 split tiles unevenly; 64 have runs shorter than a tile

@@ -46,6 +46,7 @@ const spaceSchema = z.object({
     double: z.array(z.boolean()).min(1).optional(),
     stream: z.array(z.number().int().nonnegative()).min(1).optional(),
     splat: z.array(z.boolean()).min(1).optional(),
+    kpair: z.array(z.boolean()).min(1).optional(),
     fold: sizes.optional(),
   }).strict().optional(),
   gemv: z.object({
