@@ -60,6 +60,9 @@ function drawConfig(random: Random): KernelConfig {
       split: knob([1, 2, 4, 8]),
       half: random() < 0.3,
       double: random() < 0.5,
+      // The half-math staging knobs, sometimes on without half math (invalid: refused).
+      ...pick(random, [{}, {}, { splat: true }, { kpair: true }, { kpair: true, splat: true }]),
+      ...(random() < 0.2 ? { fold: knob([1, 2], [0, 3, 4]) } : {}),
     };
   }
   return {
