@@ -14,7 +14,10 @@
  * the unrolled loop and its inner index the same for every k, so the bounds clamp naga puts on
  * every dynamic index is computed once per register block, not once per read (8-10% faster at
  * m = 8192 on the H100; NOTES.md, v7). With f16 math a thread stores four tile rows' k vectors
- * as four vec4s, transposed in registers, instead of sixteen scalar halves (quad stores).
+ * as four vec4s, transposed in registers, instead of sixteen scalar halves (quad stores). Two
+ * f16-math layouts hand the packed FMAs a row's value without a broadcast: a splatted X, stored
+ * as (a, a) pairs, or tiles of k pairs, where a vec4 holds two rows at k and k + 1 and each output
+ * sums its even-k and odd-k products in a vec2 (`OuterConfig.splat`, `OuterConfig.kpair`).
  *
  * @module
  */
@@ -34,7 +37,10 @@ interface Layout {
   sliceVecs: number;
   /** Tile k rows per slice: bk, or bk / 2 with k pairs. */
   tileRows: number;
-  /** vec4s per k row of each tile, + 1 against bank conflicts (X's doubled when splatted). */
+  /**
+   * vec4s per k row of each tile, + 1 against bank conflicts (X's doubled when splatted; with k
+   * pairs, a row of vec4s holds two k, so twice as many).
+   */
   xPitch: number;
   wPitch: number;
   xLoads: number;
@@ -492,7 +498,7 @@ function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
   return lines;
 }
 
-/** A slice's products from the tiles starting at k row `at` (0, or the second tiles' `bk`). */
+/** A slice's products from the tiles starting at k row `at` (0, or the second tiles' first). */
 function sliceProducts(l: Layout, at: number): string[] {
   const { c, t, rmv, rnv } = l;
   if (c.kpair) return pairProducts(l, at);
