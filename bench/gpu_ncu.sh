@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (NVIDIA; ncu is in /usr/local/cuda/bin there), with .gpu carried:
-# Nsight Compute's full set of sections for each config's dispatches, nothing else on the GPU
-# (bench/sass_compile.ts --runs). Writes $OUT/<config>-ncu.txt (the details page: issue slots,
+# Nsight Compute's sections for each config's dispatches (issue, pipes, stalls, conflicts,
+# occupancy), nothing else on the GPU (bench/sass_compile.ts --runs). Writes $OUT/<config>-ncu.txt (the details page: issue slots,
 # pipes, warp stall reasons, shared-memory conflicts, occupancy) and $OUT/<config>-source.csv
 # (per SASS instruction: the stall samples). Whether ncu sees WebGPU's Vulkan dispatches at all
-# is what ncu.log tells first.
+# is what ncu.log tells first. Unproven: the one call that ran it (2026-12-07) lost its machine
+# before anything came back, so run it last and in a call of its own.
 #   bash bench/gpu_ncu.sh <m> <dtype> <config>...
 #   bash bench/gpu_ncu.sh 4096 f16 outer-bm128-bn64-bk32-rm4-rn8-h-sp outer-bm128-bn64-bk32-rm8-rn4-h
 set -uo pipefail
@@ -13,10 +14,16 @@ source .gpu/setup.sh
 export PATH=$PATH:/usr/local/cuda/bin
 m=$1 dtype=$2
 shift 2
+SECTIONS="--section SpeedOfLight --section ComputeWorkloadAnalysis --section InstructionStats
+  --section SchedulerStats --section WarpStateStats --section MemoryWorkloadAnalysis_Tables
+  --section Occupancy --section LaunchStats --section SourceCounters"
 for config in "$@"; do
   # Two runs: the first warms the clocks and caches; the second is the one profiled (a kernel with
   # a reduction launches twice per run).
-  timeout "${NCU_LIMIT:-200}" ncu --target-processes all --set full --import-source no \
+  # The sections that answer the question (issue, pipes, stalls, shared-memory conflicts,
+  # occupancy), fewer replay passes than --set full; NCU_SECTIONS="--set full" for everything.
+  # shellcheck disable=SC2086
+  timeout "${NCU_LIMIT:-200}" ncu --target-processes all ${NCU_SECTIONS:-$SECTIONS} --import-source no \
     --launch-count "${NCU_LAUNCHES:-4}" -f -o "/tmp/$config" \
     deno run --cached-only -A bench/sass_compile.ts "$config" --dtype "$dtype" --runs 2 --m "$m" \
     >> "$OUT/ncu.log" 2>&1
