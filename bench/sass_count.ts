@@ -72,22 +72,18 @@ export function countOpcodes(listing: string): Map<string, number> {
  */
 export function loopBody(listing: string): string[] {
   const lines = listing.split("\n");
-  const at = (line: string) => {
-    const m = line.match(INSTRUCTION);
-    return m ? parseInt(m[1], 16) : undefined;
-  };
+  const matches = lines.map((line) => line.match(INSTRUCTION));
   let best: [number, number] | undefined; // [from, to] addresses
-  for (const line of lines) {
-    const m = line.match(INSTRUCTION);
+  for (const m of matches) {
     const target = m?.[2] === "BRA" ? m[4].match(/^0x([0-9a-f]+)/) : null;
     if (!m || !target) continue;
     const [from, to] = [parseInt(target[1], 16), parseInt(m[1], 16)];
     if (from < to && (!best || to - from > best[1] - best[0])) best = [from, to];
   }
   if (!best) return lines;
-  return lines.filter((line) => {
-    const a = at(line);
-    return a !== undefined && a >= best[0] && a <= best[1];
+  return lines.filter((_, i) => {
+    const at = matches[i] ? parseInt(matches[i][1], 16) : undefined;
+    return at !== undefined && at >= best[0] && at <= best[1];
   });
 }
 

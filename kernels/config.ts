@@ -220,9 +220,11 @@ export function workgroupBytes(c: KernelConfig): number {
     return (c.bm + c.bn) * rowVecs * c.vec * 4;
   }
   if (c.family === "outer") {
-    if (c.kpair) return (c.bk / 2) * (c.bm / 2 + 1 + c.bn / 2 + 1) * 8 * (c.double ? 2 : 1);
+    const tiles = c.double ? 2 : 1;
+    // K pairs: half the k rows, each of twice the vec4s (two rows or columns at two k).
+    if (c.kpair) return (c.bk / 2) * (c.bm / 2 + 1 + c.bn / 2 + 1) * 8 * tiles;
     const xVecs = (c.splat ? c.bm / 2 : c.bm / 4) + 1; // a splatted X holds every value twice
-    return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * (c.double ? 2 : 1);
+    return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * tiles;
   }
   return c.subgroup ? 0 : c.rm * c.cn * c.nc * c.lanes * 4;
 }

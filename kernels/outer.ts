@@ -152,20 +152,17 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
     lines.push(`const W_TILE = ${l.tileRows}u;`);
   }
   const of = c.double ? ", two of them" : "";
+  const xOrder = c.kpair
+    ? "[k / 2][row / 2]: rows 2g, 2g + 1 at k 2p, 2p + 1"
+    : `[k][row / 4]${
+      c.splat ? ", rows 4g..4g+1 at g and 4g+2..4g+3 at BM / 4 + g, each twice" : ""
+    }`;
+  const wOrder = c.kpair ? "[k / 2][column / 2]" : "[k][column / 4]";
+  const rows = tiles * l.tileRows;
   lines.push(
     "",
-    c.kpair
-      ? `var<workgroup> xTile: array<array<vec4<f16>, ${xPitch}>, ${
-        tiles * l.tileRows
-      }>; // [k / 2][row / 2]: rows 2g, 2g + 1 at k 2p, 2p + 1${of}`
-      : `var<workgroup> xTile: array<array<vec4<${t}>, ${xPitch}>, ${
-        tiles * c.bk
-      }>; // [k][row / 4]${
-        c.splat ? ", rows 4g..4g+1 at g and 4g+2..4g+3 at BM / 4 + g, each twice" : ""
-      }${of}`,
-    `var<workgroup> wTile: array<array<vec4<${t}>, ${wPitch}>, ${tiles * l.tileRows}>; // [k${
-      c.kpair ? " / 2][column / 2]" : "][column / 4]"
-    }${of}`,
+    `var<workgroup> xTile: array<array<vec4<${t}>, ${xPitch}>, ${rows}>; // ${xOrder}${of}`,
+    `var<workgroup> wTile: array<array<vec4<${t}>, ${wPitch}>, ${rows}>; // ${wOrder}${of}`,
     "",
   );
   return lines;
@@ -502,7 +499,7 @@ function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
 function sliceProducts(l: Layout, at: number): string[] {
   const { c, t, rmv, rnv } = l;
   if (c.kpair) return pairProducts(l, at);
-  const lines = c.half && !folds(l) ? accumulators(l, "hacc", "f16", "    ") : [];
+  const lines = c.half && !folds(l) ? halfSums(l, "    ") : [];
   const sum = c.half ? "hacc" : "acc";
   // Row 4g + ii's value as a vec4: a broadcast of one component, or a splatted pair twice.
   const row = (kk: number, i: number, ii: number) => {
