@@ -63,6 +63,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     double: [false, true],
     stream: [0, 264, 396],
     splat: [false, true],
+    kpair: [false, true],
   },
   gemv: {
     nc: [2, 4, 8],

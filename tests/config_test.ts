@@ -353,9 +353,11 @@ Deno.test("splat and fold: names, half math only, memory, and enumerated with ha
   assert.ok(configErrorBound(both)(2304, 1) > configErrorBound(half)(2304, 1));
   // X's tile holds every value twice: 32 x (16 + 1) vec4<f16> for X instead of 32 x (8 + 1).
   assert.equal(workgroupBytes(both) - workgroupBytes(half), 32 * 8 * 8);
-  const space = { outer: { ...DEFAULT_SPACE.outer!, splat: [false, true], fold: [1, 2] } };
+  const space = {
+    outer: { ...DEFAULT_SPACE.outer!, splat: [false, true], kpair: [false], fold: [1, 2] },
+  };
   const outers = enumerateSpace(space).filter((c) => c.family === "outer");
-  const base = { outer: { ...DEFAULT_SPACE.outer!, splat: [false] } };
+  const base = { outer: { ...DEFAULT_SPACE.outer!, splat: [false], kpair: [false] } };
   const plain = enumerateSpace(base).filter((c) => c.family === "outer");
   const halves = plain.filter((c) => c.family === "outer" && c.half).length;
   assert.equal(outers.length, plain.length + 3 * halves, "splat and fold 2 only with half math");
@@ -390,15 +392,19 @@ Deno.test("k pairs: names, half math without splat, memory, and enumerated that 
   );
   const space = { outer: { ...DEFAULT_SPACE.outer!, splat: [false, true], kpair: [false, true] } };
   const outers = enumerateSpace(space).filter((c) => c.family === "outer");
-  const plain = enumerateSpace({ outer: { ...DEFAULT_SPACE.outer!, splat: [false] } })
+  const plain = enumerateSpace({
+    outer: { ...DEFAULT_SPACE.outer!, splat: [false], kpair: [false] },
+  })
     .filter((c) => c.family === "outer");
   const halves = plain.filter((c) => c.family === "outer" && c.half).length;
   assert.equal(outers.length, plain.length + 2 * halves, "k pairs with half math, not with splat");
   assert.ok(outers.every((c) => c.family !== "outer" || !(c.kpair && (c.splat || !c.half))));
-  assert.ok(
-    enumerateSpace(DEFAULT_SPACE).every((c) => !("kpair" in c)),
-    "not in the default space",
+  assert.deepEqual(
+    enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer"),
+    outers,
+    "in the default space",
   );
+  assert.ok(plain.every((c) => !("kpair" in c)), "off: left out of the config");
 });
 
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
@@ -408,14 +414,16 @@ Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const configs: KernelConfig[] = enumerateSpace(gemvOnly);
   assert.equal(configs.length, size(gemvOnly.gemv));
   assert.ok(configs.every((c) => c.family === "gemv"));
-  // Stream-K (stream > 0) only with split 1; splat only with half math (half of the rest).
-  const { stream, split, splat, ...outerRest } = DEFAULT_SPACE.outer!;
+  // Stream-K (stream > 0) only with split 1; splat or k pairs (not both) only with half math
+  // (half of the rest): plain f32, and plain, splat or k pairs in f16.
+  const { stream, split, splat, kpair, ...outerRest } = DEFAULT_SPACE.outer!;
   const streams = stream!.filter((g) => g > 0).length;
   assert.deepEqual(splat, [false, true]);
+  assert.deepEqual(kpair, [false, true]);
   assert.equal(
     enumerateSpace(DEFAULT_SPACE).length,
     size(DEFAULT_SPACE.gemv!) + size(DEFAULT_SPACE.tile!) +
-      size(outerRest) / 2 * (1 + splat!.length) * (split!.length + streams),
+      size(outerRest) / 2 * (1 + 3) * (split!.length + streams),
   );
   assert.equal(enumerateSpace({}).length, 0);
 });
