@@ -4,7 +4,9 @@
 #   bash bench/gpu_tune.sh "kimi-linear-tp4" "f32,f16,f16-fast,bf16" [extra tune flags...]
 # Several runs into one archive: touch /tmp/since, then TUNE_SINCE=/tmp/since on each.
 # "f16-fast" is f16 weights with --precision fast (the bench's name for it).
-# Back here, unpack them over the checkout: tar xzf <files_at>/tune.tgz
+# A log committed gzipped (cache/logs/<gpu>/*.jsonl.gz) is unpacked by the tune and resumed.
+# Back here, unpack them over the checkout: tar xzf <files_at>/tune.tgz, then gzip -f each returned
+# .jsonl whose .gz is committed
 # (one archive: the device returns a limited number of files, and a log left behind is lost).
 set -uo pipefail
 source .gpu/setup.sh

@@ -55,6 +55,24 @@ Deno.test("TrialLog appends one JSON line per trial and a reopened log reads the
   });
 });
 
+Deno.test("TrialLog.open() of a log committed gzipped resumes from it and appends to a plain copy", async () => {
+  await withTempDir("trial_log_test_", async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    const text = [trial("gemv-a"), trial("gemv-b")].map((t) => JSON.stringify(t) + "\n").join("");
+    const gzipped = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+    await Deno.writeFile(`${path}.gz`, gzipped);
+    const before = await Deno.readFile(`${path}.gz`);
+    const log = await TrialLog.open(path);
+    assert.deepEqual(log.trials, [trial("gemv-a"), trial("gemv-b")]);
+    assert.ok(log.find("fused", 4, "gemv-b", 1), "the committed trials are resumed");
+    await log.append(trial("gemv-c"));
+    assert.equal(await Deno.readTextFile(path), text + JSON.stringify(trial("gemv-c")) + "\n");
+    assert.deepEqual(await Deno.readFile(`${path}.gz`), before, "the .gz is left as it was");
+    // From now on the plain log is the one read, with the appended trial.
+    assert.equal((await TrialLog.open(path)).trials.length, 3);
+  });
+});
+
 Deno.test("TrialLog.find() matches generator, target, bucket and config, latest first", async () => {
   await withTempDir("trial_log_test_", async (dir) => {
     const log = await TrialLog.open(`${dir}/log.jsonl`);

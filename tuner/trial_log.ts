@@ -97,18 +97,33 @@ function isRunRecord(x: unknown): x is RunRecord {
  * ending in `.gz` is read gzipped (logs kept as evidence are stored so, being 10x smaller).
  */
 export async function readTrials(path: string): Promise<Trial[]> {
-  let bytes: Uint8Array<ArrayBuffer>;
+  const bytes = await readIfPresent(path);
+  if (!bytes) return [];
+  const plain = path.endsWith(".gz") ? await gunzip(bytes) : bytes;
+  return parseTrials(new TextDecoder().decode(plain), path);
+}
+
+async function readIfPresent(path: string): Promise<Uint8Array<ArrayBuffer> | undefined> {
   try {
-    bytes = await Deno.readFile(path);
+    return await Deno.readFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
+    if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
-  const text = path.endsWith(".gz")
-    ? await new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip")))
-      .text()
-    : new TextDecoder().decode(bytes);
-  return parseTrials(text, path);
+}
+
+function gunzip(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
+  return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip")))
+    .bytes();
+}
+
+/** `<path>.gz` unpacked to `path`; undefined if there is none. */
+async function unpackGzipped(path: string): Promise<Uint8Array | undefined> {
+  const gzipped = await readIfPresent(`${path}.gz`);
+  if (!gzipped) return undefined;
+  const plain = await gunzip(gzipped);
+  await Deno.writeFile(path, plain);
+  return plain;
 }
 
 function parseTrials(text: string, path: string): Trial[] {
@@ -231,16 +246,15 @@ export class TrialLog {
    * so the next append starts a fresh line and the file stays readable. The folder is created
    * by the first append, so opening a log writes nothing unless it has a torn tail.
    *
+   * Where only a gzipped copy (`<path>.gz`, as logs are committed) exists, the log is unpacked
+   * from it to `path` first, so that a tune resumes from the committed trials and appends to
+   * them; the `.gz` is left as it is.
+   *
    * @throws {SyntaxError} If a line other than the torn tail is not JSON.
    */
   static async open(path: string): Promise<TrialLog> {
-    let bytes: Uint8Array;
-    try {
-      bytes = await Deno.readFile(path);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return new TrialLog(path, [], []);
-      throw e;
-    }
+    const bytes = await readIfPresent(path) ?? await unpackGzipped(path);
+    if (!bytes) return new TrialLog(path, [], []);
     const end = bytes.lastIndexOf(0x0a) + 1; // 0 when there is no newline at all
     const { trials, runs } = parseLog(new TextDecoder().decode(bytes.subarray(0, end)), path);
     if (end < bytes.length) await Deno.truncate(path, end);
