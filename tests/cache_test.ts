@@ -16,6 +16,7 @@ import { loadCacheFile, saveCacheEntry, STALE_LOCK_MS, withFileLock } from "../c
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { kimiLinearSpec } from "../kernels/problem.ts";
 import { configName } from "../kernels/config.ts";
+import { mergeCacheFiles } from "../bench/merge_caches.ts";
 import { gemvConfig, withTempDir } from "./helpers.ts";
 
 const ADAPTER: AdapterFingerprint = {
@@ -460,5 +461,31 @@ for (let i = 0; ; i++) await saveCacheEntry(Deno.args[0], ${
       }
     }
     assert.ok((await loadCacheFile(path))!.entries["after"]);
+  });
+});
+
+Deno.test("mergeCacheFiles() keeps each bucket's faster result across copies of one GPU's file", async () => {
+  await withTempDir("cache_test_", async (dir) => {
+    const key = problemKey(TINY, "f32");
+    const target = `${dir}/gpu.json`;
+    await Deno.writeTextFile(target, JSON.stringify(validFile()));
+    // A second call's copy: m = 16 re-tuned faster, m = 1 slower, and a new bucket.
+    const faster = entry("tile-bm16-bn16-bk8-rm2-rn2-v4");
+    faster.buckets["16"].fusedTotalUs = 20;
+    faster.buckets["16"].unfused = { medianUs: 50, configs: [] };
+    faster.buckets["1"].fusedTotalUs = 99;
+    faster.buckets["64"] = { ...faster.buckets["16"] };
+    const copy = `${dir}/copy.json`;
+    await Deno.writeTextFile(copy, JSON.stringify({ ...validFile(), entries: { [key]: faster } }));
+    assert.deepEqual(await mergeCacheFiles(target, [copy]), [key]);
+    const merged = (await loadCacheFile(target))!.entries[key].buckets;
+    assert.equal(merged["16"].fused.config, "tile-bm16-bn16-bk8-rm2-rn2-v4");
+    assert.equal(merged["1"].fusedTotalUs, 15, "the slower copy of m = 1 does not replace it");
+    assert.ok(merged["64"], "a bucket only the copy has is added");
+    assert.deepEqual(await mergeCacheFiles(target, [copy]), [], "merging again changes nothing");
+    const other = `${dir}/other.json`;
+    await Deno.writeTextFile(other, JSON.stringify({ ...validFile(), adapter: OTHER }));
+    await assert.rejects(mergeCacheFiles(target, [other]), CacheFormatError);
+    await assert.rejects(mergeCacheFiles(target, [`${dir}/none.json`]), Deno.errors.NotFound);
   });
 });
