@@ -14,6 +14,7 @@ import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
  *
  * @returns The keys of the entries that changed, in the order first changed.
  * @throws {CacheFormatError} If a file is corrupt or a copy belongs to another GPU.
+ * @throws {Deno.errors.NotFound} If a copy is missing.
  */
 export async function mergeCacheFiles(target: string, others: string[]): Promise<string[]> {
   const changed = new Set<string>();
