@@ -16,9 +16,9 @@ import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import { compileKernel } from "../kernels/gpu.ts";
 import type { GemmShape, ProjectionSpec } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
-import { openGpu } from "../tuner/gpu_device.ts";
 import { seededRandom } from "../tuner/random.ts";
 import { checkKernel, destroyCheckData, makeCheckData } from "../tuner/verify.ts";
+import { moduleGpu } from "./helpers.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? Date.now() % 2 ** 31);
 const DRAWS = 200;
@@ -26,7 +26,7 @@ const MAX_CHECKED = 40;
 /** llvmpipe compiles a kernel on its first dispatch, up to seconds for big unrolled tiles. */
 const CHECK_BUDGET_MS = 20_000;
 
-const gpu = await openGpu();
+const gpu = await moduleGpu();
 
 type Random = () => number;
 const pick = <T>(random: Random, xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];

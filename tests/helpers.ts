@@ -114,6 +114,17 @@ export function quietConsole(): { calls: string[]; restore(): void } {
   return { calls, restore: () => methods.forEach((m, i) => (console[m] = saved[i])) };
 }
 
+/**
+ * A tuner GPU (`openGpu`) that a test module's tests share, destroyed when the module unloads,
+ * so that no device outlives its module (the per-test resource sanitizers do not see one
+ * opened at the module's top level).
+ */
+export async function moduleGpu(): Promise<Gpu> {
+  const gpu = await openGpu();
+  globalThis.addEventListener("unload", () => gpu.device.destroy(), { once: true });
+  return gpu;
+}
+
 /** A tuner GPU (`openGpu`) and a temporary folder for the body; both are gone after it. */
 export async function withGpuAndTempDir(
   prefix: string,

@@ -16,7 +16,6 @@ import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 import { referenceRows } from "../kernels/reference.ts";
 import { reductionGrid, streamLanes, streamReduceWgsl } from "../kernels/reduce.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
-import { openGpu } from "../tuner/gpu_device.ts";
 import { seededRandom, shuffled } from "../tuner/random.ts";
 import {
   checkDataWithin,
@@ -27,6 +26,7 @@ import {
   shapeExtents,
 } from "../tuner/verify.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
+import { moduleGpu } from "./helpers.ts";
 
 const SEED = Number(Deno.env.get("KERNEL_TEST_SEED") ?? Date.now() % 2 ** 31);
 const PER_FAMILY = 12;
@@ -41,7 +41,7 @@ const SHAPES: [string, GemmShape][] = [
   ["k=128 fused", fusedShape({ name: "k128", k: 128, segments: [{ name: "a", n: 100 }] })],
 ];
 
-const gpu = await openGpu();
+const gpu = await moduleGpu();
 
 /** The seeded sample for one dtype and shape: up to PER_FAMILY valid configs of each family. */
 function sample(dtype: WeightDtype, shape: GemmShape): KernelConfig[] {

@@ -7,11 +7,10 @@ import assert from "node:assert/strict";
 import { kernelWgsl } from "../kernels/generate.ts";
 import { SUBGROUPS_DIRECTIVE, wantsSubgroupsDirective } from "../kernels/gpu.ts";
 import { fusedShape, kimiLinearSpec } from "../kernels/problem.ts";
-import { openGpu } from "../tuner/gpu_device.ts";
 import { checkSubgroupKernels } from "./browser/subgroup_check.ts";
-import { gemvConfig } from "./helpers.ts";
+import { gemvConfig, moduleGpu } from "./helpers.ts";
 
-const gpu = await openGpu();
+const gpu = await moduleGpu();
 
 Deno.test("kernelWgsl() of a subgroup kernel has no enable directive", () => {
   const code = kernelWgsl(
