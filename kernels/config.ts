@@ -77,6 +77,14 @@ export interface OuterConfig {
    */
   stream?: number;
   /**
+   * With `stream`: a data-parallel first part (absent: off). Whole waves of tiles, one wave of
+   * `stream` tiles at a time, are computed by a dispatch of their own straight into Y, and
+   * stream-K shares out only the tiles left over (between half a wave and a wave and a half of
+   * them), so that fewer tiles make the round trip through the scratch (the Stream-K paper's
+   * "data-parallel + stream-K" hybrid).
+   */
+  dp?: boolean;
+  /**
    * With `half`: X is staged into workgroup memory with each value twice, as (a, a) pairs, so
    * that a packed f16 FMA takes a row's value as it is loaded instead of a broadcast of one
    * half (twice X's workgroup memory; absent: off).
@@ -153,7 +161,7 @@ export function configName(c: KernelConfig): string {
   }
   if (c.family === "outer") {
     const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
-    const stream = c.stream ? `-sk${c.stream}` : "";
+    const stream = c.stream ? `-sk${c.stream}${c.dp ? "-dp" : ""}` : "";
     const half = `${c.half ? "-h" : ""}${c.splat ? "-sp" : ""}${c.kpair ? "-kp" : ""}${
       (c.fold ?? 1) > 1 ? `-f${c.fold}` : ""
     }`;
@@ -175,15 +183,16 @@ export function parseConfigName(name: string): KernelConfig {
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
   m =
-    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+))?(-h)?(-sp)?(-kp)?(?:-f(\d+))?(-db)?$/
+    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+)(-dp)?)?(-h)?(-sp)?(-kp)?(?:-f(\d+))?(-db)?$/
       .exec(name);
   if (m) {
     const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
-    const [split, half, double] = [Number(m[6] ?? 1), m[8] !== undefined, m[12] !== undefined];
+    const [split, half, double] = [Number(m[6] ?? 1), m[9] !== undefined, m[13] !== undefined];
     const stream = m[7] === undefined ? {} : { stream: Number(m[7]) };
-    const splat = m[9] === undefined ? {} : { splat: true };
-    const kpair = m[10] === undefined ? {} : { kpair: true };
-    const fold = m[11] === undefined ? {} : { fold: Number(m[11]) };
+    const dp = m[8] === undefined ? {} : { dp: true };
+    const splat = m[10] === undefined ? {} : { splat: true };
+    const kpair = m[11] === undefined ? {} : { kpair: true };
+    const fold = m[12] === undefined ? {} : { fold: Number(m[12]) };
     return {
       family: "outer",
       bm,
@@ -195,6 +204,7 @@ export function parseConfigName(name: string): KernelConfig {
       half,
       double,
       ...stream,
+      ...dp,
       ...splat,
       ...kpair,
       ...fold,
@@ -398,6 +408,7 @@ function outerProblem(
   if (c.splat && !c.half) return "a splatted X is for half math";
   if (c.kpair && !c.half) return "k pairs are for half math";
   if (c.kpair && c.splat) return "k pairs take no splatted X";
+  if (c.dp && !c.stream) return "a data-parallel first part is for stream-K";
   if (c.fold !== undefined && c.fold !== 1) {
     if (!c.half) return "folding several slices is for half math";
     if (c.fold !== 2) return `fold ${c.fold} is not 1 or 2`;

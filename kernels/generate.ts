@@ -7,7 +7,7 @@ import type { KernelConfig } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import { gemvGrid, gemvWgsl } from "./gemv.ts";
 import type { GemmShape } from "./problem.ts";
-import { outerGrid, outerWgsl } from "./outer.ts";
+import { outerGrid, outerHeadWgsl, outerWgsl } from "./outer.ts";
 import { tileGrid, tileWgsl } from "./tile.ts";
 
 /** The WGSL source of a config for a shape and weight type. */
@@ -20,6 +20,18 @@ export function kernelWgsl(config: KernelConfig, shape: GemmShape, dtype: Weight
     case "gemv":
       return gemvWgsl(config, shape, dtype);
   }
+}
+
+/**
+ * The WGSL of a config's first dispatch where it has one before its main dispatch: a stream-K
+ * config's data-parallel part (`OuterConfig.dp`), dispatched over the same grid and writing Y.
+ */
+export function headWgsl(
+  config: KernelConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+): string | undefined {
+  return config.family === "outer" ? outerHeadWgsl(config, shape, dtype) : undefined;
 }
 
 /** Workgroups to dispatch for m rows. */

@@ -8,7 +8,7 @@
 import type { KernelConfig } from "./config.ts";
 import { configName, scratchBytes } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
-import { kernelGrid, kernelWgsl } from "./generate.ts";
+import { headWgsl, kernelGrid, kernelWgsl } from "./generate.ts";
 import type { GemmShape } from "./problem.ts";
 import { reductionGrid, reductionWgsl } from "./reduce.ts";
 
@@ -19,6 +19,11 @@ export interface CompiledKernel {
   shape: GemmShape;
   dtype: WeightDtype;
   pipeline: GPUComputePipeline;
+  /**
+   * A dispatch before `pipeline`'s, writing Y: a stream-K config's data-parallel part
+   * (`OuterConfig.dp`).
+   */
+  head?: GPUComputePipeline;
   /**
    * A split-K or stream-K config's second dispatch, which adds the partials into Y
    * (kernels/reduce.ts).
@@ -111,8 +116,8 @@ export async function kernelSource(
 }
 
 /**
- * Compiles a config. Validate it first (`configProblem`): this only reports what the
- * compiler says. The source is {@linkcode kernelSource}'s: the generated WGSL itself is the
+ * Compiles a config (`mutate` also rewrites a data-parallel part, which needs no subgroups).
+ * Validate it first (`configProblem`): this only reports what the compiler says. The source is {@linkcode kernelSource}'s: the generated WGSL itself is the
  * same on every target.
  *
  * @param warm Awaited before the pipeline is built, with the exact WGSL and the config's name:
@@ -139,11 +144,22 @@ export async function compileKernel(
         ? warm(code, name).catch(() => {}).then(() => buildPipeline(device, name, code))
         : buildPipeline(device, name, code),
   );
-  const reduceCode = reductionWgsl(config, shape);
-  const reduce = reduceCode
-    ? cachedPipeline(device, reduceCode, () => buildPipeline(device, `${name} reduce`, reduceCode))
-    : undefined;
-  return { name, config, shape, dtype, pipeline: await pipeline, reduce: await reduce };
+  const extra = (code: string | undefined, what: string) =>
+    code
+      ? cachedPipeline(device, code, () => buildPipeline(device, `${name} ${what}`, code))
+      : undefined;
+  const headCode = headWgsl(config, shape, dtype);
+  const head = extra(headCode && mutate ? mutate(name, headCode) : headCode, "data-parallel part");
+  const reduce = extra(reductionWgsl(config, shape), "reduce");
+  return {
+    name,
+    config,
+    shape,
+    dtype,
+    pipeline: await pipeline,
+    ...(head ? { head: await head } : {}),
+    reduce: await reduce,
+  };
 }
 
 /**
@@ -357,7 +373,8 @@ export function paramsBuffer(device: GPUDevice, m: number): GPUBuffer {
 
 /**
  * Records a kernel over m rows into a compute pass: one dispatch, or for a split-K kernel the
- * split dispatch and its reduction.
+ * split dispatch and its reduction (a stream-K kernel with a data-parallel part dispatches that
+ * part first).
  *
  * @throws {RangeError} If a split-K kernel's bind groups have no scratch buffer, or one
  * smaller than it needs at m.
@@ -380,6 +397,11 @@ export function dispatchKernel(
     throw new RangeError(
       `Cannot dispatch split-K or stream-K kernel "${kernel.name}" at m=${m}: it needs ${needed} bytes of scratch, got ${bindGroup.scratchBytes}`,
     );
+  }
+  if (kernel.head) {
+    pass.setPipeline(kernel.head);
+    pass.setBindGroup(0, bindGroup.direct);
+    pass.dispatchWorkgroups(...kernelGrid(kernel.config, kernel.shape, m));
   }
   dispatchFirstPass(pass, kernel, bindGroup, m);
   dispatchReduction(pass, kernel, bindGroup, m);

@@ -237,15 +237,17 @@ function streamConstants(l: Layout, shape: GemmShape): string[] {
  */
 function streamBody(l: Layout, shape: GemmShape): string[] {
   const indent = (lines: string[]) => lines.map((line) => `  ${line}`);
+  // With a data-parallel first part, stream-K's runs count slices from tile dpTiles on.
+  const [first, rel] = l.c.dp ? ["dpTiles + ", "(tile - dpTiles)"] : ["", "tile"];
   return [
     ...tiledMain(l.tx, l.ty),
-    ...streamRun("  ", l.c.double),
+    ...streamRun("  ", l.c.double, l.c.dp),
     "  var it = wg.x * chunk;",
     "  loop {",
     "    if (it >= end) { break; }",
-    "    let tile = it / SLICES;",
+    `    let tile = ${first}it / SLICES;`,
     "    let s0 = it % SLICES;",
-    "    let s1 = min(end - tile * SLICES, SLICES);",
+    `    let s1 = min(end - ${rel} * SLICES, SLICES);`,
     "    let b = tile / (rowTiles * colTiles);",
     batchOffsets(shape, 4, "    ").trimEnd(),
     "    let row0 = tile % (rowTiles * colTiles) / colTiles * BM;",
@@ -256,9 +258,51 @@ function streamBody(l: Layout, shape: GemmShape): string[] {
     ...indent(firstLoads(l)),
     ...indent(outerSlices(l)),
     ...indent(outerStores(l)),
-    "    it = tile * SLICES + s1;",
+    `    it = ${rel} * SLICES + s1;`,
     "  }",
   ];
+}
+
+/**
+ * The data-parallel first part of a stream-K kernel with `dp` (a dispatch of its own, before
+ * the stream-K one, with Y bound as Y): workgroup g computes whole tiles g, g + GROUPS, ... below
+ * `dpTiles` and stores them straight into Y.
+ */
+function dataParallelBody(l: Layout, shape: GemmShape): string[] {
+  const direct: Layout = {
+    ...l,
+    yIndex: (r, col, cc) => `yOffset + ${r} * Y_STRIDE + ${col} + ${cc}u`,
+  };
+  const indent = (lines: string[]) => lines.map((line) => `  ${line}`);
+  return [
+    ...tiledMain(l.tx, l.ty),
+    ...streamRun("  ", l.c.double, true),
+    "  for (var tile = wg.x; tile < dpTiles; tile += GROUPS) {",
+    "    let b = tile / (rowTiles * colTiles);",
+    batchOffsets(shape, 4, "    ").trimEnd(),
+    "    let row0 = tile % (rowTiles * colTiles) / colTiles * BM;",
+    "    let col0 = tile % colTiles * BN;",
+    "    let kBegin = 0u;",
+    "    let kEnd = SLICES * SLICE;",
+    ...indent(firstLoads(direct)),
+    ...indent(outerSlices(direct)),
+    ...indent(outerStores(direct)),
+    "  }",
+  ];
+}
+
+/**
+ * The WGSL of a stream-K config's data-parallel first part (`OuterConfig.dp`), or undefined for
+ * a config without one.
+ */
+export function outerHeadWgsl(
+  c: OuterConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+): string | undefined {
+  const l = layoutOf(c);
+  if (!l.stream || !c.dp) return undefined;
+  return [...outerModule(l, shape, dtype), ...dataParallelBody(l, shape), "}"].join("\n") + "\n";
 }
 
 /**
@@ -266,16 +310,29 @@ function streamBody(l: Layout, shape: GemmShape): string[] {
  * Double-buffered tiles take slices in pairs, so their runs are an even number of slices long
  * (and a tile's slices are even in number, `configProblem`): every segment is whole pairs.
  */
-export function streamRun(indent: string, pairs: boolean): string[] {
+export function streamRun(indent: string, pairs: boolean, dp = false): string[] {
   const chunk = "(total + GROUPS - 1u) / GROUPS";
   return [
     "let rowTiles = (m + BM - 1u) / BM;",
     "let colTiles = (N + BN - 1u) / BN;",
     "let tiles = BATCHES * rowTiles * colTiles;",
-    "let total = tiles * SLICES;",
+    ...(dp ? dataParallelTiles() : ["let total = tiles * SLICES;"]),
     `let chunk = ${pairs ? `(${chunk} + 1u) / 2u * 2u` : chunk};`,
     "let end = min(wg.x * chunk + chunk, total);",
   ].map((line) => indent + line);
+}
+
+/**
+ * With a data-parallel first part (`OuterConfig.dp`): its tiles, `dpTiles`, are whole waves of
+ * GROUPS, leaving stream-K between half a wave and a wave and a half of tiles (all of them when
+ * there are fewer than that); `total` counts stream-K's slices, from tile `dpTiles` on.
+ */
+function dataParallelTiles(): string[] {
+  return [
+    "let waves = tiles / GROUPS;",
+    "let dpTiles = select(max(waves, 1u) - 1u, waves, tiles % GROUPS * 2u >= GROUPS) * GROUPS;",
+    "let total = (tiles - dpTiles) * SLICES;",
+  ];
 }
 
 /**

@@ -142,8 +142,8 @@ export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
     ...(vec4 ? [`const BN4 = ${c.bn / 4}u; // vec4s in a tile row`] : []),
     "",
     ...ENTRY,
-    ...streamRun("  ", c.double),
-    ...streamSums(shape, vec4),
+    ...streamRun("  ", c.double, c.dp),
+    ...streamSums(shape, vec4, c.dp),
     "}",
     "",
   ].join("\n");
@@ -155,21 +155,24 @@ export function streamReduceWgsl(c: OuterConfig, shape: GemmShape): string {
  * scratch and Y indexed in vec4s; as N is a multiple of 4, `c < N` holds for all four columns or
  * none).
  */
-function streamSums(shape: GemmShape, vec4: boolean): string[] {
+function streamSums(shape: GemmShape, vec4: boolean, dp = false): string[] {
   const offsets = shape.yOffsets.map((y) => `${y}u`).join(", ");
   const [e, bn] = vec4 ? ["e4", "BN4"] : ["e", "BN"];
   const at = "yOffsets[tile / (rowTiles * colTiles)] + r * Y_STRIDE + c";
+  // With a data-parallel first part, tiles below dpTiles are in Y already, and stream-K's runs
+  // count slices from tile dpTiles on.
+  const [first, rel] = dp ? ["dpTiles + ", "(tile - dpTiles)"] : ["", "tile"];
   return [
     `  let ${e} = wg.x * ${THREADS}u + li; // the ${vec4 ? "vec4" : "element"} within the tile`,
     `  if (${e} >= BM * ${bn}) { return; }`,
     `  var yOffsets = array<u32, ${shape.yOffsets.length}>(${offsets});`,
-    `  for (var tile = wg.y; tile < tiles; tile += ${MAX_GRID}u) {`,
+    `  for (var tile = ${first}wg.y; tile < tiles; tile += ${MAX_GRID}u) {`,
     `    let r = tile % (rowTiles * colTiles) / colTiles * BM + ${e} / ${bn};`,
     `    let c = tile % colTiles * BN + ${e} % ${bn}${vec4 ? " * 4u" : ""};`,
     "    if (r < m && c < N) {",
     `      var sum = P[tile * BM * ${bn} + ${e}];`,
-    "      let last = (min(tile * SLICES + SLICES, total) - 1u) / chunk; // its last workgroup",
-    "      for (var v = tile * SLICES / chunk + 1u; v <= last; v++) {",
+    `      let last = (min(${rel} * SLICES + SLICES, total) - 1u) / chunk; // its last workgroup`,
+    `      for (var v = ${rel} * SLICES / chunk + 1u; v <= last; v++) {`,
     `        sum += P[(tiles + v) * BM * ${bn} + ${e}];`,
     "      }",
     `      Y[${vec4 ? `(${at}) / 4u` : at}] = sum;`,

@@ -29,6 +29,8 @@ export interface SearchSpace {
     splat?: boolean[];
     /** Tiles of k pairs with half math (`OuterConfig.kpair`); `[false]` when left out. */
     kpair?: boolean[];
+    /** Stream-K with a data-parallel first part (`OuterConfig.dp`); `[false]` when left out. */
+    dp?: boolean[];
     /** Slices per fold of the f16 sums (`OuterConfig.fold`); `[1]` when left out. */
     fold?: number[];
   };
@@ -103,16 +105,19 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
       splat: [false],
       kpair: [false],
       fold: [1],
+      dp: [false],
       ...space.outer,
     })
       .filter((c) => !c.stream || c.split === 1)
+      .filter((c) => !c.dp || c.stream)
       // The half-math knobs are only enumerated with half math, and k pairs without splat.
       .filter((c) => c.half || (!c.splat && !c.kpair && c.fold === 1))
       .filter((c) => !(c.kpair && c.splat))
-      .map(({ stream, splat, kpair, fold, ...c }) => ({
+      .map(({ stream, dp, splat, kpair, fold, ...c }) => ({
         family: "outer" as const,
         ...c,
         ...(stream ? { stream } : {}),
+        ...(dp ? { dp } : {}),
         ...(splat ? { splat } : {}),
         ...(kpair ? { kpair } : {}),
         ...(fold !== 1 ? { fold } : {}),

@@ -407,6 +407,30 @@ Deno.test("k pairs: names, half math without splat, memory, and enumerated that 
   assert.ok(plain.every((c) => !("kpair" in c)), "off: left out of the config");
 });
 
+Deno.test("a data-parallel first part: names, stream-K only, and enumerated with stream-K only", () => {
+  const stream = { ...outer(1), stream: 264, dp: true } as KernelConfig;
+  const name = "outer-bm32-bn64-bk16-rm4-rn4-sk264-dp";
+  assert.equal(configName(stream), name);
+  assert.deepEqual(parseConfigName(name), stream);
+  const fast = { ...stream, bk: 32, half: true, kpair: true, double: true } as KernelConfig;
+  assert.equal(configName(fast), "outer-bm32-bn64-bk32-rm4-rn4-sk264-dp-h-kp-db");
+  assert.deepEqual(parseConfigName(configName(fast)), fast);
+  assert.throws(() => parseConfigName("outer-bm32-bn64-bk16-rm4-rn4-dp"), SyntaxError);
+  assert.equal(configProblem(stream, shape(2048), "f32", CAPS), undefined);
+  const sk = { ...outer(1), stream: 264 } as KernelConfig;
+  assert.equal(scratchBytes(stream, shape(2048), 256), scratchBytes(sk, shape(2048), 256));
+  assert.match(
+    configProblem({ ...outer(1), dp: true } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
+    /data-parallel first part is for stream-K/,
+  );
+  const space = { outer: { ...DEFAULT_SPACE.outer!, dp: [false, true] } };
+  const outers = enumerateSpace(space).filter((c) => c.family === "outer");
+  const plain = enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer");
+  const streams = plain.filter((c) => c.family === "outer" && c.stream).length;
+  assert.equal(outers.length, plain.length + streams, "dp only with stream-K");
+  assert.ok(plain.every((c) => !("dp" in c)), "off: left out of the config");
+});
+
 Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const size = (lists: Record<string, unknown[]>) =>
     Object.values(lists).reduce((n, l) => n * l.length, 1);

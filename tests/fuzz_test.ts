@@ -63,6 +63,11 @@ function drawConfig(random: Random): KernelConfig {
       // The half-math staging knobs, sometimes on without half math (invalid: refused).
       ...pick(random, [{}, {}, { splat: true }, { kpair: true }, { kpair: true, splat: true }]),
       ...(random() < 0.2 ? { fold: knob([1, 2], [0, 3, 4]) } : {}),
+      // Stream-K, with or without a data-parallel part (which alone is invalid: refused).
+      ...pick(random, [{}, {}, {}, { stream: knob([1, 3, 5]) }, {
+        stream: knob([1, 3, 5]),
+        dp: true,
+      }, { dp: true }]),
     };
   }
   return {

@@ -356,6 +356,46 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "stream-K kernels with a data-parallel first part match the reference, with or without stream-K tiles left",
+  fn: async () => {
+    // tiny's fused stage at 37 rows is 2 x 3 tiles of 32 x 32: 1 and 2 workgroups leave whole
+    // waves to the data-parallel part and one wave to stream-K, 4 a wave and 2 tiles, 5 and 7 no
+    // whole wave (all stream-K).
+    const dp = (c: Partial<OuterConfig>) => ({ ...splitConfig(1), dp: true, ...c }) as KernelConfig;
+    const { failures, checked } = await checkOnShapes(
+      [
+        ...[1, 2, 4, 5, 7].map((stream) => dp({ stream })),
+        ...[1, 4].map((stream) => dp({ double: true, stream })),
+        dp({ half: true, stream: 2 }),
+        dp({ half: true, kpair: true, bk: 8, stream: 4 }),
+      ],
+      ["f32", "f16"],
+      (kernel) => assert.ok(kernel.head && kernel.reduce, "both extra dispatches"),
+    );
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= 30, `${checked} kernels checked`);
+    // A data-parallel part that leaves its last tile out is caught: Y keeps the poison there.
+    const shape = fusedShape(tiny);
+    const short = await compileKernel(
+      gpu.device,
+      dp({ stream: 2 }),
+      shape,
+      "f32",
+      (_, code) =>
+        code.replace("tile < dpTiles; tile += GROUPS", "tile + 1u < dpTiles; tile += GROUPS"),
+    );
+    const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
+    try {
+      assert.ok(short.head, "the mutation reached the data-parallel part");
+      assert.match(await checkKernel(gpu.device, short, data) ?? "", /NaN|expected/);
+    } finally {
+      destroyCheckData(data);
+    }
+  },
+});
+
 /** A small split-K `outer` config. */
 function splitConfig(split: number): KernelConfig {
   return {

@@ -47,6 +47,7 @@ const spaceSchema = z.object({
     stream: z.array(z.number().int().nonnegative()).min(1).optional(),
     splat: z.array(z.boolean()).min(1).optional(),
     kpair: z.array(z.boolean()).min(1).optional(),
+    dp: z.array(z.boolean()).min(1).optional(),
     fold: sizes.optional(),
   }).strict().optional(),
   gemv: z.object({
