@@ -116,9 +116,9 @@ export async function kernelSource(
 }
 
 /**
- * Compiles a config (`mutate` also rewrites a data-parallel part, which needs no subgroups).
- * Validate it first (`configProblem`): this only reports what the compiler says. The source is {@linkcode kernelSource}'s: the generated WGSL itself is the
- * same on every target.
+ * Compiles a config. Validate it first (`configProblem`): this only reports what the
+ * compiler says. The source is {@linkcode kernelSource}'s: the generated WGSL itself is the
+ * same on every target. `mutate` also rewrites a data-parallel part (which uses no subgroups).
  *
  * @param warm Awaited before the pipeline is built, with the exact WGSL and the config's name:
  * for example a compile of the same source on another thread's device, which fills the
