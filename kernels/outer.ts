@@ -248,10 +248,7 @@ function streamBody(l: Layout, shape: GemmShape): string[] {
     `    let tile = ${first}it / SLICES;`,
     "    let s0 = it % SLICES;",
     `    let s1 = min(end - ${rel} * SLICES, SLICES);`,
-    "    let b = tile / (rowTiles * colTiles);",
-    batchOffsets(shape, 4, "    ").trimEnd(),
-    "    let row0 = tile % (rowTiles * colTiles) / colTiles * BM;",
-    "    let col0 = tile % colTiles * BN;",
+    ...tileOrigin(shape),
     "    let kBegin = s0 * SLICE;",
     "    let kEnd = s1 * SLICE;",
     "    let yAt = select((tiles + wg.x) * BM * BN, tile * BM * BN, s0 == 0u);",
@@ -260,6 +257,16 @@ function streamBody(l: Layout, shape: GemmShape): string[] {
     ...indent(outerStores(l)),
     `    it = ${rel} * SLICES + s1;`,
     "  }",
+  ];
+}
+
+/** Tile `tile`'s batch `b`, its offsets and its origin (`row0`, `col0`), in a loop over tiles. */
+function tileOrigin(shape: GemmShape): string[] {
+  return [
+    "    let b = tile / (rowTiles * colTiles);",
+    batchOffsets(shape, 4, "    ").trimEnd(),
+    "    let row0 = tile % (rowTiles * colTiles) / colTiles * BM;",
+    "    let col0 = tile % colTiles * BN;",
   ];
 }
 
@@ -278,10 +285,7 @@ function dataParallelBody(l: Layout, shape: GemmShape): string[] {
     ...tiledMain(l.tx, l.ty),
     ...streamRun("  ", l.c.double, true),
     "  for (var tile = wg.x; tile < dpTiles; tile += GROUPS) {",
-    "    let b = tile / (rowTiles * colTiles);",
-    batchOffsets(shape, 4, "    ").trimEnd(),
-    "    let row0 = tile % (rowTiles * colTiles) / colTiles * BM;",
-    "    let col0 = tile % colTiles * BN;",
+    ...tileOrigin(shape),
     "    let kBegin = 0u;",
     "    let kEnd = SLICES * SLICE;",
     ...indent(firstLoads(direct)),
