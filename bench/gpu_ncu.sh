@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (NVIDIA; ncu is in /usr/local/cuda/bin there), with .gpu carried:
-# Nsight Compute's sections for each config's dispatches (issue, pipes, stalls, conflicts,
-# occupancy), nothing else on the GPU (bench/sass_compile.ts --runs). Writes $OUT/<config>-ncu.txt (the details page: issue slots,
+# Nsight Compute's sections for each config's dispatches, nothing else on the GPU
+# (bench/sass_compile.ts --runs). Writes $OUT/<config>-ncu.txt (the details page: issue slots,
 # pipes, warp stall reasons, shared-memory conflicts, occupancy) and $OUT/<config>-source.csv
 # (per SASS instruction: the stall samples). Whether ncu sees WebGPU's Vulkan dispatches at all
 # is what ncu.log tells first. Unproven: the one call that ran it (2026-12-07) lost its machine

@@ -18,13 +18,14 @@ import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
  */
 export async function mergeCacheFiles(target: string, others: string[]): Promise<string[]> {
   const changed = new Set<string>();
+  let merged = await loadCacheFile(target);
   for (const path of others) {
     const file = await loadCacheFile(path);
     if (!file) throw new Deno.errors.NotFound(`Cannot merge "${path}": there is no such file`);
     for (const [key, entry] of Object.entries(file.entries)) {
-      const before = JSON.stringify((await loadCacheFile(target))?.entries[key]);
-      const after = (await saveCacheEntry(target, file.adapter, key, entry)).entries[key];
-      if (JSON.stringify(after) !== before) changed.add(key);
+      const before = JSON.stringify(merged?.entries[key]);
+      merged = await saveCacheEntry(target, file.adapter, key, entry);
+      if (JSON.stringify(merged.entries[key]) !== before) changed.add(key);
     }
   }
   return [...changed];

@@ -398,13 +398,21 @@ export function dispatchKernel(
       `Cannot dispatch split-K or stream-K kernel "${kernel.name}" at m=${m}: it needs ${needed} bytes of scratch, got ${bindGroup.scratchBytes}`,
     );
   }
-  if (kernel.head) {
-    pass.setPipeline(kernel.head);
-    pass.setBindGroup(0, bindGroup.direct);
-    pass.dispatchWorkgroups(...kernelGrid(kernel.config, kernel.shape, m));
-  }
+  if (kernel.head) dispatchHead(pass, kernel, bindGroup, m);
   dispatchFirstPass(pass, kernel, bindGroup, m);
   dispatchReduction(pass, kernel, bindGroup, m);
+}
+
+/** A stream-K kernel's data-parallel part (`CompiledKernel.head`), which writes Y directly. */
+export function dispatchHead(
+  pass: GPUComputePassEncoder,
+  kernel: CompiledKernel,
+  bindGroup: KernelBindGroup,
+  m: number,
+): void {
+  pass.setPipeline(kernel.head!);
+  pass.setBindGroup(0, bindGroup.direct);
+  pass.dispatchWorkgroups(...kernelGrid(kernel.config, kernel.shape, m));
 }
 
 /**

@@ -236,7 +236,6 @@ function streamConstants(l: Layout, shape: GemmShape): string[] {
  * into its workgroup's slab after the tiles (kernels/reduce.ts adds them up).
  */
 function streamBody(l: Layout, shape: GemmShape): string[] {
-  const indent = (lines: string[]) => lines.map((line) => `  ${line}`);
   // With a data-parallel first part, stream-K's runs count slices from tile dpTiles on.
   const [first, rel] = l.c.dp ? ["dpTiles + ", "(tile - dpTiles)"] : ["", "tile"];
   return [
@@ -252,12 +251,17 @@ function streamBody(l: Layout, shape: GemmShape): string[] {
     "    let kBegin = s0 * SLICE;",
     "    let kEnd = s1 * SLICE;",
     "    let yAt = select((tiles + wg.x) * BM * BN, tile * BM * BN, s0 == 0u);",
-    ...indent(firstLoads(l)),
-    ...indent(outerSlices(l)),
-    ...indent(outerStores(l)),
+    ...indented(firstLoads(l)),
+    ...indented(outerSlices(l)),
+    ...indented(outerStores(l)),
     `    it = ${rel} * SLICES + s1;`,
     "  }",
   ];
+}
+
+/** Lines indented two more spaces (a tile's body inside a loop over tiles). */
+function indented(lines: string[]): string[] {
+  return lines.map((line) => `  ${line}`);
 }
 
 /** Tile `tile`'s batch `b`, its offsets and its origin (`row0`, `col0`), in a loop over tiles. */
@@ -280,7 +284,6 @@ function dataParallelBody(l: Layout, shape: GemmShape): string[] {
     ...l,
     yIndex: (r, col, cc) => `yOffset + ${r} * Y_STRIDE + ${col} + ${cc}u`,
   };
-  const indent = (lines: string[]) => lines.map((line) => `  ${line}`);
   return [
     ...tiledMain(l.tx, l.ty),
     ...streamRun("  ", l.c.double, true),
@@ -288,9 +291,9 @@ function dataParallelBody(l: Layout, shape: GemmShape): string[] {
     ...tileOrigin(shape),
     "    let kBegin = 0u;",
     "    let kEnd = SLICES * SLICE;",
-    ...indent(firstLoads(direct)),
-    ...indent(outerSlices(direct)),
-    ...indent(outerStores(direct)),
+    ...indented(firstLoads(direct)),
+    ...indented(outerSlices(direct)),
+    ...indented(outerStores(direct)),
     "  }",
   ];
 }

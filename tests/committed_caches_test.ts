@@ -66,6 +66,7 @@ function entryProblems(entry: CacheEntry, spec: ProjectionSpec): string[] {
 }
 
 const files = names(cacheDir, ".json");
+const byKey = await problemsByKey();
 
 Deno.test("the repository ships cache files for llvmpipe, the H100 and the H200", () => {
   assert.equal(files.length, 3, files.join(", "));
@@ -75,7 +76,6 @@ for (const name of files) {
   Deno.test(`${name}: every config fits its problem, generates WGSL and suits its rows`, async () => {
     const file = await loadCacheFile(fileURLToPath(new URL(name, cacheDir)));
     assert.ok(file, `${name} is missing`);
-    const byKey = await problemsByKey();
     const found: string[] = [];
     for (const [key, entry] of Object.entries(file.entries)) {
       const spec = byKey.get(key);
