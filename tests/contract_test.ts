@@ -31,10 +31,10 @@ import {
 import { readBuffer } from "../kernels/gpu.ts";
 import { projectionReference } from "../kernels/reference.ts";
 import { DEFAULT_BUCKETS, defaultConfig, measuredDefault } from "../dispatch/defaults.ts";
-import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
+import { moduleGpu } from "./helpers.ts";
 
-const gpu = await openGpu();
+const gpu = await moduleGpu();
 const device = gpu.device;
 const ROWS = [1, 3, 64, 100];
 const OUTPUTS = ["q", "k", "v", "b", "f_a", "g_a", "f_b", "g_b"];

@@ -19,12 +19,11 @@ import {
 import { configName } from "../kernels/config.ts";
 import { batchedInputWidth, batchedShape, fusedShape, fusedWidth } from "../kernels/problem.ts";
 import { defaultConfig } from "../dispatch/defaults.ts";
-import { openGpu } from "../tuner/gpu_device.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { quietConsole, ROOT, withTempDir } from "./helpers.ts";
+import { moduleGpu, quietConsole, ROOT, withTempDir } from "./helpers.ts";
 
-const gpu = await openGpu();
+const gpu = await moduleGpu();
 const device = gpu.device;
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 const KEY = problemKey(spec, "f32");

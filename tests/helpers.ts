@@ -125,6 +125,26 @@ export async function moduleGpu(): Promise<Gpu> {
   return gpu;
 }
 
+/**
+ * `deno task tune` arguments for problems/tiny.yaml on the software GPU: three buckets, three
+ * trials each, short timings, no output. The end-to-end tests add `--cache-dir` and their own.
+ */
+export const TINY_TUNE_ARGS: readonly string[] = [
+  "--problem",
+  "tiny",
+  "--buckets",
+  "1,3,16",
+  "--max-trials",
+  "3",
+  "--seed",
+  "7",
+  "--warmup",
+  "1",
+  "--repeats",
+  "3",
+  "--quiet",
+];
+
 /** A tuner GPU (`openGpu`) and a temporary folder for the body; both are gone after it. */
 export async function withGpuAndTempDir(
   prefix: string,

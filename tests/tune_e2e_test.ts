@@ -14,7 +14,7 @@ import { loadProblem } from "../tuner/yaml_file.ts";
 import { loadCacheFile } from "../cache/store.ts";
 import { readTrials } from "../tuner/trial_log.ts";
 import { problemKey } from "../cache/schema.ts";
-import { filesUnder, withTempDir } from "./helpers.ts";
+import { filesUnder, TINY_TUNE_ARGS, withTempDir } from "./helpers.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -24,21 +24,9 @@ async function tune(cacheDir: string) {
       "run",
       "-A",
       "tuner/cli.ts",
-      "--problem",
-      "tiny",
-      "--buckets",
-      "1,3,16",
-      "--max-trials",
-      "3",
-      "--seed",
-      "7",
-      "--warmup",
-      "1",
-      "--repeats",
-      "3",
+      ...TINY_TUNE_ARGS,
       "--cache-dir",
       cacheDir,
-      "--quiet",
       // The compile pool is off by default on a software adapter: run it here all the same.
       "--compile-workers",
       "1",

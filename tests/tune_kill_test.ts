@@ -12,32 +12,16 @@ import type { Trial } from "../tuner/trial_log.ts";
 import { readTrials } from "../tuner/trial_log.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { filesUnder, ROOT, withTempDir } from "./helpers.ts";
+import { filesUnder, ROOT, TINY_TUNE_ARGS, withTempDir } from "./helpers.ts";
 
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 const gpu = await openGpu();
 const CACHE_NAME = cacheFileName(adapterFingerprint(gpu.adapter.info));
 gpu.device.destroy();
 
-const TUNE_ARGS = [
-  "--problem",
-  "tiny",
-  "--buckets",
-  "1,3,16",
-  "--max-trials",
-  "3",
-  "--seed",
-  "7",
-  "--warmup",
-  "1",
-  "--repeats",
-  "3",
-  "--quiet",
-];
-
 function start(cacheDir: string, extra: string[] = [], env: Record<string, string> = {}) {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tuner/cli.ts", ...TUNE_ARGS, "--cache-dir", cacheDir, ...extra],
+    args: ["run", "-A", "tuner/cli.ts", ...TINY_TUNE_ARGS, "--cache-dir", cacheDir, ...extra],
     cwd: ROOT,
     env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1", ...env },
     stdout: "piped",
