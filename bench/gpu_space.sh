@@ -7,6 +7,7 @@
 # "f16-fast" is f16 weights with --precision fast. RUN_LIMIT (seconds, default 240) bounds each run.
 set -uo pipefail
 [ -n "${OUT:-}" ] || { echo "run on the GPU machine (\$OUT is unset)" >&2; exit 2; }
+mkdir -p "$OUT"
 source .gpu/setup.sh
 problem=$1 space=$2 buckets=$3
 shift 3
