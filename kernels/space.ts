@@ -66,6 +66,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     stream: [0, 264, 396],
     splat: [false, true],
     kpair: [false, true],
+    dp: [false, true],
   },
   gemv: {
     nc: [2, 4, 8],

@@ -423,10 +423,12 @@ Deno.test("a data-parallel first part: names, stream-K only, and enumerated with
     configProblem({ ...outer(1), dp: true } as KernelConfig, shape(2048), "f32", CAPS) ?? "",
     /data-parallel first part is for stream-K/,
   );
-  const space = { outer: { ...DEFAULT_SPACE.outer!, dp: [false, true] } };
-  const outers = enumerateSpace(space).filter((c) => c.family === "outer");
-  const plain = enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer");
+  assert.deepEqual(DEFAULT_SPACE.outer!.dp, [false, true], "in the default space");
+  const outers = enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer");
+  const plain = enumerateSpace({ outer: { ...DEFAULT_SPACE.outer!, dp: [false] } })
+    .filter((c) => c.family === "outer");
   const streams = plain.filter((c) => c.family === "outer" && c.stream).length;
+  assert.ok(streams > 0);
   assert.equal(outers.length, plain.length + streams, "dp only with stream-K");
   assert.ok(plain.every((c) => !("dp" in c)), "off: left out of the config");
 });
@@ -438,16 +440,17 @@ Deno.test("enumerateSpace() lists the product of each family's knobs", () => {
   const configs: KernelConfig[] = enumerateSpace(gemvOnly);
   assert.equal(configs.length, size(gemvOnly.gemv));
   assert.ok(configs.every((c) => c.family === "gemv"));
-  // Stream-K (stream > 0) only with split 1; splat or k pairs (not both) only with half math
-  // (half of the rest): plain f32, and plain, splat or k pairs in f16.
-  const { stream, split, splat, kpair, ...outerRest } = DEFAULT_SPACE.outer!;
+  // Stream-K (stream > 0) only with split 1, with or without a data-parallel first part;
+  // splat or k pairs (not both) only with half math (half of the rest): plain f32, and plain,
+  // splat or k pairs in f16.
+  const { stream, split, splat, kpair, dp, ...outerRest } = DEFAULT_SPACE.outer!;
   const streams = stream!.filter((g) => g > 0).length;
   assert.deepEqual(splat, [false, true]);
   assert.deepEqual(kpair, [false, true]);
   assert.equal(
     enumerateSpace(DEFAULT_SPACE).length,
     size(DEFAULT_SPACE.gemv!) + size(DEFAULT_SPACE.tile!) +
-      size(outerRest) / 2 * (1 + 3) * (split!.length + streams),
+      size(outerRest) / 2 * (1 + 3) * (split!.length + streams * dp!.length),
   );
   assert.equal(enumerateSpace({}).length, 0);
 });

@@ -39,6 +39,9 @@ export const CROSS_CHECK_PASSES = 4;
  * if (!rowScaled("outer-bm64-bn64-bk16-rm8-rn4-sk396", 0.5).includes("outer-bm32-bn64-bk16-rm8-rn4-s8")) {
  *   throw new Error("a stream-K winner's split-K kin");
  * }
+ * if (!rowScaled("outer-bm128-bn64-bk32-rm4-rn8-sk264-dp-h-sp", 0.5).includes("outer-bm64-bn64-bk32-rm4-rn8-s2-h-sp")) {
+ *   throw new Error("a data-parallel stream-K winner's split-K kin");
+ * }
  * if (rowScaled("gemv-nc4-cn2-l32-rm2-v8-sg", 2).join() !== "gemv-nc4-cn2-l32-rm4-v8-sg") {
  *   throw new Error("a GEMV's rows");
  * }
@@ -52,7 +55,7 @@ export function rowScaled(name: string, factor: number): string[] {
   if (c.stream) {
     // Stream-K runs from 64 rows to STREAM_ROWS only: past them its kin is the same tile, plain
     // or split over k (the cross-check times those of the bucket's candidates).
-    const { stream: _stream, ...tile } = scaled;
+    const { stream: _stream, dp: _dp, ...tile } = scaled;
     const kin = [];
     for (let split = 1; split <= MAX_SPLIT; split *= 2) kin.push(configName({ ...tile, split }));
     return [configName(scaled), ...kin];
