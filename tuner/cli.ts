@@ -53,7 +53,8 @@ Options:
   --max-trials <n|p%>  most configs timed per stage and bucket: a count, or a share of the
                        run's valid configs (default 15%; a stage's first bucket, searched
                        with no hint, gets 2.5 times the others' share: tuner/budget_plan.ts)
-  --max-seconds <s>    stop starting trials after this long (default 900)
+  --max-seconds <s>    stop starting trials after this long (default 900); the buckets share
+                       it by their planned trials (tuner/time_share.ts)
   --seed <n>           seed for data and random search (default: the log's last, else random)
   --space <file>       search space YAML (default: the built-in space)
   --cache-dir <dir>    where cache files go (default cache)

@@ -4,7 +4,8 @@
  * search.ts), the GPU runner (gpu_runner.ts) checks each against the reference before it is
  * ever timed and times the survivors in batches, and the fastest is kept; then the unfused
  * baseline and the whole projection both ways are timed in one batch, so their ratio comes from
- * one run.
+ * one run. A time limit is spread over the searches by their planned trials (time_share.ts), so
+ * that the first bucket cannot take it all.
  *
  * Every trial is appended to the log as it finishes (trial_book.ts); a trial already in the log
  * (same generator, target, bucket and config) is not run again, which is how a killed run
@@ -42,6 +43,7 @@ import type { Evaluate, Strategy } from "./search.ts";
 import { runSearch } from "./search.ts";
 import type { Target } from "./targets.ts";
 import { stageTiers, withTierCandidates } from "./tiers.ts";
+import { FINISH_SHARE, timeShareMs } from "./time_share.ts";
 import type { TimingOptions } from "./timing.ts";
 import type { ProgressEvent, Ranked } from "./trial_book.ts";
 import { newTrial, TrialBook } from "./trial_book.ts";
@@ -66,7 +68,10 @@ export interface TuneOptions {
    * at the bucket, the first bucket more (see budget_plan.ts).
    */
   maxTrials: TrialBudget;
-  /** Stop starting new trials after this many seconds. */
+  /**
+   * Stop starting new trials after this many seconds. The searches share the first 90% by their
+   * planned trials (time_share.ts); the cross-check and the unfused baseline have what is left.
+   */
   maxSeconds: number;
   seed: number;
   log: TrialLog;
@@ -82,6 +87,11 @@ export interface TuneOptions {
    * trials of the submit fail with "timed out after N s". `Infinity` for none.
    */
   trialTimeoutMs?: number;
+  /**
+   * Test-only: the clock, milliseconds, that the time limit and its shares read (default
+   * `performance.now`).
+   */
+  clock?: () => number;
   /** Test-only: rewrites a config's WGSL before it is compiled (see kernels/gpu.ts). */
   mutateWgsl?: WgslMutation;
   /**
@@ -132,8 +142,12 @@ interface Run {
   runner: GpuRunner;
   book: TrialBook;
   outOfTime: () => boolean;
+  /** The clock of the time limit, milliseconds. */
+  clock: () => number;
   /** When the run started (`performance.now()`). */
   started: number;
+  /** When (`clock()`) the searches' time is up: the rest is the cross-check's. */
+  searchEnd: number;
   /** The winner of the bucket before, per stage: the strategy's hint at the next bucket. */
   hints: Map<string, KernelConfig>;
   /** Wall time of setup and of the strategies' own work, milliseconds. */
@@ -153,7 +167,9 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   const stagePlans = planSpace(spec, dtype, buckets, options.space, gpu.caps, options.precision);
   const random = seededRandom(options.seed);
   const started = performance.now();
-  const outOfTime = () => (performance.now() - started) / 1000 > options.maxSeconds;
+  const clock = options.clock ?? (() => performance.now());
+  const clockStart = clock();
+  const outOfTime = () => (clock() - clockStart) / 1000 > options.maxSeconds;
   const limitMs = options.trialTimeoutMs ?? DEFAULT_TRIAL_TIMEOUT_MS;
   const book = new TrialBook(log, limitMs, options.onProgress);
   const runner = new GpuRunner({
@@ -177,7 +193,9 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       runner,
       book,
       outOfTime,
+      clock,
       started,
+      searchEnd: clockStart + options.maxSeconds * 1000 * (1 - FINISH_SHARE),
       hints: new Map(),
       setupMs: 0,
       searchMs: 0,
@@ -217,7 +235,7 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   );
   book.total = plan.flat().reduce((a, b) => a + b, 0);
   const rankings: Ranked[][][] = [];
-  for (const [bi, m] of buckets.entries()) rankings.push(await searchBucket(run, m, plan[bi]));
+  for (const [bi, m] of buckets.entries()) rankings.push(await searchBucket(run, m, plan, bi));
   await crossCheck(run, buckets, rankings);
   if (options.unfused && !run.outOfTime()) await prepareUnfused(run, buckets, rankings);
   const bucketResults: Record<string, BucketResult> = {};
@@ -252,15 +270,26 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
 }
 
 /**
- * Searches each stage at m, in order, until one finds nothing.
+ * Searches each stage at m, in order, until one finds nothing; each within its share of the
+ * search time left (time_share.ts).
  *
- * @param budgets The trial budget of each stage.
+ * @param plan The trial budget of each bucket's stages, buckets in search order.
+ * @param bi This bucket's index in `plan`.
  * @returns Each stage's ranking, fastest first; shorter than the stages if one found nothing.
  */
-async function searchBucket(run: Run, m: number, budgets: number[]): Promise<Ranked[][]> {
+async function searchBucket(
+  run: Run,
+  m: number,
+  plan: number[][],
+  bi: number,
+): Promise<Ranked[][]> {
   const rankings: Ranked[][] = [];
   for (const [ti, target] of run.runner.targets.entries()) {
-    const ranking = await searchStage(run, target, ti, m, budgets[ti]);
+    // This search's planned trials, then those of every search after it.
+    const planned = [...plan[bi].slice(ti), ...plan.slice(bi + 1).flat()];
+    const now = run.clock();
+    const deadline = now + timeShareMs(run.searchEnd - now, planned);
+    const ranking = await searchStage(run, target, ti, m, plan[bi][ti], deadline);
     rankings.push(ranking);
     if (ranking.length === 0) break;
   }
@@ -401,6 +430,9 @@ function stageResult(ranking: Ranked[], target: Target, options: TuneOptions): S
 /**
  * Searches one stage at m with the strategy, then times one config of each device tier the
  * search did not reach, and ranks them with what the log knows.
+ *
+ * @param deadline When (`run.clock()`) the search stops asking for more trials; its first
+ * batch is always timed, so that every bucket has a search of its own while the run has time.
  */
 async function searchStage(
   run: Run,
@@ -408,6 +440,7 @@ async function searchStage(
   ti: number,
   m: number,
   budget: number,
+  deadline: number,
 ): Promise<Ranked[]> {
   const { options, runner, book } = run;
   const valid = target.valid.filter((c) => suitsRows(c, m, target.splitRows));
@@ -421,8 +454,9 @@ async function searchStage(
   };
   const timed: Ranked[] = [];
   let evaluating = 0;
+  let batches = 0;
   const evaluate: Evaluate = async (configs) => {
-    if (run.outOfTime()) return [];
+    if (run.outOfTime() || (batches++ > 0 && run.clock() > deadline)) return [];
     const t0 = performance.now();
     const got = await runner.time(target, m, configs);
     evaluating += performance.now() - t0;

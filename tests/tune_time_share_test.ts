@@ -1,0 +1,55 @@
+/**
+ * The time limit of tune() (tuner/tune.ts) shared among its searches (tuner/time_share.ts), on
+ * the software GPU with a clock that moves one second per timed trial.
+ */
+import assert from "node:assert/strict";
+import type { SearchSpace } from "../kernels/space.ts";
+import { timeShareMs } from "../tuner/time_share.ts";
+import { readTrials, TrialLog } from "../tuner/trial_log.ts";
+import { tune } from "../tuner/tune.ts";
+import { loadProblem } from "../tuner/yaml_file.ts";
+import { ROOT, tinyTuneOptions, withGpuAndTempDir } from "./helpers.ts";
+
+const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
+
+Deno.test({
+  name: "a time limit too short for every search still searches every bucket",
+  fn: async () => {
+    await withGpuAndTempDir("tune_share_", async (gpu, dir) => {
+      // 24 tile configs per stage and bucket: three timing batches of 8 each.
+      const space: SearchSpace = {
+        tile: { bm: [16], bn: [16, 32], bk: [8, 16], rm: [1, 2, 4], rn: [1, 2], vec: [4] },
+      };
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      let nowMs = 0;
+      await tune({
+        ...tinyTuneOptions(gpu, log, space, spec),
+        buckets: [8, 16],
+        maxTrials: 100,
+        // 48 trials of one second each, not the 96 that searching everything takes. Shared, the
+        // searches get 43.2 s by their planned trials (10.8 s each at first), and each stops at
+        // the first batch past its share: 16, 16, 8 and 8 trials, and a cross-check after them.
+        // Unshared, the first search took all 24 and m = 16 was left with no batched trials.
+        maxSeconds: 48,
+        clock: () => nowMs,
+        onProgress: (e) => {
+          if (e.outcome === "ok") nowMs += 1000;
+        },
+      });
+      const trials = (await readTrials(log.path)).filter((t) =>
+        t.outcome === "ok" && t.bucket !== null
+      );
+      const count = (target: string, m: number) =>
+        trials.filter((t) => t.target === target && t.bucket === m).length;
+      const counts = [8, 16].flatMap((m) => ["fused", "batched"].map((t) => count(t, m)));
+      assert.ok(counts[0] < 24, `the first search was cut short: ${counts}`);
+      assert.ok(counts[2] >= 8 && counts[3] >= 8, `m = 16 searched both stages: ${counts}`);
+    });
+  },
+});
+
+Deno.test("timeShareMs() refuses a plan without searches or with a bad count, naming it", () => {
+  assert.throws(() => timeShareMs(100, []), /got none/);
+  assert.throws(() => timeShareMs(100, [4, -1]), /got -1/);
+  assert.throws(() => timeShareMs(100, [NaN]), /got NaN/);
+});
