@@ -148,10 +148,11 @@ async function benchWeightType(
   const copies = Math.max(1, Math.min(12, Math.ceil(Number(args["rotate-mb"]) * 1e6 / bytes)));
   const entry = cache?.entries[problemKey(spec, dtype, precision)];
   const options: ProjectionOptions = { weights, dtype, precision, cache: cache ?? false };
+  const runnable = await runnableBuckets(label, options);
   // The best single pair is chosen first; then every variant is timed in the same submits, so
   // that a drift of the clock between variants cannot make one of them look faster.
   const bestSingle = entry
-    ? await bestSingleConfig(entry, weights, dtype, precision, copies)
+    ? await bestSingleConfig(entry, weights, dtype, precision, copies, runnable)
     : undefined;
   const variants: Variant[] = [
     { spec, options },
@@ -166,7 +167,7 @@ async function benchWeightType(
   ];
   const timed = await timeVariants(variants, copies);
   const [tuned, defaults, unfused, fusedStage, single] = timed;
-  const mine = buckets.map((m): Row => {
+  const mine = runnable.filter((m) => tuned.times.has(m) && defaults.times.has(m)).map((m): Row => {
     const t = tuned.times.get(m)!;
     const config = tuned.projection.config(m);
     const peer = torch.find((r) => r.m === m && r.dtype === dtype);
@@ -194,6 +195,21 @@ async function benchWeightType(
   });
   for (const v of timed) v.projections.forEach((p) => p.destroy());
   return { rows: mine, summary: summaryOf(label, mine, bestSingle?.name) };
+}
+
+/**
+ * The buckets the tuned projection can run on this device: those over its row limit (a buffer
+ * past the device's binding size) are left out with a line saying so.
+ */
+async function runnableBuckets(label: string, options: ProjectionOptions): Promise<number[]> {
+  const projection = await createProjection(device, spec, options);
+  const limit = projection.maxRows;
+  projection.destroy();
+  const over = buckets.filter((m) => m > limit);
+  if (over.length) {
+    console.error(`${label}: m = ${over.join(", ")} left out: over this device's ${limit} rows`);
+  }
+  return buckets.filter((m) => m <= limit);
 }
 
 /** The larger of memory and FP32 time at this GPU's ceilings; null for a GPU without them. */
@@ -246,7 +262,11 @@ async function timeVariants(variants: Variant[], copies: number) {
     for (let i = 0; i < copies; i++) {
       projections.push(await createProjection(device, v.spec, v.options));
     }
-    made.push({ projections, only: v.only ?? buckets });
+    // A bucket over the device's row limit for this projection cannot run: left out.
+    made.push({
+      projections,
+      only: (v.only ?? buckets).filter((m) => m <= projections[0].maxRows),
+    });
   }
   const items = buckets.flatMap((m) =>
     made.flatMap((v, i) => (v.only.includes(m) ? [{ m, i, item: chained(v.projections, m) }] : []))
@@ -302,8 +322,8 @@ function fusedStageVariant(
 
 /**
  * The best single (fused, batched) config pair for all buckets, as a variant to time with the
- * others: every distinct tuned winner, timed at every bucket; the pair with the lowest
- * geometric mean time wins. GEMV winners are
+ * others: every distinct tuned winner, timed at every bucket of `scored`; the pair with the
+ * lowest geometric mean time wins. GEMV winners are
  * not timed past 64 rows, where they re-read the weights once per few rows.
  */
 async function bestSingleConfig(
@@ -312,6 +332,7 @@ async function bestSingleConfig(
   dtype: WeightDtype,
   precision: Precision,
   copies: number,
+  scored: number[],
 ) {
   const pairs = new Map<string, { fused: string; batched: string | null }>();
   for (const b of Object.values(entry.buckets)) {
@@ -323,7 +344,7 @@ async function bestSingleConfig(
   let best: { name: string; variant: Variant; score: number } | undefined;
   for (const [name, pair] of pairs) {
     const gemv = pair.fused.startsWith("gemv") || (pair.batched ?? "").startsWith("gemv");
-    const usable = buckets.filter((m) => !gemv || m <= 64);
+    const usable = scored.filter((m) => !gemv || m <= 64);
     const file = cacheWith(
       fingerprint,
       spec,
@@ -335,7 +356,7 @@ async function bestSingleConfig(
     const variant = { spec, options: { weights, dtype, precision, cache: file }, only: usable };
     const v = await timeVariant(variant, copies);
     v.projections.forEach((p) => p.destroy());
-    const times = new Map(buckets.map((m) => [m, v.times.get(m) ?? Infinity]));
+    const times = new Map(scored.map((m) => [m, v.times.get(m) ?? Infinity]));
     const score = [...times.values()].reduce((s, t) => s + Math.log(t), 0);
     if (!best || score < best.score) best = { name, variant, score };
   }

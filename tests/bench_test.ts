@@ -93,3 +93,34 @@ Deno.test("a bad weight type stops the bench before it opens a GPU session", asy
     assert.deepEqual(filesUnder(dir), []);
   });
 });
+
+Deno.test("the bench leaves out a bucket over the device's row limit, saying so", async () => {
+  await withTempDir("bench_rows", async (dir) => {
+    // 65536 outputs a row: 128 MiB of storage binding hold 512 rows of them.
+    await Deno.writeTextFile(
+      `${dir}/wide.yaml`,
+      "name: wide\nk: 4\nsegments:\n  - { name: a, n: 65536 }\n",
+    );
+    await Deno.mkdir(`${dir}/cache`);
+    const run = await runScript("bench/bench.ts", [
+      "--cache-dir",
+      `${dir}/cache`,
+      "--problem",
+      `${dir}/wide.yaml`,
+      "--dtype",
+      "f32",
+      "--buckets",
+      "1,100000",
+      "--repeats",
+      "3",
+      "--out",
+      dir,
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /f32: m = 100000 left out: over this device's \d+ rows/);
+    const report = filesUnder(dir).find((f) => f.endsWith("-wide.json"));
+    assert.ok(report, filesUnder(dir).join(", "));
+    const written = JSON.parse(await Deno.readTextFile(`${dir}/${report}`)) as Report;
+    assert.deepEqual(written.rows.map((r) => `${r.dtype} ${r.m}`), ["f32 1"]);
+  });
+});
