@@ -5,8 +5,9 @@
  *
  * With `--runs N` it then dispatches the kernel N times over m rows of random data, each run in
  * a submit of its own, and waits for them: nothing else runs on the GPU, so a profiler that
- * wraps the process (`bench/gpu_ncu.sh`) sees that kernel's dispatches alone (a split-K or
- * stream-K kernel's reduction follows each of its runs). The output is not checked here; the
+ * wraps the process sees that kernel's dispatches alone (a split-K or stream-K kernel's reduction
+ * follows each of its runs). Nsight Compute is not one: it profiled none of them on the H100
+ * (NOTES.md, 2026-12-07). The output is not checked here; the
  * kernels are the tuner's, checked by tests/kernels_test.ts.
  *
  *   deno run -A bench/sass_compile.ts <config> [--problem kimi-linear-tp4] [--dtype f16] [--stage fused]
