@@ -5,9 +5,9 @@
 # Several runs into one archive: touch /tmp/since, then TUNE_SINCE=/tmp/since on each.
 # "f16-fast" is f16 weights with --precision fast (the bench's name for it).
 # A log committed gzipped (cache/logs/<gpu>/*.jsonl.gz) is unpacked by the tune and resumed.
-# Back here, unpack them over the checkout: tar xzf <files_at>/tune.tgz, then gzip -f each returned
-# .jsonl whose .gz is committed
-# (one archive: the device returns a limited number of files, and a log left behind is lost).
+# A log whose .gz is committed goes into the archive gzipped, over that .gz, so that back here
+# `tar xzf <files_at>/tune.tgz` over the checkout is all (one archive: the device returns a limited
+# number of files, and a log left behind is lost).
 set -uo pipefail
 source .gpu/setup.sh
 problems=$1 dtypes=$2
@@ -26,7 +26,9 @@ for p in ${problems//,/ }; do
     # The cache files, and only the logs written by this run (the exhaustive logs and other
     # adapters' logs stay).
     find cache -maxdepth 1 -name '*.json' > "$OUT/.files"
-    find cache/logs -name '*.jsonl' -newer "$since" >> "$OUT/.files"
+    find cache/logs -name '*.jsonl' -newer "$since" | while read -r log; do
+      if [ -e "$log.gz" ]; then gzip -c "$log" > "$log.gz" && echo "$log.gz"; else echo "$log"; fi
+    done >> "$OUT/.files"
     tar czf "$OUT/tune.tgz" -T "$OUT/.files"
   done
 done
