@@ -131,6 +131,8 @@ export interface TimeRequest {
   candidates: KernelConfig[];
   /** The target the trials are logged under (default the target's name). */
   logTarget?: string;
+  /** Time every candidate, even one the log has timed (a recheck, recheck.ts). */
+  again?: boolean;
 }
 
 /**
@@ -397,11 +399,11 @@ export class GpuRunner {
    * has goes to `timed` (its ok timings) and is reported.
    */
   #untimed(request: TimeRequest, m: number, timed: Ranked[]): KernelConfig[] {
-    const { target, candidates, logTarget = target.name } = request;
+    const { target, candidates, logTarget = target.name, again = false } = request;
     const fresh: KernelConfig[] = [];
     for (const config of candidates) {
       const name = configName(config);
-      const earlier = this.#book.earlier(logTarget, m, name);
+      const earlier = again ? undefined : this.#book.earlier(logTarget, m, name);
       if (!earlier) {
         // Start every compile at once (the driver may compile in parallel); awaited in turn.
         // What runs at once (Deno's wgpu compiles on this thread) counts as compile time too.

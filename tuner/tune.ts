@@ -4,8 +4,9 @@
  * search.ts), the GPU runner (gpu_runner.ts) checks each against the reference before it is
  * ever timed and times the survivors in batches, and the fastest is kept; then the unfused
  * baseline and the whole projection both ways are timed in one batch, so their ratio comes from
- * one run. A time limit is spread over the searches by their planned trials (time_share.ts), so
- * that the first bucket cannot take it all.
+ * one run. Before that, a stage's fastest configs whose timings come from different runs are
+ * timed again together (recheck.ts). A time limit is spread over the searches by their planned
+ * trials (time_share.ts), so that the first bucket cannot take it all.
  *
  * Every trial is appended to the log as it finishes (trial_book.ts); a trial already in the log
  * (same generator, target, bucket and config) is not run again, which is how a killed run
@@ -42,6 +43,7 @@ import { seededRandom } from "./random.ts";
 import type { Evaluate, Strategy } from "./search.ts";
 import { runSearch } from "./search.ts";
 import type { Target } from "./targets.ts";
+import { recheckNames, recheckTarget, reranked } from "./recheck.ts";
 import { stageTiers, withTierCandidates } from "./tiers.ts";
 import { FINISH_SHARE, timeShareMs } from "./time_share.ts";
 import type { TimingOptions } from "./timing.ts";
@@ -146,6 +148,8 @@ interface Run {
   clock: () => number;
   /** When the run started (`performance.now()`). */
   started: number;
+  /** When the run started, as its trials' `at` stamps read (ISO 8601). */
+  at: string;
   /** When (`clock()`) the searches' time is up: the rest is the cross-check's. */
   searchEnd: number;
   /** The winner of the bucket before, per stage: the strategy's hint at the next bucket. */
@@ -167,6 +171,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   const stagePlans = planSpace(spec, dtype, buckets, options.space, gpu.caps, options.precision);
   const random = seededRandom(options.seed);
   const started = performance.now();
+  const at = new Date().toISOString();
   const clock = options.clock ?? (() => performance.now());
   const clockStart = clock();
   const outOfTime = () => (clock() - clockStart) / 1000 > options.maxSeconds;
@@ -195,6 +200,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       outOfTime,
       clock,
       started,
+      at,
       searchEnd: clockStart + options.maxSeconds * 1000 * (1 - FINISH_SHARE),
       hints: new Map(),
       setupMs: 0,
@@ -223,7 +229,8 @@ async function logInvalid(book: TrialBook, target: Target, invalid: Map<string, 
 /**
  * Tunes every bucket, smallest first, and makes the run's result: each stage searched at each
  * bucket, then each bucket's stages given the winners of the buckets either side
- * ({@linkcode crossCheck}), then each bucket's unfused baseline.
+ * ({@linkcode crossCheck}), then the fastest timed again where they mix runs ({@linkcode recheck}),
+ * then each bucket's unfused baseline.
  */
 async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const { options, runner, book } = run;
@@ -237,6 +244,7 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const rankings: Ranked[][][] = [];
   for (const [bi, m] of buckets.entries()) rankings.push(await searchBucket(run, m, plan, bi));
   await crossCheck(run, buckets, rankings);
+  await recheck(run, buckets, rankings);
   if (options.unfused && !run.outOfTime()) await prepareUnfused(run, buckets, rankings);
   const bucketResults: Record<string, BucketResult> = {};
   const skippedBuckets: number[] = [];
@@ -314,6 +322,35 @@ async function crossCheck(run: Run, buckets: number[], rankings: Ranked[][][]): 
       timed += await crossCheckBucket(run, buckets, rankings, asked, bi);
     }
     if (timed === 0) return;
+  }
+}
+
+/**
+ * Times again, in this run and in shared submits, each bucket's fastest configs of a stage where
+ * their timings come from different runs, and ranks them by those times (recheck.ts).
+ */
+async function recheck(run: Run, buckets: number[], rankings: Ranked[][][]): Promise<void> {
+  const { runner, book } = run;
+  for (const [bi, m] of buckets.entries()) {
+    if (run.outOfTime()) return;
+    const asked = runner.targets.map((target, ti) => {
+      const thisRun = (config: string) => (book.find(target.name, m, config)?.at ?? "") >= run.at;
+      return { target, ti, names: recheckNames(rankings[bi][ti] ?? [], thisRun) };
+    }).filter((a) => a.names.length > 0);
+    if (asked.length === 0) continue;
+    book.total += asked.reduce((n, a) => n + a.names.length, 0);
+    const got = await runner.timeEach(
+      m,
+      asked.map(({ target, names }) => ({
+        target,
+        candidates: names.map(parseConfigName),
+        logTarget: recheckTarget(target.name),
+        again: true,
+      })),
+    );
+    for (const [i, { ti, names }] of asked.entries()) {
+      rankings[bi][ti] = reranked(rankings[bi][ti], names, got[i]);
+    }
   }
 }
 
