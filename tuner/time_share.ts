@@ -9,7 +9,7 @@
  * @module
  */
 
-/** The part of `--max-seconds` kept after the searches for the cross-check and the baseline. */
+/** The part of `--max-seconds` kept after the searches: cross-check, recheck and baseline. */
 export const FINISH_SHARE = 0.1;
 
 /**

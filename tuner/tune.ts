@@ -72,7 +72,8 @@ export interface TuneOptions {
   maxTrials: TrialBudget;
   /**
    * Stop starting new trials after this many seconds. The searches share the first 90% by their
-   * planned trials (time_share.ts); the cross-check and the unfused baseline have what is left.
+   * planned trials (time_share.ts); the cross-check, the recheck and the unfused baseline have
+   * what is left.
    */
   maxSeconds: number;
   seed: number;
@@ -150,7 +151,7 @@ interface Run {
   started: number;
   /** When the run started, as its trials' `at` stamps read (ISO 8601). */
   at: string;
-  /** When (`clock()`) the searches' time is up: the rest is the cross-check's. */
+  /** When (`clock()`) the searches' time is up: the rest is for the steps after them. */
   searchEnd: number;
   /** The winner of the bucket before, per stage: the strategy's hint at the next bucket. */
   hints: Map<string, KernelConfig>;
