@@ -13,7 +13,7 @@ import { ROOT, tinyTuneOptions, withGpuAndTempDir } from "./helpers.ts";
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
 
 Deno.test({
-  name: "a run that adds configs to a log times the fastest again together and ranks by those",
+  name: "a run that adds configs to a log times the fastest again together, and reruns rank so",
   fn: async () => {
     await withGpuAndTempDir("tune_recheck_", async (gpu, dir) => {
       const tile = { bm: [16], bn: [16, 32], bk: [8], rm: [2], rn: [2], vec: [4] };
@@ -35,6 +35,11 @@ Deno.test({
         .reduce((a, b) => (b.medianUs! < a.medianUs! ? b : a));
       assert.equal(fused.config, fastest.config, "the winner is the recheck's fastest");
       assert.equal(fused.medianUs, fastest.medianUs, "with the recheck's time");
+
+      // A rerun that times nothing new ranks as the recheck did, and rechecks nothing.
+      const rerun = (await tune({ ...options, space: wider })).entry.buckets["16"].fused;
+      assert.equal((await rechecks()).length, RECHECK_TOP, "no second recheck");
+      assert.deepEqual([rerun.config, rerun.medianUs], [fused.config, fused.medianUs]);
     });
   },
 });

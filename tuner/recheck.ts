@@ -10,6 +10,7 @@
  * @module
  */
 import type { Ranked } from "./trial_book.ts";
+import type { Trial } from "./trial_log.ts";
 
 /** How many of a stage's fastest configs a recheck times again. */
 export const RECHECK_TOP = 3;
@@ -67,4 +68,34 @@ export function reranked(
     ...[...rechecked].sort((a, b) => a.medianUs - b.medianUs),
     ...ranking.filter((r) => !again.has(r.config)),
   ];
+}
+
+/**
+ * A ranking built from the log, with each config's latest recheck timing in place of its own
+ * where the recheck came later: so that a rerun that times nothing new at a bucket ranks its
+ * fastest as the last recheck did, not by the readings of different runs again.
+ *
+ * @param ranking A stage's ranking at one bucket.
+ * @param latest A config's latest trial of the stage, and of its recheck, at that bucket.
+ * @returns The ranking with those times, fastest first.
+ * @example
+ * ```ts
+ * import { withRecheckTimes } from "./recheck.ts";
+ * const trial = (medianUs: number, at: string) => ({ generator: 2, target: "", bucket: 8, config: "", outcome: "ok" as const, medianUs, at });
+ * const ranking = [{ config: "a", medianUs: 9 }, { config: "b", medianUs: 10 }];
+ * const after = withRecheckTimes(ranking, (c) => c === "a"
+ *   ? { own: trial(9, "2026-12-01"), again: trial(10.8, "2026-12-02") }
+ *   : { own: trial(10, "2026-12-02"), again: trial(10.5, "2026-12-02T01") });
+ * if (after.map((r) => `${r.config} ${r.medianUs}`).join() !== "b 10.5,a 10.8") throw new Error();
+ * ```
+ */
+export function withRecheckTimes(
+  ranking: readonly Ranked[],
+  latest: (config: string) => { own?: Trial; again?: Trial },
+): Ranked[] {
+  return ranking.map((r) => {
+    const { own, again } = latest(r.config);
+    if (again?.outcome !== "ok" || (own && own.at > again.at)) return r;
+    return { config: r.config, medianUs: again.medianUs!, noisy: again.noisy };
+  }).sort((a, b) => a.medianUs - b.medianUs);
 }

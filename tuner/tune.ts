@@ -43,7 +43,7 @@ import { seededRandom } from "./random.ts";
 import type { Evaluate, Strategy } from "./search.ts";
 import { runSearch } from "./search.ts";
 import type { Target } from "./targets.ts";
-import { recheckNames, recheckTarget, reranked } from "./recheck.ts";
+import { recheckNames, recheckTarget, reranked, withRecheckTimes } from "./recheck.ts";
 import { stageTiers, withTierCandidates } from "./tiers.ts";
 import { FINISH_SHARE, timeShareMs } from "./time_share.ts";
 import type { TimingOptions } from "./timing.ts";
@@ -523,7 +523,11 @@ async function searchStage(
   // (a cross-check's trials): so that a rerun from the log asks for the same configs.
   const asked = [...timed].sort((a, b) => a.medianUs - b.medianUs)[0];
   if (asked) run.hints.set(target.name, parseConfigName(asked.config));
-  return book.withLogged(timed, target.name, new Set(valid.map(configName)), m);
+  const ranking = book.withLogged(timed, target.name, new Set(valid.map(configName)), m);
+  return withRecheckTimes(ranking, (config) => ({
+    own: book.find(target.name, m, config),
+    again: book.find(recheckTarget(target.name), m, config),
+  }));
 }
 
 /**
