@@ -27,8 +27,8 @@ Deno.test({
         buckets: [8, 16],
         maxTrials: 100,
         // 48 trials of one second each, not the 96 that searching everything takes. Shared, the
-        // searches get 43.2 s by their planned trials (10.8 s each at first), and each stops at
-        // the first batch past its share: 16, 16, 8 and 8 trials, and a cross-check after them.
+        // searches get 38.4 s by their planned trials (9.6 s each at first), and each stops at
+        // the first batch past its share: 16, 8, 8 and 8 trials, and a cross-check after them.
         // Unshared, the first search took all 24 and m = 16 was left with no batched trials.
         maxSeconds: 48,
         clock: () => nowMs,

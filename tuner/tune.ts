@@ -71,7 +71,7 @@ export interface TuneOptions {
    */
   maxTrials: TrialBudget;
   /**
-   * Stop starting new trials after this many seconds. The searches share the first 90% by their
+   * Stop starting new trials after this many seconds. The searches share the first 80% by their
    * planned trials (time_share.ts); the cross-check, the recheck and the unfused baseline have
    * what is left.
    */
