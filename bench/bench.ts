@@ -167,7 +167,12 @@ async function benchWeightType(
   ];
   const timed = await timeVariants(variants, copies);
   const [tuned, defaults, unfused, fusedStage, single] = timed;
-  const mine = runnable.filter((m) => tuned.times.has(m) && defaults.times.has(m)).map((m): Row => {
+  const rowsAt = runnable.filter((m) => defaults.times.has(m));
+  if (rowsAt.length < runnable.length) {
+    const over = runnable.filter((m) => !defaults.times.has(m)).join(", ");
+    console.error(`${label}: m = ${over} left out: over the untuned defaults' row limit`);
+  }
+  const mine = rowsAt.map((m): Row => {
     const t = tuned.times.get(m)!;
     const config = tuned.projection.config(m);
     const peer = torch.find((r) => r.m === m && r.dtype === dtype);
