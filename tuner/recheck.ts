@@ -22,7 +22,8 @@ export function recheckTarget(stage: string): string {
 
 /**
  * The configs to time again: a ranking's first {@linkcode RECHECK_TOP}, where some were timed in
- * this run and some not; none where all were timed in one run (this one, or all earlier).
+ * this run and some earlier; none where all were timed in this run, or none was (a rerun that
+ * timed nothing new there ranks as before).
  *
  * @param ranking A stage's ranking at one bucket, fastest first.
  * @param thisRun Whether a config's timing in the ranking was taken in this run.
@@ -35,7 +36,10 @@ export function recheckTarget(stage: string): string {
  * if (recheckNames(ranking, () => true).length !== 0) throw new Error("one run: nothing to recheck");
  * ```
  */
-export function recheckNames(ranking: readonly Ranked[], thisRun: (config: string) => boolean) {
+export function recheckNames(
+  ranking: readonly Ranked[],
+  thisRun: (config: string) => boolean,
+): string[] {
   const top = ranking.slice(0, RECHECK_TOP).map((r) => r.config);
   const fresh = top.filter(thisRun).length;
   return fresh > 0 && fresh < top.length ? top : [];
