@@ -461,7 +461,8 @@ function stageResult(ranking: Ranked[], target: Target, options: TuneOptions): S
       : null,
     trials: ranking.length,
     ...(ranking[0].noisy ? { noisy: true as const } : {}),
-    tiers: stageTiers(ranking, target.shape, options.dtype, options.gpu.caps),
+    // The winner by name: after a recheck it need not be the fastest reading in the ranking.
+    tiers: stageTiers(ranking, target.shape, options.dtype, options.gpu.caps, ranking[0].config),
   };
 }
 
