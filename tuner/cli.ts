@@ -568,7 +568,7 @@ async function tuneDtype(
   }
   const seconds = (performance.now() - started) / 1000;
   if (signals.interrupted) return "interrupted";
-  const saved = await save(session, key, result.entry);
+  const saved = await save(session, key, result);
   return report(session, dtype, result, saved, seconds, log.path) ? "untuned" : "done";
 }
 
@@ -614,10 +614,11 @@ async function openLog(
  *
  * @returns The problem's entry as the cache file now holds it.
  */
-async function save(session: Session, key: string, entry: CacheEntry): Promise<CacheEntry> {
+async function save(session: Session, key: string, result: TuneResult): Promise<CacheEntry> {
   const { cacheFile, fingerprint, signals } = session;
+  const { entry, ranked } = result;
   const saving = Object.keys(entry.buckets).length > 0
-    ? saveCacheEntry(cacheFile, fingerprint, key, entry)
+    ? saveCacheEntry(cacheFile, fingerprint, key, entry, ranked)
     : loadCacheFile(cacheFile);
   signals.saving = saving;
   const saved = (await saving)?.entries[key] ?? { ...entry, buckets: {} };
