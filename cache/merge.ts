@@ -1,10 +1,7 @@
 /**
  * Merging a fresh tuning result into what a cache already holds: per bucket, the faster of the
  * two stays, so that a rerun with fewer trials, a run cut short or a second tuner of the same
- * problem never replaces a bucket with a slower one or an empty entry. A fresh bucket whose run
- * ranked the kept bucket's configs (a run that resumed their trials from its log) already chose
- * between them and replaces it: its choice may rest on a recheck that timed them together, where
- * the two buckets' totals come from two sessions, which differ by a few percent.
+ * problem never replaces a bucket with a slower one or an empty entry.
  *
  * @module
  */
@@ -25,30 +22,11 @@ function sameStages(a: BucketResult, b: BucketResult): boolean {
 }
 
 /**
- * The config names a run ranked at each bucket (its key), one list per stage, fused first: the
- * configs it chose its winners among, its log's earlier trials included.
- */
-export type RankedNames = Record<string, string[][]>;
-
-/**
- * Whether the fresh run chose over the kept bucket: it ranked the kept bucket's stage configs,
- * and the kept bucket's plan is not an unfused baseline the fresh bucket has nothing to set against.
- */
-function choseOver(kept: BucketResult, fresh: BucketResult, ranked: string[][]): boolean {
-  const stages = [kept.fused, kept.batched];
-  if (!stages.every((s, i) => s === null || ranked[i]?.includes(s.config))) return false;
-  const keptRunsUnfused = (kept.unfused?.medianUs ?? Infinity) < kept.fusedTotalUs;
-  return !keptRunsUnfused || fresh.unfused !== null;
-}
-
-/**
  * The bucket to store of two results. Where both have the one-pass timing of the whole
  * projection (beside an unfused baseline) or neither has, the faster stays. Where only one has
  * it, the two totals are not alike (a one-pass time against a sum of stage times): with the same
  * stage configs the timed one stays, so that a run cut short before its baseline loses nothing;
- * with other configs the stages' own times decide. Where the fresh run ranked the kept bucket's
- * configs (`ranked`), it replaces the kept bucket whatever the totals, except that the same stage
- * configs without a baseline leave the kept bucket and its baseline.
+ * with other configs the stages' own times decide.
  *
  * @example
  * ```ts
@@ -59,18 +37,10 @@ function choseOver(kept: BucketResult, fresh: BucketResult, ranked: string[][]):
  * if (mergeBucket(timed, cutShort) !== timed) throw new Error("the timed bucket stays");
  * const other = { ...cutShort, fused: stage("c", 7) };
  * if (mergeBucket(timed, other) !== other) throw new Error("faster stages win");
- * const rechecked = { ...timed, fused: stage("c", 8.2), fusedTotalUs: 12.3 };
- * if (mergeBucket(timed, rechecked, [["c", "a"], ["b"]]) !== rechecked) throw new Error("the run chose");
  * ```
  */
-export function mergeBucket(
-  kept: BucketResult | undefined,
-  fresh: BucketResult,
-  ranked?: string[][],
-): BucketResult {
+export function mergeBucket(kept: BucketResult | undefined, fresh: BucketResult): BucketResult {
   if (!kept) return fresh;
-  if (sameStages(kept, fresh) && kept.unfused && !fresh.unfused) return kept;
-  if (ranked && choseOver(kept, fresh, ranked)) return fresh;
   if ((kept.unfused === null) === (fresh.unfused === null)) {
     return bucketTimeUs(fresh) <= bucketTimeUs(kept) ? fresh : kept;
   }
@@ -84,7 +54,6 @@ export function mergeBucket(
  *
  * @param old The entry on disk, if any.
  * @param fresh The run's entry.
- * @param ranked What the fresh run ranked at each bucket, where known.
  * @returns The merged entry, with `fresh`'s problem, generator and date.
  * @example
  * ```ts
@@ -99,16 +68,12 @@ export function mergeBucket(
  * if (Object.keys(merged.buckets).join() !== "1,2,4") throw new Error("no bucket is lost");
  * ```
  */
-export function mergeEntries(
-  old: CacheEntry | undefined,
-  fresh: CacheEntry,
-  ranked: RankedNames = {},
-): CacheEntry {
+export function mergeEntries(old: CacheEntry | undefined, fresh: CacheEntry): CacheEntry {
   if (!old || old.generatorVersion !== fresh.generatorVersion) return fresh;
   if (JSON.stringify(old.problem) !== JSON.stringify(fresh.problem)) return fresh;
   const buckets: CacheEntry["buckets"] = { ...old.buckets };
   for (const [m, bucket] of Object.entries(fresh.buckets)) {
-    buckets[m] = mergeBucket(buckets[m], bucket, ranked[m]);
+    buckets[m] = mergeBucket(buckets[m], bucket);
   }
   const sorted = Object.fromEntries(
     Object.entries(buckets).sort(([a], [b]) => Number(a) - Number(b)),

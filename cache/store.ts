@@ -6,7 +6,7 @@
  * @module
  */
 import type { AdapterFingerprint, CacheEntry, CacheFile } from "./schema.ts";
-import { mergeEntries, type RankedNames } from "./merge.ts";
+import { mergeEntries } from "./merge.ts";
 import { CacheFormatError, emptyCache, parseCacheText } from "./schema.ts";
 
 /**
@@ -234,8 +234,6 @@ export async function writeAtomic(path: string, text: string): Promise<void> {
  * merged into the one on disk (see merge.ts): per bucket the faster result stays, so that no
  * bucket gets slower or lost, also when two tuners of one problem write at once.
  *
- * @param ranked What the run ranked at each bucket: where it ranked a stored bucket's configs,
- * its own bucket replaces that one whatever the two totals (see merge.ts).
  * @throws {CacheFormatError} If the file on disk is corrupt or belongs to another GPU; it is
  * left as it is.
  */
@@ -244,7 +242,6 @@ export async function saveCacheEntry(
   adapter: AdapterFingerprint,
   key: string,
   entry: CacheEntry,
-  ranked: RankedNames = {},
 ): Promise<CacheFile> {
   const dir = path.replace(/[/\\][^/\\]*$/, "");
   if (dir !== path) await Deno.mkdir(dir, { recursive: true });
@@ -257,7 +254,7 @@ export async function saveCacheEntry(
         `is ${JSON.stringify(file.adapter)}, not this GPU ${JSON.stringify(adapter)}`,
       );
     }
-    file.entries[key] = mergeEntries(file.entries[key], entry, ranked);
+    file.entries[key] = mergeEntries(file.entries[key], entry);
     const sorted = Object.fromEntries(
       Object.entries(file.entries).sort(([a], [b]) => a.localeCompare(b)),
     );

@@ -74,41 +74,6 @@ Deno.test("mergeEntries() keeps the faster result per bucket and every bucket ei
   assert.deepEqual(mergeEntries(entry({ "2": bucket(1) }, 0), rerun), rerun);
 });
 
-Deno.test("mergeEntries() takes a bucket from a run that ranked the stored bucket's configs", () => {
-  // Two sessions read one config a few percent apart (NOTES.md): a rerun that resumed the stored
-  // winner's trials and rechecked it against its own winner chose with both in view, so its
-  // bucket replaces the stored one even where its one-pass total reads slower.
-  const other = "tile-bm16-bn32-bk8-rm4-rn4-v4";
-  const stored = bucket(10);
-  const rechecked = bucket(10.3, other);
-  const both = { "8": [[other, stored.fused.config]] };
-  assert.equal(
-    mergeEntries(entry({ "8": stored }), entry({ "8": rechecked }), both).buckets["8"],
-    rechecked,
-  );
-  // A run that did not rank the stored config (another log) still needs the faster total.
-  const alone = { "8": [[other]] };
-  assert.equal(
-    mergeEntries(entry({ "8": stored }), entry({ "8": rechecked }), alone).buckets["8"],
-    stored,
-  );
-  // Where the stored bucket runs its unfused baseline, a fresh bucket without one has not
-  // weighed that plan: the totals decide, as without a ranking.
-  const runsUnfused = { ...stored, unfused: { medianUs: 9, configs: [] } };
-  assert.equal(
-    mergeEntries(entry({ "8": runsUnfused }), entry({ "8": rechecked }), both).buckets["8"],
-    runsUnfused,
-  );
-  // The same configs without a baseline leave the stored bucket and its baseline.
-  const timed = { ...stored, fusedTotalUs: 12, unfused: { medianUs: 40, configs: [] } };
-  const sameUntimed = { ...bucket(9) };
-  const same = { "8": [[stored.fused.config]] };
-  assert.equal(
-    mergeEntries(entry({ "8": timed }), entry({ "8": sameUntimed }), same).buckets["8"],
-    timed,
-  );
-});
-
 Deno.test({
   name: "a rerun out of time takes each bucket's unfused baseline from the log, timing nothing",
   fn: async () => {
@@ -118,11 +83,8 @@ Deno.test({
       };
       const log = await TrialLog.open(`${dir}/log.jsonl`);
       const options = { ...tinyTuneOptions(gpu, log, space, tiny), unfused: true };
-      const first = await tune(options);
-      const timed = first.entry.buckets["16"];
+      const timed = (await tune(options)).entry.buckets["16"];
       assert.ok(timed.unfused, "the first run timed the baseline");
-      assert.ok(first.ranked["16"][0].includes(timed.fused.config), "the ranking names the winner");
-      assert.equal(first.ranked["16"][0].length, timed.fused.trials, "one name per ranked config");
       const lines = (await readTrials(log.path)).length;
       const again = (await tune({ ...options, maxSeconds: 0 })).entry.buckets["16"];
       assert.deepEqual(again, timed, "the same bucket, baseline and one-pass total included");

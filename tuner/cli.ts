@@ -568,7 +568,7 @@ async function tuneDtype(
   }
   const seconds = (performance.now() - started) / 1000;
   if (signals.interrupted) return "interrupted";
-  const saved = await save(session, key, result);
+  const saved = await save(session, key, result.entry);
   return report(session, dtype, result, saved, seconds, log.path) ? "untuned" : "done";
 }
 
@@ -614,11 +614,10 @@ async function openLog(
  *
  * @returns The problem's entry as the cache file now holds it.
  */
-async function save(session: Session, key: string, result: TuneResult): Promise<CacheEntry> {
+async function save(session: Session, key: string, entry: CacheEntry): Promise<CacheEntry> {
   const { cacheFile, fingerprint, signals } = session;
-  const { entry, ranked } = result;
   const saving = Object.keys(entry.buckets).length > 0
-    ? saveCacheEntry(cacheFile, fingerprint, key, entry, ranked)
+    ? saveCacheEntry(cacheFile, fingerprint, key, entry)
     : loadCacheFile(cacheFile);
   signals.saving = saving;
   const saved = (await saving)?.entries[key] ?? { ...entry, buckets: {} };

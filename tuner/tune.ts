@@ -23,7 +23,6 @@
  * @module
  */
 import type { BucketResult, CacheEntry, StageResult } from "../cache/schema.ts";
-import type { RankedNames } from "../cache/merge.ts";
 import { GENERATOR_VERSION, storedProblem } from "../cache/schema.ts";
 import type { KernelConfig } from "../kernels/config.ts";
 import { configName, parseConfigName } from "../kernels/config.ts";
@@ -112,11 +111,6 @@ export const DEFAULT_TRIAL_TIMEOUT_MS = 60_000;
 /** What a run produced: the cache entry and what it could not do. */
 export interface TuneResult {
   entry: CacheEntry;
-  /**
-   * The config names ranked at each bucket of `entry`, per stage: what its winners were chosen
-   * among, so that the cache's merge lets them replace a stored bucket this run ranked too.
-   */
-  ranked: RankedNames;
   /** Buckets left untuned because the budget ran out. */
   skippedBuckets: number[];
   /** Buckets left untuned because every candidate of a stage failed (see the log). */
@@ -254,15 +248,12 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   await recheck(run, buckets, rankings);
   if (options.unfused && !run.outOfTime()) await prepareUnfused(run, buckets, rankings);
   const bucketResults: Record<string, BucketResult> = {};
-  const ranked: RankedNames = {};
   const skippedBuckets: number[] = [];
   const failedBuckets: number[] = [];
   for (const [bi, m] of buckets.entries()) {
     const result = await finishBucket(run, m, rankings[bi]);
-    if (result) {
-      bucketResults[String(m)] = result;
-      ranked[String(m)] = rankings[bi].map((r) => r.map((x) => x.config));
-    } else (run.outOfTime() ? skippedBuckets : failedBuckets).push(m);
+    if (result) bucketResults[String(m)] = result;
+    else (run.outOfTime() ? skippedBuckets : failedBuckets).push(m);
   }
   runner.throwIfLost();
   return {
@@ -272,7 +263,6 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
       tunedAt: new Date().toISOString(),
       buckets: bucketResults,
     },
-    ranked,
     skippedBuckets,
     failedBuckets,
     outcomes: book.outcomes,
