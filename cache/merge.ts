@@ -1,7 +1,10 @@
 /**
  * Merging a fresh tuning result into what a cache already holds: per bucket, the faster of the
  * two stays, so that a rerun with fewer trials, a run cut short or a second tuner of the same
- * problem never replaces a bucket with a slower one or an empty entry.
+ * problem never replaces a bucket with a slower one or an empty entry. A fresh bucket that its
+ * run chose by timing the stored bucket's pair beside its own, in one batch, replaces the stored
+ * bucket: two runs' totals of one pair differ by a few percent (another session, another GPU of
+ * the kind), one batch's do not.
  *
  * @module
  */
@@ -22,7 +25,9 @@ function sameStages(a: BucketResult, b: BucketResult): boolean {
 }
 
 /**
- * The bucket to store of two results. Where both have the one-pass timing of the whole
+ * The bucket to store of two results. Where the fresh run timed the kept bucket's pair beside
+ * its own (`judgedAgainst` has the kept bucket's stages), the fresh bucket is the faster of the
+ * two by one batch's timings and replaces the kept one. Where both have the one-pass timing of the whole
  * projection (beside an unfused baseline) or neither has, the faster stays. Where only one has
  * it, the two totals are not alike (a one-pass time against a sum of stage times): with the same
  * stage configs the timed one stays, so that a run cut short before its baseline loses nothing;
@@ -37,10 +42,19 @@ function sameStages(a: BucketResult, b: BucketResult): boolean {
  * if (mergeBucket(timed, cutShort) !== timed) throw new Error("the timed bucket stays");
  * const other = { ...cutShort, fused: stage("c", 7) };
  * if (mergeBucket(timed, other) !== other) throw new Error("faster stages win");
+ * // Another day reads every total 5% higher: the run timed both pairs in one batch, and its own won.
+ * const beatIt = { ...other, fusedTotalUs: 12.4, unfused: { medianUs: 42, configs: ["c"] } };
+ * if (mergeBucket(timed, beatIt) !== timed) throw new Error("two days' totals: the lower stays");
+ * if (mergeBucket(timed, beatIt, timed) !== beatIt) throw new Error("one batch decided");
  * ```
  */
-export function mergeBucket(kept: BucketResult | undefined, fresh: BucketResult): BucketResult {
+export function mergeBucket(
+  kept: BucketResult | undefined,
+  fresh: BucketResult,
+  judgedAgainst?: BucketResult,
+): BucketResult {
   if (!kept) return fresh;
+  if (judgedAgainst && sameStages(kept, judgedAgainst)) return fresh;
   if ((kept.unfused === null) === (fresh.unfused === null)) {
     return bucketTimeUs(fresh) <= bucketTimeUs(kept) ? fresh : kept;
   }
@@ -54,6 +68,7 @@ export function mergeBucket(kept: BucketResult | undefined, fresh: BucketResult)
  *
  * @param old The entry on disk, if any.
  * @param fresh The run's entry.
+ * @param judged The stored buckets the run timed beside its own, by bucket (see tune.ts).
  * @returns The merged entry, with `fresh`'s problem, generator and date.
  * @example
  * ```ts
@@ -68,12 +83,16 @@ export function mergeBucket(kept: BucketResult | undefined, fresh: BucketResult)
  * if (Object.keys(merged.buckets).join() !== "1,2,4") throw new Error("no bucket is lost");
  * ```
  */
-export function mergeEntries(old: CacheEntry | undefined, fresh: CacheEntry): CacheEntry {
+export function mergeEntries(
+  old: CacheEntry | undefined,
+  fresh: CacheEntry,
+  judged: Record<string, BucketResult> = {},
+): CacheEntry {
   if (!old || old.generatorVersion !== fresh.generatorVersion) return fresh;
   if (JSON.stringify(old.problem) !== JSON.stringify(fresh.problem)) return fresh;
   const buckets: CacheEntry["buckets"] = { ...old.buckets };
   for (const [m, bucket] of Object.entries(fresh.buckets)) {
-    buckets[m] = mergeBucket(buckets[m], bucket);
+    buckets[m] = mergeBucket(buckets[m], bucket, judged[m]);
   }
   const sorted = Object.fromEntries(
     Object.entries(buckets).sort(([a], [b]) => Number(a) - Number(b)),

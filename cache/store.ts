@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { AdapterFingerprint, CacheEntry, CacheFile } from "./schema.ts";
+import type { AdapterFingerprint, BucketResult, CacheEntry, CacheFile } from "./schema.ts";
 import { mergeEntries } from "./merge.ts";
 import { CacheFormatError, emptyCache, parseCacheText } from "./schema.ts";
 
@@ -234,6 +234,8 @@ export async function writeAtomic(path: string, text: string): Promise<void> {
  * merged into the one on disk (see merge.ts): per bucket the faster result stays, so that no
  * bucket gets slower or lost, also when two tuners of one problem write at once.
  *
+ * @param judged The stored buckets the run timed beside its own winners, by bucket: where the
+ * file still holds such a bucket, the run's bucket replaces it (see merge.ts).
  * @throws {CacheFormatError} If the file on disk is corrupt or belongs to another GPU; it is
  * left as it is.
  */
@@ -242,6 +244,7 @@ export async function saveCacheEntry(
   adapter: AdapterFingerprint,
   key: string,
   entry: CacheEntry,
+  judged: Record<string, BucketResult> = {},
 ): Promise<CacheFile> {
   const dir = path.replace(/[/\\][^/\\]*$/, "");
   if (dir !== path) await Deno.mkdir(dir, { recursive: true });
@@ -254,7 +257,7 @@ export async function saveCacheEntry(
         `is ${JSON.stringify(file.adapter)}, not this GPU ${JSON.stringify(adapter)}`,
       );
     }
-    file.entries[key] = mergeEntries(file.entries[key], entry);
+    file.entries[key] = mergeEntries(file.entries[key], entry, judged);
     const sorted = Object.fromEntries(
       Object.entries(file.entries).sort(([a], [b]) => a.localeCompare(b)),
     );

@@ -93,6 +93,69 @@ Deno.test({
   },
 });
 
+Deno.test("mergeEntries() takes a bucket its run chose by timing the stored pair beside its own", () => {
+  // Another session reads every total a few percent higher (NOTES.md): a rerun that timed the
+  // stored pair and its own in one batch, its own faster there, replaces the stored bucket even
+  // where its total reads higher than the stored one.
+  const stored = bucket(10);
+  const own = bucket(10.3, "tile-bm16-bn32-bk8-rm4-rn4-v4");
+  const judged = { "8": stored };
+  assert.equal(mergeEntries(entry({ "8": stored }), entry({ "8": own })).buckets["8"], stored);
+  assert.equal(mergeEntries(entry({ "8": stored }), entry({ "8": own }), judged).buckets["8"], own);
+  // Where the file holds another bucket by then (a second tuner wrote), the totals decide.
+  const meanwhile = bucket(9, "tile-bm16-bn16-bk8-rm4-rn4-v4");
+  assert.equal(
+    mergeEntries(entry({ "8": meanwhile }), entry({ "8": own }), judged).buckets["8"],
+    meanwhile,
+  );
+});
+
+Deno.test({
+  name: "tune() times the cache's pair beside its own winners in one batch and keeps the faster",
+  fn: async () => {
+    await withGpuAndTempDir("keeps_rival_", async (gpu, dir) => {
+      const space: SearchSpace = {
+        tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2], rn: [2], vec: [4] },
+      };
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const options = { ...tinyTuneOptions(gpu, log, space, tiny), unfused: true };
+      const first = (await tune(options)).entry.buckets["16"];
+      const other = first.fused.runnerUp;
+      assert.ok(other, "the space has a second fused config");
+      // The stored pair's recorded total is far too fast to beat by the totals alone.
+      const storedBucket = {
+        ...first,
+        fused: { ...first.fused, config: other },
+        fusedTotalUs: 0.001,
+        unfused: null,
+      };
+      const since = new Date().toISOString();
+      const run = await tune({ ...options, stored: { "16": storedBucket } });
+      assert.deepEqual(run.judged, { "16": storedBucket });
+      const whole = (await readTrials(log.path)).filter((t) =>
+        t.target === "projection:fused" && t.bucket === 16 && t.outcome === "ok"
+      );
+      const latest = (pair: BucketResult) =>
+        whole.findLast((t) => t.config === `${pair.fused.config}+${pair.batched!.config}`);
+      const mine = latest(first)!, theirs = latest(storedBucket)!;
+      assert.ok(mine.at >= since && theirs.at >= since, "both pairs timed whole in this run");
+      const faster = mine.medianUs! <= theirs.medianUs! ? first : storedBucket;
+      const got = run.entry.buckets["16"];
+      assert.equal(got.fused.config, faster.fused.config, "the faster pair of the batch");
+      assert.ok(
+        Math.abs(got.fusedTotalUs - Math.min(mine.medianUs!, theirs.medianUs!)) < 0.01,
+        "its total is that batch's timing",
+      );
+      const merged = mergeEntries(
+        { ...run.entry, buckets: { "16": storedBucket } },
+        run.entry,
+        run.judged,
+      );
+      assert.deepEqual(merged.buckets["16"], got, "it replaces the stored bucket");
+    });
+  },
+});
+
 Deno.test("two writers of one problem and weight type both keep their buckets", async () => {
   await withTempDir("keeps_", async (dir) => {
     const path = `${dir}/gpu.json`;

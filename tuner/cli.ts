@@ -5,13 +5,14 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import type { AdapterFingerprint, CacheEntry } from "../cache/schema.ts";
+import type { AdapterFingerprint, BucketResult, CacheEntry } from "../cache/schema.ts";
 import {
   adapterFingerprint,
   cacheFileName,
   CacheFormatError,
   GENERATOR_VERSION,
   problemKey,
+  storedProblem,
 } from "../cache/schema.ts";
 import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
@@ -559,6 +560,7 @@ async function tuneDtype(
       rotateBytes: options.rotateMb * 1e6,
       heat: options.heat && !isSoftwareAdapter(gpu.adapter),
       unfused: options.unfused,
+      stored: await storedBuckets(session, key, dtype),
       trialTimeoutMs: options.trialTimeout * 1000,
       ahead: session.pool,
       onProgress: withDeviceLoss(bar?.onProgress, gpu.device),
@@ -568,7 +570,7 @@ async function tuneDtype(
   }
   const seconds = (performance.now() - started) / 1000;
   if (signals.interrupted) return "interrupted";
-  const saved = await save(session, key, result.entry);
+  const saved = await save(session, key, result.entry, result.judged);
   return report(session, dtype, result, saved, seconds, log.path) ? "untuned" : "done";
 }
 
@@ -609,15 +611,36 @@ async function openLog(
 }
 
 /**
+ * The buckets the cache file holds for a weight type's key, where its entry is of this
+ * generator and problem (the ones the merge would weigh against the run's): the tuner times
+ * each stored pair beside its own winners.
+ */
+async function storedBuckets(
+  session: Session,
+  key: string,
+  dtype: WeightDtype,
+): Promise<Record<string, BucketResult> | undefined> {
+  const entry = (await loadCacheFile(session.cacheFile))?.entries[key];
+  if (!entry || entry.generatorVersion !== GENERATOR_VERSION) return undefined;
+  const problem = storedProblem(session.spec, dtype);
+  return JSON.stringify(entry.problem) === JSON.stringify(problem) ? entry.buckets : undefined;
+}
+
+/**
  * Merges a run's entry into the cache file, where it has buckets (an empty result is not
  * stored: it would add nothing, and make an empty entry).
  *
  * @returns The problem's entry as the cache file now holds it.
  */
-async function save(session: Session, key: string, entry: CacheEntry): Promise<CacheEntry> {
+async function save(
+  session: Session,
+  key: string,
+  entry: CacheEntry,
+  judged: TuneResult["judged"],
+): Promise<CacheEntry> {
   const { cacheFile, fingerprint, signals } = session;
   const saving = Object.keys(entry.buckets).length > 0
-    ? saveCacheEntry(cacheFile, fingerprint, key, entry)
+    ? saveCacheEntry(cacheFile, fingerprint, key, entry, judged)
     : loadCacheFile(cacheFile);
   signals.saving = saving;
   const saved = (await saving)?.entries[key] ?? { ...entry, buckets: {} };

@@ -436,20 +436,27 @@ export class GpuRunner {
   /**
    * Times the whole projection fused (each stage's winner) and unfused (one GEMM per
    * projection) in one batch, so their ratio comes from one run; both are logged, and a
-   * resumed run takes them from the log.
+   * resumed run takes them from the log. With a rival (another pair of stage configs, such as
+   * the cache's), that pair's whole projection is timed in the same batch too, never resumed, so
+   * that the faster pair is chosen by timings of one run.
    *
    * @param together The stages' winners, fused first.
    * @param apart The unfused targets' winners, in their order.
-   * @returns The two times, or undefined if they could not be taken.
+   * @param rival Other stage configs, fused first, to time beside `together`.
+   * @returns The times (`rivalUs` where the rival passed its checks and was timed), or undefined
+   * if they could not be taken.
    */
   async timeProjection(
     m: number,
     together: string[],
     apart: string[],
-  ): Promise<{ fusedUs: number; unfusedUs: number } | undefined> {
+    rival?: string[],
+  ): Promise<{ fusedUs: number; unfusedUs: number; rivalUs?: number } | undefined> {
     const book = this.#book;
+    const rivalKernels = rival && await this.#kernelsOf(rival, this.#targets);
     const keys = projectionKeys(together, apart);
-    const logged = this.loggedProjection(m, together, apart);
+    if (rivalKernels) keys.push(["projection:fused", rival.join("+")]);
+    const logged = rivalKernels ? undefined : this.loggedProjection(m, together, apart);
     if (logged) {
       book.resumed += 2;
       const [f, u] = logged;
@@ -460,6 +467,7 @@ export class GpuRunner {
     const whole = await this.#kernelsOf(together, this.#targets);
     const split = await this.#kernelsOf(apart, this.#unfused);
     if (!whole || !split) return undefined;
+    const items = [whole, split, ...(rivalKernels ? [rivalKernels] : [])];
     const failures = (reason: string) =>
       keys.map(([stage, key]) => newTrial(stage, m, key, "runtime", { reason }));
     let timings: Timing[];
@@ -468,12 +476,10 @@ export class GpuRunner {
         `the timing of the whole projection at m=${m}`,
         failures(`timed out after ${formatSeconds(this.#options.limitMs / 1000)} s`),
         () =>
-          this.#in("timeMs", () =>
-            timeItems(
-              this.#device,
-              [this.#passOf(whole, m), this.#passOf(split, m)],
-              this.#timing,
-            )),
+          this.#in(
+            "timeMs",
+            () => timeItems(this.#device, items.map((k) => this.#passOf(k, m)), this.#timing),
+          ),
       );
     } catch (e) {
       const error = await this.#guard.lostOr(e);
@@ -486,7 +492,8 @@ export class GpuRunner {
     for (const [i, [stage, key]] of keys.entries()) {
       await book.record(newTrial(stage, m, key, "ok", settled[i]));
     }
-    return { fusedUs: settled[0].medianUs, unfusedUs: settled[1].medianUs };
+    const [fusedUs, unfusedUs, rivalUs] = settled.map((t) => t.medianUs);
+    return { fusedUs, unfusedUs, ...(rivalKernels ? { rivalUs } : {}) };
   }
 
   /** Stops the watchdog and the heater and frees every buffer. */

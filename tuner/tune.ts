@@ -86,6 +86,13 @@ export interface TuneOptions {
   /** Also time the unfused baseline. */
   unfused: boolean;
   /**
+   * The cache's buckets of this problem, weight type and precision, of this generator: with
+   * `unfused`, each bucket's stored pair of stage configs, where it is not this run's, is timed
+   * whole in the batch that times this run's winners whole, and the faster pair is the bucket's
+   * result ({@linkcode TuneResult.judged}).
+   */
+  stored?: Record<string, BucketResult>;
+  /**
    * Time limit of one check or timing submit, milliseconds (default 60 000); past it the
    * trials of the submit fail with "timed out after N s". `Infinity` for none.
    */
@@ -111,6 +118,12 @@ export const DEFAULT_TRIAL_TIMEOUT_MS = 60_000;
 /** What a run produced: the cache entry and what it could not do. */
 export interface TuneResult {
   entry: CacheEntry;
+  /**
+   * The stored buckets ({@linkcode TuneOptions.stored}) that this run timed in one batch beside
+   * its own winners, by bucket: `entry`'s bucket there is the faster of the two pairs by timings
+   * of this run, so it replaces that stored bucket whatever the two runs' totals read.
+   */
+  judged: Record<string, BucketResult>;
   /** Buckets left untuned because the budget ran out. */
   skippedBuckets: number[];
   /** Buckets left untuned because every candidate of a stage failed (see the log). */
@@ -248,12 +261,14 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   await recheck(run, buckets, rankings);
   if (options.unfused && !run.outOfTime()) await prepareUnfused(run, buckets, rankings);
   const bucketResults: Record<string, BucketResult> = {};
+  const judged: Record<string, BucketResult> = {};
   const skippedBuckets: number[] = [];
   const failedBuckets: number[] = [];
   for (const [bi, m] of buckets.entries()) {
     const result = await finishBucket(run, m, rankings[bi]);
-    if (result) bucketResults[String(m)] = result;
+    if (result) bucketResults[String(m)] = result.bucket;
     else (run.outOfTime() ? skippedBuckets : failedBuckets).push(m);
+    if (result?.judged) judged[String(m)] = result.judged;
   }
   runner.throwIfLost();
   return {
@@ -263,6 +278,7 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
       tunedAt: new Date().toISOString(),
       buckets: bucketResults,
     },
+    judged,
     skippedBuckets,
     failedBuckets,
     outcomes: book.outcomes,
@@ -415,39 +431,83 @@ async function prepareUnfused(run: Run, buckets: number[], rankings: Ranked[][][
 }
 
 /**
- * Makes one bucket's result from its stages' rankings, with the unfused baseline.
+ * Makes one bucket's result from its stages' rankings, with the unfused baseline. Where the
+ * cache stores another pair at m, that pair is timed whole in the baseline's batch, and the
+ * faster of the two pairs is the result.
  *
- * @returns The bucket's result, or undefined if a stage has no winner.
+ * @returns The bucket's result and the stored bucket it was timed against, if it was; undefined
+ * if a stage has no winner.
  */
 async function finishBucket(
   run: Run,
   m: number,
   rankings: Ranked[][],
-): Promise<BucketResult | undefined> {
+): Promise<{ bucket: BucketResult; judged?: BucketResult } | undefined> {
   const { options, runner } = run;
-  const winners: StageResult[] = [];
+  let winners: StageResult[] = [];
   for (const [ti, target] of runner.targets.entries()) {
     if (!rankings[ti]?.length) return undefined;
     winners.push(stageResult(rankings[ti], target, options));
   }
   let fusedTotalUs = winners.reduce((sum, w) => sum + w.medianUs, 0);
   let unfused: BucketResult["unfused"] = null;
+  let judged: BucketResult | undefined;
   if (options.unfused) {
+    const stored = storedRival(options.stored?.[String(m)], winners);
     // Out of time, the log may still hold the baseline (a resumed run): taken, nothing timed.
     const whole = run.outOfTime()
       ? loggedBaseline(run, m, rankings, winners)
-      : await unfusedBaseline(run, m, rankings, winners);
+      : await unfusedBaseline(run, m, rankings, winners, stored && stagesOf(stored));
     if (whole) {
       fusedTotalUs = whole.fusedUs;
       unfused = { medianUs: round(whole.unfusedUs), configs: whole.apart };
+      if (stored && whole.rivalUs !== undefined) {
+        judged = stored;
+        if (whole.rivalUs < whole.fusedUs) {
+          winners = stagesOf(stored).map((_, i) => i === 0 ? stored.fused : stored.batched!);
+          fusedTotalUs = whole.rivalUs;
+        }
+      }
     }
   }
-  return {
+  const bucket = {
     fused: winners[0],
     batched: winners[1] ?? null,
     fusedTotalUs: round(fusedTotalUs),
     unfused,
   };
+  return { bucket, ...(judged ? { judged } : {}) };
+}
+
+/**
+ * The whole projection's one-pass times at a bucket: fused, unfused (with its GEMMs' configs)
+ * and, where one was timed beside them, the stored rival pair's.
+ */
+interface WholeTimes {
+  fusedUs: number;
+  unfusedUs: number;
+  rivalUs?: number;
+  apart: string[];
+}
+
+/** A bucket's stage configs, fused first. */
+function stagesOf(b: BucketResult): string[] {
+  return [b.fused.config, ...(b.batched ? [b.batched.config] : [])];
+}
+
+/**
+ * The stored bucket to time against this run's winners: one with other stage configs, as many
+ * as this run's stages, whose plan is its fused pair (a stored bucket that runs its unfused
+ * baseline is left to the cache's merge, which weighs that plan).
+ */
+function storedRival(
+  stored: BucketResult | undefined,
+  winners: StageResult[],
+): BucketResult | undefined {
+  if (!stored || (stored.unfused?.medianUs ?? Infinity) < stored.fusedTotalUs) return undefined;
+  const configs = stagesOf(stored);
+  if (configs.length !== winners.length) return undefined;
+  return configs.every((c, i) => c === winners[i].config) ? undefined : stored;
 }
 
 /** A stage's winner, runner-up and tiers, from its ranking (fastest first, not empty). */
@@ -533,7 +593,8 @@ async function searchStage(
 
 /**
  * The unfused baseline at m: each of its GEMMs tried with the stage's fastest configs (all in
- * shared submits), then the whole projection timed both ways in one batch.
+ * shared submits), then the whole projection timed both ways in one batch, with the rival pair
+ * (the cache's) in that batch too where given.
  *
  * @returns The two times and the unfused GEMMs' configs, or undefined if they were not taken.
  */
@@ -542,7 +603,8 @@ async function unfusedBaseline(
   m: number,
   rankings: Ranked[][],
   winners: StageResult[],
-): Promise<{ fusedUs: number; unfusedUs: number; apart: string[] } | undefined> {
+  rival?: string[],
+): Promise<WholeTimes | undefined> {
   const { runner, book } = run;
   book.total += runner.unfused.length * UNFUSED_CANDIDATES;
   const requests = runner.unfused.map((own) => ({
@@ -552,7 +614,7 @@ async function unfusedBaseline(
   const timed = await runner.timeEach(m, requests);
   if (timed.some((ranking) => ranking.length === 0)) return undefined;
   const apart = timed.map((ranking) => ranking[0].config);
-  const whole = await runner.timeProjection(m, winners.map((w) => w.config), apart);
+  const whole = await runner.timeProjection(m, winners.map((w) => w.config), apart, rival);
   return whole && { ...whole, apart };
 }
 
@@ -566,7 +628,7 @@ function loggedBaseline(
   m: number,
   rankings: Ranked[][],
   winners: StageResult[],
-): { fusedUs: number; unfusedUs: number; apart: string[] } | undefined {
+): WholeTimes | undefined {
   const { runner, book } = run;
   const apart: string[] = [];
   for (const own of runner.unfused) {
