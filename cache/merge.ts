@@ -27,11 +27,11 @@ function sameStages(a: BucketResult, b: BucketResult): boolean {
 /**
  * The bucket to store of two results. Where the fresh run timed the kept bucket's pair beside
  * its own (`judgedAgainst` has the kept bucket's stages), the fresh bucket is the faster of the
- * two by one batch's timings and replaces the kept one. Where both have the one-pass timing of the whole
- * projection (beside an unfused baseline) or neither has, the faster stays. Where only one has
- * it, the two totals are not alike (a one-pass time against a sum of stage times): with the same
- * stage configs the timed one stays, so that a run cut short before its baseline loses nothing;
- * with other configs the stages' own times decide.
+ * two by one batch's timings and replaces the kept one. Otherwise, where both have the one-pass
+ * timing of the whole projection (beside an unfused baseline) or neither has, the faster stays.
+ * Where only one has it, the two totals are not alike (a one-pass time against a sum of stage
+ * times): with the same stage configs the timed one stays, so that a run cut short before its
+ * baseline loses nothing; with other configs the stages' own times decide.
  *
  * @example
  * ```ts
@@ -42,7 +42,7 @@ function sameStages(a: BucketResult, b: BucketResult): boolean {
  * if (mergeBucket(timed, cutShort) !== timed) throw new Error("the timed bucket stays");
  * const other = { ...cutShort, fused: stage("c", 7) };
  * if (mergeBucket(timed, other) !== other) throw new Error("faster stages win");
- * // Another day reads every total 5% higher: the run timed both pairs in one batch, and its own won.
+ * // Another day reads every total 5% higher; the run timed both pairs in one batch, its own won.
  * const beatIt = { ...other, fusedTotalUs: 12.4, unfused: { medianUs: 42, configs: ["c"] } };
  * if (mergeBucket(timed, beatIt) !== timed) throw new Error("two days' totals: the lower stays");
  * if (mergeBucket(timed, beatIt, timed) !== beatIt) throw new Error("one batch decided");

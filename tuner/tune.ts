@@ -464,7 +464,7 @@ async function finishBucket(
       if (stored && whole.rivalUs !== undefined) {
         judged = stored;
         if (whole.rivalUs < whole.fusedUs) {
-          winners = stagesOf(stored).map((_, i) => i === 0 ? stored.fused : stored.batched!);
+          winners = [stored.fused, ...(stored.batched ? [stored.batched] : [])];
           fusedTotalUs = whole.rivalUs;
         }
       }
