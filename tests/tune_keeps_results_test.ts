@@ -14,6 +14,7 @@ import { DEFAULT_SPACE } from "../kernels/space.ts";
 import { planSpace, TuneInputError } from "../tuner/plan.ts";
 import { logFileName, readTrials, TrialLog } from "../tuner/trial_log.ts";
 import type { SearchSpace } from "../kernels/space.ts";
+import type { Gpu } from "../tuner/gpu_device.ts";
 import { tune } from "../tuner/tune.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import {
@@ -42,6 +43,15 @@ function bucket(us: number, config = "tile-bm32-bn32-bk8-rm4-rn4-v4"): BucketRes
 }
 function entry(buckets: Record<string, BucketResult>, generatorVersion = 1): CacheEntry {
   return { problem: PROBLEM, generatorVersion, tunedAt: "2026-11-24T00:00:00.000Z", buckets };
+}
+
+/** Options to tune tiny at m = 16 with two fused tiles to choose from, the baseline on. */
+async function twoTileOptions(gpu: Gpu, dir: string) {
+  const space: SearchSpace = {
+    tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2], rn: [2], vec: [4] },
+  };
+  const log = await TrialLog.open(`${dir}/log.jsonl`);
+  return { log, options: { ...tinyTuneOptions(gpu, log, space, tiny), unfused: true } };
 }
 
 Deno.test("mergeEntries() keeps the faster result per bucket and every bucket either has", () => {
@@ -78,11 +88,7 @@ Deno.test({
   name: "a rerun out of time takes each bucket's unfused baseline from the log, timing nothing",
   fn: async () => {
     await withGpuAndTempDir("keeps_baseline_", async (gpu, dir) => {
-      const space: SearchSpace = {
-        tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2], rn: [2], vec: [4] },
-      };
-      const log = await TrialLog.open(`${dir}/log.jsonl`);
-      const options = { ...tinyTuneOptions(gpu, log, space, tiny), unfused: true };
+      const { log, options } = await twoTileOptions(gpu, dir);
       const timed = (await tune(options)).entry.buckets["16"];
       assert.ok(timed.unfused, "the first run timed the baseline");
       const lines = (await readTrials(log.path)).length;
@@ -114,11 +120,7 @@ Deno.test({
   name: "tune() times the cache's pair beside its own winners in one batch and keeps the faster",
   fn: async () => {
     await withGpuAndTempDir("keeps_rival_", async (gpu, dir) => {
-      const space: SearchSpace = {
-        tile: { bm: [16], bn: [16, 32], bk: [8], rm: [2], rn: [2], vec: [4] },
-      };
-      const log = await TrialLog.open(`${dir}/log.jsonl`);
-      const options = { ...tinyTuneOptions(gpu, log, space, tiny), unfused: true };
+      const { log, options } = await twoTileOptions(gpu, dir);
       const first = (await tune(options)).entry.buckets["16"];
       const other = first.fused.runnerUp;
       assert.ok(other, "the space has a second fused config");
