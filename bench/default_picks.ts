@@ -1,5 +1,5 @@
 /**
- * Which config to make the default per bucket and stage (`dispatch/defaults.ts`), from trial
+ * Which config to make the default per bucket and stage (`kernels/defaults.ts`), from trial
  * logs: among the configs valid under WebGPU's default limits (`PORTABLE_CAPS`, no subgroups)
  * for each log's problem and weight type, the one with the best geometric mean of its time over
  * the best such config's, across the logs that timed it (at least half of them). f32 logs,

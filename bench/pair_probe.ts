@@ -13,7 +13,7 @@
 import { parseArgs } from "node:util";
 import { problemKey } from "../cache/schema.ts";
 import { createProjection } from "../dispatch/create.ts";
-import { defaultConfig } from "../dispatch/defaults.ts";
+import { defaultConfig } from "../kernels/defaults.ts";
 import type { Projection, ProjectionOptions } from "../dispatch/projection.ts";
 import { configName } from "../kernels/config.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";

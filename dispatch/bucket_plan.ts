@@ -12,7 +12,7 @@ import { configName, configProblem, parseConfigName } from "../kernels/config.ts
 import { DEVICE_TIERS, type DeviceTier } from "../kernels/device.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { GemmShape } from "../kernels/problem.ts";
-import { DEFAULT_BUCKETS, defaultConfig } from "./defaults.ts";
+import { DEFAULT_BUCKETS, defaultConfig } from "../kernels/defaults.ts";
 
 /** Which kernels serve m rows, and why. */
 export interface ProjectionConfig {

@@ -30,7 +30,7 @@ import {
 } from "../kernels/problem.ts";
 import { readBuffer } from "../kernels/gpu.ts";
 import { projectionReference } from "../kernels/reference.ts";
-import { DEFAULT_BUCKETS, defaultConfig, measuredDefault } from "../dispatch/defaults.ts";
+import { DEFAULT_BUCKETS, defaultConfig, measuredDefault } from "../kernels/defaults.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { moduleGpu } from "./helpers.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The measured defaults (dispatch/defaults.ts) run as measured: on a device with WebGPU's default
+ * The measured defaults (kernels/defaults.ts) run as measured: on a device with WebGPU's default
  * limits, every Kimi Linear problem gets the measured config of every bucket and stage, not a
  * generic fallback; a shape they do not fit (the tiny problem's k = 64) still gets a valid config.
  */
@@ -10,7 +10,7 @@ import { PORTABLE_CAPS } from "../kernels/device.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import { batchedShape, fusedShape, kimiLinearSpec } from "../kernels/problem.ts";
-import { DEFAULT_BUCKETS, defaultConfig, measuredDefault } from "../dispatch/defaults.ts";
+import { DEFAULT_BUCKETS, defaultConfig, measuredDefault } from "../kernels/defaults.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import { ROOT } from "./helpers.ts";
 

@@ -18,7 +18,7 @@ import {
 } from "../cache/schema.ts";
 import { configName } from "../kernels/config.ts";
 import { batchedInputWidth, batchedShape, fusedShape, fusedWidth } from "../kernels/problem.ts";
-import { defaultConfig } from "../dispatch/defaults.ts";
+import { defaultConfig } from "../kernels/defaults.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import { moduleGpu, quietConsole, ROOT, withTempDir } from "./helpers.ts";

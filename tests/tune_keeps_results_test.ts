@@ -15,6 +15,10 @@ import { planSpace, TuneInputError } from "../tuner/plan.ts";
 import { logFileName, readTrials, TrialLog } from "../tuner/trial_log.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import type { Gpu } from "../tuner/gpu_device.ts";
+import type { Strategy } from "../tuner/search.ts";
+import { configName } from "../kernels/config.ts";
+import { defaultConfig } from "../kernels/defaults.ts";
+import { batchedShape, fusedShape } from "../kernels/problem.ts";
 import { tune } from "../tuner/tune.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
 import {
@@ -154,6 +158,48 @@ Deno.test({
         run.judged,
       );
       assert.deepEqual(merged.buckets["16"], got, "it replaces the stored bucket");
+    });
+  },
+});
+
+Deno.test({
+  name: "each stage's untuned default is timed beside the search's finds; no winner is slower",
+  fn: async () => {
+    await withGpuAndTempDir("keeps_default_", async (gpu, dir) => {
+      const shapes = { fused: fusedShape(tiny), batched: batchedShape(tiny)! };
+      const defaults = {
+        fused: configName(defaultConfig(shapes.fused, "f32", gpu.caps, 64, "fused")),
+        batched: configName(defaultConfig(shapes.batched, "f32", gpu.caps, 64, "batched")),
+      };
+      // On llvmpipe both are the generic 64 x 64 tile (the measured picks do not fit tiny
+      // there), which suits 64 rows; the space holds it and smaller tiles.
+      const space: SearchSpace = {
+        tile: { bm: [16, 64], bn: [16, 64], bk: [16], rm: [4], rn: [4], vec: [4] },
+      };
+      // A search that asks for one config only, and not the default.
+      const notDefault: Strategy = ({ candidates }) => {
+        let asked = false;
+        const pick = candidates.find((c) => !Object.values(defaults).includes(configName(c)));
+        return {
+          ask: () => asked || !pick ? [] : (asked = true, [pick]),
+          tell: () => {},
+        };
+      };
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const options = {
+        ...tinyTuneOptions(gpu, log, space, tiny),
+        strategy: notDefault,
+        buckets: [64],
+        maxTrials: 1,
+      };
+      const result = (await tune(options)).entry.buckets["64"];
+      const trials = await readTrials(log.path);
+      for (const stage of ["fused", "batched"] as const) {
+        const name = defaults[stage];
+        const own = trials.find((t) => t.target === stage && t.bucket === 64 && t.config === name);
+        assert.equal(own?.outcome, "ok", `${stage}: the default ${name} was timed`);
+        assert.ok(result[stage]!.medianUs <= own!.medianUs!, `${stage}: no slower than it`);
+      }
     });
   },
 });

@@ -25,6 +25,7 @@
 import type { BucketResult, CacheEntry, StageResult } from "../cache/schema.ts";
 import { GENERATOR_VERSION, storedProblem } from "../cache/schema.ts";
 import type { KernelConfig } from "../kernels/config.ts";
+import { defaultConfig } from "../kernels/defaults.ts";
 import { configName, parseConfigName } from "../kernels/config.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { WgslMutation } from "../kernels/gpu.ts";
@@ -578,6 +579,8 @@ async function searchStage(
     gpu.caps,
   )
     .slice(tried.length);
+  const fallback = untunedDefault(run, target, m, valid, [...tried, ...extra]);
+  if (fallback) extra.push(fallback);
   book.total += extra.length + tried.length - budget;
   if (extra.length > 0) timed.push(...await runner.time(target, m, extra));
   // The next bucket's hint is the best this search asked for, not what else the log holds at m
@@ -589,6 +592,29 @@ async function searchStage(
     own: book.find(target.name, m, config),
     again: book.find(recheckTarget(target.name), m, config),
   }));
+}
+
+/**
+ * The config the dispatcher runs for this stage at m without a tuning (kernels/defaults.ts),
+ * where the space has it and the search did not time it: timed beside the search's finds, so that
+ * a winner is never a config slower than the untuned default by this run's timings.
+ */
+function untunedDefault(
+  run: Run,
+  target: Target,
+  m: number,
+  valid: readonly KernelConfig[],
+  timed: readonly KernelConfig[],
+): KernelConfig | undefined {
+  const { dtype, gpu, precision } = run.options;
+  let name: string;
+  try {
+    name = configName(defaultConfig(target.shape, dtype, gpu.caps, m, target.stage, precision));
+  } catch {
+    return undefined; // no default fits the shape: nothing for a winner to beat
+  }
+  if (timed.some((c) => configName(c) === name)) return undefined;
+  return valid.find((c) => configName(c) === name);
 }
 
 /**

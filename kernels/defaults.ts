@@ -7,11 +7,11 @@
  *
  * @module
  */
-import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
-import { configProblem, parseConfigName } from "../kernels/config.ts";
-import type { Precision, WeightDtype } from "../kernels/dtype.ts";
-import type { GemmShape } from "../kernels/problem.ts";
-import { nextPow2 } from "../kernels/space.ts";
+import type { DeviceCaps, KernelConfig } from "./config.ts";
+import { configProblem, parseConfigName } from "./config.ts";
+import type { Precision, WeightDtype } from "./dtype.ts";
+import type { GemmShape } from "./problem.ts";
+import { nextPow2 } from "./space.ts";
 
 /** A stage's default: one config, or one for f32 weights and one for 16-bit weights. */
 type Pick = string | { f32: string; half: string };
@@ -144,8 +144,8 @@ export const DEFAULT_BUCKETS: readonly number[] = MEASURED.map((b) => b.bucket);
  * @example
  * ```ts
  * import { defaultConfig } from "./defaults.ts";
- * import { configName } from "../kernels/config.ts";
- * import { PORTABLE_CAPS } from "../kernels/device.ts";
+ * import { configName } from "./config.ts";
+ * import { PORTABLE_CAPS } from "./device.ts";
  * const shape = { k: 2304, n: 3336, xRowStride: 2304, xOffsets: [0], wOffset: 0, yOffsets: [0],
  *   yRowStride: 3336 };
  * const at = (m: number) => configName(defaultConfig(shape, "f32", PORTABLE_CAPS, m));
