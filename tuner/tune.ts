@@ -579,7 +579,8 @@ async function searchStage(
     gpu.caps,
   )
     .slice(tried.length);
-  const fallback = untunedDefault(run, target, m, valid, [...tried, ...extra]);
+  // As the tiers: only beside a search that timed something (a run out of time times nothing).
+  const fallback = tried.length > 0 && untunedDefault(run, target, m, valid, [...tried, ...extra]);
   if (fallback) extra.push(fallback);
   book.total += extra.length + tried.length - budget;
   if (extra.length > 0) timed.push(...await runner.time(target, m, extra));
