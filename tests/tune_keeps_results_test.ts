@@ -158,6 +158,12 @@ Deno.test({
         run.judged,
       );
       assert.deepEqual(merged.buckets["16"], got, "it replaces the stored bucket");
+      // A plain rerun takes that batch from the log: the same bucket, nothing timed.
+      const lines = (await readTrials(log.path)).length;
+      const again = await tune({ ...options, stored: { "16": storedBucket } });
+      assert.deepEqual(again.entry.buckets["16"], got);
+      assert.deepEqual(again.judged, run.judged);
+      assert.equal((await readTrials(log.path)).length, lines, "nothing was timed");
     });
   },
 });

@@ -453,17 +453,14 @@ export class GpuRunner {
     rival?: string[],
   ): Promise<{ fusedUs: number; unfusedUs: number; rivalUs?: number } | undefined> {
     const book = this.#book;
+    const resumed = this.#loggedBatch(m, together, apart, rival);
+    if (resumed) return resumed.times;
     const rivalKernels = rival && await this.#kernelsOf(rival, this.#targets);
     const keys = projectionKeys(together, apart);
     if (rivalKernels) keys.push(["projection:fused", rival.join("+")]);
-    const logged = rivalKernels ? undefined : this.loggedProjection(m, together, apart);
-    if (logged) {
-      book.resumed += 2;
-      const [f, u] = logged;
-      return f.outcome === "ok" && u.outcome === "ok"
-        ? { fusedUs: f.medianUs!, unfusedUs: u.medianUs! }
-        : undefined;
-    }
+    // A rival that fails its checks leaves the pair's own batch, which the log may hold.
+    const logged = rivalKernels ? undefined : this.#loggedBatch(m, together, apart);
+    if (logged) return logged.times;
     const whole = await this.#kernelsOf(together, this.#targets);
     const split = await this.#kernelsOf(apart, this.#unfused);
     if (!whole || !split) return undefined;
@@ -494,6 +491,31 @@ export class GpuRunner {
     }
     const [fusedUs, unfusedUs, rivalUs] = settled.map((t) => t.medianUs);
     return { fusedUs, unfusedUs, ...(rivalKernels ? { rivalUs } : {}) };
+  }
+
+  /**
+   * A batch of {@linkcode timeProjection} as the log has it: the pair's and the unfused
+   * projection's latest trials, and with a rival its latest trial where that is no older than
+   * both (they were timed in one batch, the rival logged last); counted as resumed.
+   *
+   * @returns The batch's times (undefined inside where a trial failed), or undefined if the log
+   * does not hold it.
+   */
+  #loggedBatch(
+    m: number,
+    together: string[],
+    apart: string[],
+    rival?: string[],
+  ): { times: { fusedUs: number; unfusedUs: number; rivalUs?: number } | undefined } | undefined {
+    const logged = this.loggedProjection(m, together, apart);
+    if (!logged) return undefined;
+    const [f, u] = logged;
+    const r = rival && this.#book.find("projection:fused", m, rival.join("+"));
+    if (rival && !(r && r.at >= f.at && r.at >= u.at)) return undefined;
+    this.#book.resumed += r ? 3 : 2;
+    if (f.outcome !== "ok" || u.outcome !== "ok") return { times: undefined };
+    const rivalUs = r?.outcome === "ok" ? { rivalUs: r.medianUs! } : {};
+    return { times: { fusedUs: f.medianUs!, unfusedUs: u.medianUs!, ...rivalUs } };
   }
 
   /** Stops the watchdog and the heater and frees every buffer. */
