@@ -27,7 +27,7 @@ import type { Gpu } from "./gpu_device.ts";
 import { DeviceLostError, isSoftwareAdapter, openGpu } from "./gpu_device.ts";
 import type { ProgressBar } from "./progress_bar.ts";
 import { startProgressBar } from "./progress_bar.ts";
-import { formatResults } from "./report.ts";
+import { formatJudged, formatResults } from "./report.ts";
 import { CompilePool } from "./compile_pool.ts";
 import { STRATEGIES } from "./strategies.ts";
 import { logFileName, TrialLog } from "./trial_log.ts";
@@ -670,6 +670,7 @@ function report(
     } s; trials ok ${o.ok}, invalid ${o.invalid}, compile ${o.compile}, verify ${o.verify}, runtime ${o.runtime}; resumed ${result.resumed}; log ${logPath}`,
   );
   console.log(`${dtype}: ${formatPhases(result)}`);
+  for (const line of formatJudged(result.entry, result.judged)) console.log(`${dtype}: ${line}`);
   const slow = compileWaitWarning(result.phases, session.pool !== undefined);
   if (slow) console.error(`${dtype}: ${slow}`);
   const kept = result.failedBuckets.filter((m) => saved.buckets[String(m)]);

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { CacheEntry, StageResult } from "../cache/schema.ts";
+import type { BucketResult, CacheEntry, StageResult } from "../cache/schema.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { projectionFlops } from "../kernels/problem.ts";
@@ -58,4 +58,30 @@ export function formatResults(spec: ProjectionSpec, dtype: WeightDtype, entry: C
     (noisy
       ? `\n~ noisy: the timing's spread stayed over ${NOISY_SPREAD_PCT}% when measured again`
       : "");
+}
+
+/**
+ * One line per bucket where the run timed the cache's stored pair beside its own winners, whole,
+ * in one batch: which pair stays, at the batch's time.
+ *
+ * @param entry The run's entry.
+ * @param judged The stored buckets timed against, by bucket (`TuneResult.judged`).
+ * @example
+ * ```ts
+ * import { formatJudged } from "./report.ts";
+ * const stage = (config: string) => ({ config, medianUs: 9, runnerUp: null, runnerUpMarginPct: null, trials: 1 });
+ * const pair = (fused: string, us: number) => ({ fused: stage(fused), batched: null, fusedTotalUs: us, unfused: null });
+ * const entry = { problem: { k: 8, segments: [], batched: null, dtype: "f32" as const }, generatorVersion: 2, tunedAt: "", buckets: { "8": pair("gemv-nc4-cn1-l32-rm1-v4", 9.5) } };
+ * const lines = formatJudged(entry, { "8": pair("gemv-nc4-cn1-l32-rm1-v4", 9.1) });
+ * if (!lines[0].startsWith("m=8: the cache's pair stays")) throw new Error(lines[0]);
+ * ```
+ */
+export function formatJudged(entry: CacheEntry, judged: Record<string, BucketResult>): string[] {
+  return Object.entries(judged).map(([m, stored]) => {
+    const got = entry.buckets[m];
+    const same = got.fused.config === stored.fused.config &&
+      got.batched?.config === stored.batched?.config;
+    const who = same ? "the cache's pair stays" : "this run's pair replaces the cache's";
+    return `m=${m}: ${who}, faster whole in one batch (${got.fusedTotalUs} us)`;
+  });
 }
