@@ -294,6 +294,40 @@ Deno.test("a run whose trials all time out keeps the cache, fails naming the buc
   });
 });
 
+Deno.test("a CLI rerun times the cache's pair beside its own winners and reports which stays", async () => {
+  await withTempDir("keeps_cli_rival_", async (dir) => {
+    const run = () =>
+      runCli([
+        ...["--problem", "tiny", "--buckets", "16", "--max-trials", "3"],
+        ...["--quiet", "--cache-dir", `${dir}/cache`],
+      ]);
+    const first = await run();
+    assert.equal(first.code, 0, first.stderr);
+    const [name] = filesUnder(`${dir}/cache`).filter((f) => f.endsWith(".json"));
+    const path = `${dir}/cache/${name}`;
+    const file = JSON.parse(await Deno.readTextFile(path));
+    const [key] = Object.keys(file.entries);
+    const timed: BucketResult = file.entries[key].buckets["16"];
+    assert.ok(timed.fused.runnerUp, "a second fused config was timed");
+    // The cache's pair: another fused config, with a total no run would read.
+    file.entries[key].buckets["16"] = {
+      ...timed,
+      fused: { ...timed.fused, config: timed.fused.runnerUp },
+      fusedTotalUs: 0.001,
+      unfused: null,
+    };
+    await Deno.writeTextFile(path, JSON.stringify(file, null, 2) + "\n");
+    const second = await run();
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(
+      second.stdout,
+      /f32: m=16: (the cache's pair stays|this run's pair replaces the cache's), faster whole/,
+    );
+    const after = JSON.parse(await Deno.readTextFile(path)).entries[key].buckets["16"];
+    assert.notEqual(after.fusedTotalUs, 0.001, "the batch's time replaced the recorded one");
+  });
+});
+
 Deno.test("a plain rerun resumes with the log's seed, and added buckets leave finished ones unsearched", async () => {
   await withTempDir("keeps_resume_", async (dir) => {
     const run = (buckets: string) =>
