@@ -20,7 +20,8 @@ function stagesUs(b: BucketResult): number {
   return b.fused.medianUs + (b.batched?.medianUs ?? 0);
 }
 
-function sameStages(a: BucketResult, b: BucketResult): boolean {
+/** Whether two buckets hold the same stage configs. */
+export function sameStages(a: BucketResult, b: BucketResult): boolean {
   return a.fused.config === b.fused.config && a.batched?.config === b.batched?.config;
 }
 

@@ -137,10 +137,15 @@ export interface TimeRequest {
 
 /**
  * The log's stage name and config key of the whole projection, fused (`together`, each stage's
- * config) and unfused (`apart`, one GEMM per projection): the one place they are built.
+ * config) and unfused (`apart`, one GEMM per projection), then fused with a rival's stage
+ * configs where given: the one place they are built.
  */
-function projectionKeys(together: string[], apart: string[]): [string, string][] {
-  return [["projection:fused", together.join("+")], ["projection:unfused", apart.join("+")]];
+function projectionKeys(together: string[], apart: string[], rival?: string[]): [string, string][] {
+  return [
+    ["projection:fused", together.join("+")],
+    ["projection:unfused", apart.join("+")],
+    ...(rival ? [["projection:fused", rival.join("+")] as [string, string]] : []),
+  ];
 }
 
 /** Compiles, checks and times configs on the GPU (see the module documentation). */
@@ -437,8 +442,9 @@ export class GpuRunner {
    * Times the whole projection fused (each stage's winner) and unfused (one GEMM per
    * projection) in one batch, so their ratio comes from one run; both are logged, and a
    * resumed run takes them from the log. With a rival (another pair of stage configs, such as
-   * the cache's), that pair's whole projection is timed in the same batch too, never resumed, so
-   * that the faster pair is chosen by timings of one run.
+   * the cache's), that pair's whole projection is timed in the same batch too, and taken from
+   * the log only where it was logged with that batch, so that the faster pair is chosen by
+   * timings of one run.
    *
    * @param together The stages' winners, fused first.
    * @param apart The unfused targets' winners, in their order.
@@ -456,8 +462,7 @@ export class GpuRunner {
     const resumed = this.#loggedBatch(m, together, apart, rival);
     if (resumed) return resumed.times;
     const rivalKernels = rival && await this.#kernelsOf(rival, this.#targets);
-    const keys = projectionKeys(together, apart);
-    if (rivalKernels) keys.push(["projection:fused", rival.join("+")]);
+    const keys = projectionKeys(together, apart, rivalKernels ? rival : undefined);
     // A rival that fails its checks leaves the pair's own batch, which the log may hold.
     const logged = rivalKernels ? undefined : this.#loggedBatch(m, together, apart);
     if (logged) return logged.times;
@@ -510,7 +515,8 @@ export class GpuRunner {
     const logged = this.loggedProjection(m, together, apart);
     if (!logged) return undefined;
     const [f, u] = logged;
-    const r = rival && this.#book.find("projection:fused", m, rival.join("+"));
+    const rivalKey = projectionKeys(together, apart, rival)[2];
+    const r = rivalKey && this.#book.find(rivalKey[0], m, rivalKey[1]);
     if (rival && !(r && r.at >= f.at && r.at >= u.at)) return undefined;
     this.#book.resumed += r ? 3 : 2;
     if (f.outcome !== "ok" || u.outcome !== "ok") return { times: undefined };

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { sameStages } from "../cache/merge.ts";
 import type { BucketResult, CacheEntry, StageResult } from "../cache/schema.ts";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
@@ -79,9 +80,9 @@ export function formatResults(spec: ProjectionSpec, dtype: WeightDtype, entry: C
 export function formatJudged(entry: CacheEntry, judged: Record<string, BucketResult>): string[] {
   return Object.entries(judged).map(([m, stored]) => {
     const got = entry.buckets[m];
-    const same = got.fused.config === stored.fused.config &&
-      got.batched?.config === stored.batched?.config;
-    const who = same ? "the cache's pair stays" : "this run's pair replaces the cache's";
+    const who = sameStages(got, stored)
+      ? "the cache's pair stays"
+      : "this run's pair replaces the cache's";
     return `m=${m}: ${who}, faster whole in one batch (${got.fusedTotalUs} us)`;
   });
 }
