@@ -74,6 +74,40 @@ Deno.test("timed passes run the items round by round, each counting its own runs
   });
 });
 
+Deno.test("with a lead-in, each timed pass follows an untimed run of its own item", async () => {
+  await withDevice(true, async (device) => {
+    const order: string[] = [];
+    const timings = await timeItems(device, recordingItems(2, order), {
+      warmup: 1,
+      repeats: 3,
+      passUs: 0.001, // one timed run per pass
+      leadIn: true,
+    });
+    const measuring = order.slice(4);
+    const rounds = measuring.slice(measuring.findIndex((o) => o.startsWith("1:")) - 2);
+    // Per round and item: the lead-in run, then the timed one, both counting the item's runs on.
+    assert.deepEqual(rounds.map((o) => o[0]), [
+      "0",
+      "0",
+      "1",
+      "1",
+      "0",
+      "0",
+      "1",
+      "1",
+      "0",
+      "0",
+      "1",
+      "1",
+    ]);
+    assert.deepEqual(rounds.filter((o) => o.startsWith("1:")).slice(0, 2), ["1:0", "1:1"]);
+    for (const t of timings) {
+      assert.equal(t.samples, 3, "the lead-in runs are not samples");
+      assert.equal(t.runsPerPass, 1);
+    }
+  });
+});
+
 Deno.test("the probe's drift is measured from its fastest time, which it lowers", async () => {
   await withDevice(true, async (device) => {
     const probe = tinyProbe(device);

@@ -39,6 +39,8 @@ export interface Timing {
   probeUs?: number;
   /** How far the probe was from its fastest then, percent (with a probe). */
   driftPct?: number;
+  /** Runs of the item in each timed pass (GPU clock), sized from the calibration run. */
+  runsPerPass?: number;
 }
 
 /** How many warm-up runs and timed samples per item. */
@@ -55,6 +57,11 @@ export interface TimingOptions {
   passUs?: number;
   /** Watches the clock: a submit taken while it moved is measured again (see the module docs). */
   probe?: ClockWatch;
+  /**
+   * One untimed run of the item just before each of its timed passes, so that the pass's first
+   * run follows a run of its own and not the item timed before it (default false).
+   */
+  leadIn?: boolean;
 }
 
 /** What the timing loop uses of a {@linkcode ClockProbe}. */
@@ -144,10 +151,11 @@ export async function timeItems(
       passes: passesFor(options.repeats, passUs, runs[i] * once[i][0]),
       runs: runs[i],
       warmup: i === 0 ? heat : 0,
+      leadIn: options.leadIn ?? false,
     }));
     const { samples, probeUs, driftPct } = await measureSteady(device, plans, options.probe);
     samples.forEach((s, i) => {
-      const timing = summarize(s.map((us) => us / runs[i]), "gpu");
+      const timing = { ...summarize(s.map((us) => us / runs[i]), "gpu"), runsPerPass: runs[i] };
       out.push(options.probe ? { ...timing, probeUs, driftPct } : timing);
     });
   }
@@ -193,11 +201,15 @@ async function measureSteady(
   return best!;
 }
 
-/** Per item: untimed warm-up runs, then `passes` timed passes of `runs` runs each. */
+/**
+ * Per item: untimed warm-up runs, then `passes` timed passes of `runs` runs each (with
+ * `leadIn`, each after one untimed run).
+ */
 interface PassPlan {
   item: TimedItem;
   passes: number;
   runs: number;
+  leadIn?: boolean;
   warmup: number;
 }
 
@@ -254,8 +266,13 @@ async function timedPasses(
   const rounds = Math.max(...plans.map((p) => p.passes));
   const at: number[][] = plans.map(() => []);
   for (let round = 0; round < rounds; round++) {
-    plans.forEach(({ item, passes, runs }, i) => {
+    plans.forEach(({ item, passes, runs, leadIn }, i) => {
       if (round >= passes) return;
+      if (leadIn) {
+        const lead = encoder.beginComputePass();
+        item.encode(lead, reps[i]++);
+        lead.end();
+      }
       at[i].push(query);
       const pass = timedPass();
       for (let r = 0; r < runs; r++) item.encode(pass, reps[i]++);
