@@ -256,9 +256,10 @@ interface Variant {
 }
 
 /**
- * Times variants at their buckets in shared submits (bucket by bucket, each variant's runs
- * interleaved with the others' round by round); `copies` projections of each rotate the
- * weights.
+ * Times variants at their buckets in shared submits, one bucket at a time (each variant's runs
+ * interleaved with the others' round by round); `copies` projections of each rotate the weights.
+ * One bucket a submit, as the tuner times: in one submit of every bucket, each round put the first
+ * bucket's items right after the last bucket's, a GEMM of thousands of rows.
  */
 async function timeVariants(variants: Variant[], copies: number) {
   const made: { projections: Projection[]; only: number[] }[] = [];
@@ -273,21 +274,22 @@ async function timeVariants(variants: Variant[], copies: number) {
       only: (v.only ?? buckets).filter((m) => m <= projections[0].maxRows),
     });
   }
-  const items = buckets.flatMap((m) =>
-    made.flatMap((v, i) => (v.only.includes(m) ? [{ m, i, item: chained(v.projections, m) }] : []))
-  );
-  const timings = await timeItems(device, items.map((t) => t.item), {
-    warmup: 3,
-    repeats: Number(args.repeats),
-    probe,
-  });
-  worstDriftPct = Math.max(worstDriftPct, ...timings.map((t) => t.driftPct ?? 0));
+  const times = made.map(() => new Map<number, number>());
+  for (const m of buckets) {
+    const at = made.flatMap((v, i) => (v.only.includes(m) ? [i] : []));
+    if (at.length === 0) continue;
+    const timings = await timeItems(device, at.map((i) => chained(made[i].projections, m)), {
+      warmup: 3,
+      repeats: Number(args.repeats),
+      probe,
+    });
+    worstDriftPct = Math.max(worstDriftPct, ...timings.map((t) => t.driftPct ?? 0));
+    at.forEach((i, j) => times[i].set(m, timings[j].medianUs - link.medianUs));
+  }
   return made.map((v, i) => ({
     projection: v.projections[0],
     projections: v.projections,
-    times: new Map(
-      items.flatMap((t, j) => (t.i === i ? [[t.m, timings[j].medianUs - link.medianUs]] : [])),
-    ),
+    times: times[i],
   }));
 }
 

@@ -4,7 +4,8 @@
  * before it in the round. The bench times, round by round, the tuned projection right after the
  * best single pair (an `outer` tile of ~100 us at m = 1) and the defaults right after the tuned
  * one. Here the tuned (T) and default (D) projections are timed at small m, chained as the bench
- * does, in both orders after a big item (B: the largest bucket's tuned pair), without it, and
+ * does, in both orders after a big item (B: the largest bucket's tuned pair), without it, after
+ * the tuned pair at 16384 rows (L: what precedes the first bucket in the bench's rounds), and
  * with the timing's lead-in run (`TimingOptions.leadIn`: one untimed run of the item before each
  * timed pass).
  *
@@ -41,11 +42,13 @@ const device = gpu.device;
 const buckets = args.buckets.split(",").map(Number);
 const copies = Number(args.copies);
 const random = seededRandom(7);
-const { x, chain, link } = await chainedInput(session, Math.max(...buckets), random, 15);
+/** The bench's last bucket, whose items come just before its first bucket's in every round. */
+const LARGEST = 16384;
+const { x, chain, link } = await chainedInput(session, LARGEST, random, 15);
 
 /** Median us per run of each projection set at m, chained, the link taken off, and runs a pass. */
-async function timeAt(sets: Projection[][], m: number, leadIn: boolean) {
-  const items = sets.map((ps) => ({
+async function timeAt(sets: { ps: Projection[]; m: number }[], leadIn: boolean) {
+  const items = sets.map(({ ps, m }) => ({
     encode: (pass: GPUComputePassEncoder, rep: number) => {
       const out = ps[rep % ps.length].dispatch(pass, x, m);
       chain.link(pass, out.batched ?? out.fused);
@@ -62,13 +65,14 @@ async function copiesOf(options: ProjectionOptions): Promise<Projection[]> {
 }
 
 /** The calls made at each m, in order: which projections, in which order, with or without lead-in. */
-const SEQUENCE: { sets: ("T" | "D" | "B")[]; leadIn: boolean }[] = [
+const SEQUENCE: { sets: ("T" | "D" | "B" | "L")[]; leadIn: boolean }[] = [
   { sets: ["T", "D"], leadIn: false },
   { sets: ["T", "D"], leadIn: true },
   { sets: ["T", "D", "B"], leadIn: false },
   { sets: ["D", "T", "B"], leadIn: false },
+  { sets: ["T", "D", "L"], leadIn: false },
+  { sets: ["T", "D", "L"], leadIn: true },
   { sets: ["T", "D"], leadIn: false },
-  { sets: ["T", "D"], leadIn: true },
 ];
 
 const rows: string[][] = [];
@@ -95,9 +99,9 @@ for (const label of args.dtype.split(",")) {
     const cells: string[] = [label, String(m)];
     // In this order: the first call at m is where the bench's readings went wrong.
     for (const { sets, leadIn } of SEQUENCE) {
-      const named = { T, D, B };
-      const got = await timeAt(sets.map((n) => named[n]), m, leadIn);
-      cells.push(...got.filter((_, i) => sets[i] !== "B"));
+      const named = { T: { ps: T, m }, D: { ps: D, m }, B: { ps: B, m }, L: { ps: T, m: LARGEST } };
+      const got = await timeAt(sets.map((n) => named[n]), leadIn);
+      cells.push(...got.filter((_, i) => sets[i] === "T" || sets[i] === "D"));
     }
     rows.push(cells);
   }
@@ -106,10 +110,15 @@ for (const label of args.dtype.split(",")) {
 console.log(`link ${link.medianUs.toFixed(2)} us (taken off every column)`);
 console.log("Each cell: median us / runs a timed pass; calls in column order at each m, T tuned,");
 console.log(
-  "D defaults, B the largest bucket's pair (not shown); '+lead': an untimed run before each pass.",
+  "D defaults, B the largest bucket's pair at m, L the tuned one at m = 16384 (as in the bench's rounds;",
+);
+console.log(
+  "neither shown); '+lead': an untimed run before each pass.",
 );
 const header = SEQUENCE.flatMap(({ sets, leadIn }) =>
-  sets.filter((n) => n !== "B").map((n) => `${n} (${sets.join("")})${leadIn ? " +lead" : ""}`)
+  sets.filter((n) => n === "T" || n === "D").map((n) =>
+    `${n} (${sets.join("")})${leadIn ? " +lead" : ""}`
+  )
 );
 console.log(formatTable(["dtype", "m", ...header], rows));
 await session.close();

@@ -48,6 +48,41 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a run out of time before its one-pass batches names the buckets left without them",
+  fn: async () => {
+    await withGpuAndTempDir("tune_unbatched_", async (gpu, dir) => {
+      const space: SearchSpace = {
+        tile: { bm: [16], bn: [16, 32], bk: [8, 16], rm: [1, 2], rn: [1], vec: [4] },
+      };
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      let nowMs = 0;
+      const options = {
+        ...tinyTuneOptions(gpu, log, space, spec),
+        buckets: [8, 16],
+        unfused: true,
+        clock: () => nowMs,
+        onProgress: (e: { outcome?: string }) => {
+          if (e.outcome === "ok") nowMs += 1000;
+        },
+      };
+      // 30 s: the searches (32 trials of the space, one second each) fill it, so every bucket is
+      // tuned and the limit has passed before the baselines.
+      const short = await tune({ ...options, maxSeconds: 30 });
+      assert.deepEqual(Object.keys(short.entry.buckets), ["8", "16"]);
+      assert.deepEqual(short.unbatchedBuckets, [8, 16]);
+      assert.equal(short.entry.buckets["8"].unfused, null);
+      // The rerun, with time, resumes the searches from the log and times the batches.
+      nowMs = 0;
+      const again = await tune({ ...options, maxSeconds: 600 });
+      assert.deepEqual(again.unbatchedBuckets, []);
+      for (const m of ["8", "16"]) {
+        assert.ok(again.entry.buckets[m].unfused !== null, `m = ${m} has its baseline`);
+      }
+    });
+  },
+});
+
 Deno.test("timeShareMs() refuses a plan without searches or with a bad count, naming it", () => {
   assert.throws(() => timeShareMs(100, []), /got none/);
   assert.throws(() => timeShareMs(100, [4, -1]), /got -1/);

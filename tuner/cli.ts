@@ -671,6 +671,13 @@ function report(
   );
   console.log(`${dtype}: ${formatPhases(result)}`);
   for (const line of formatJudged(result.entry, result.judged)) console.log(`${dtype}: ${line}`);
+  if (result.unbatchedBuckets.length > 0) {
+    console.error(
+      `${dtype}: no unfused baseline at m=${
+        result.unbatchedBuckets.join(", ")
+      }: the time limit ran out before it, so the cache's pair there was not timed beside this run's either; rerun to time them`,
+    );
+  }
   const slow = compileWaitWarning(result.phases, session.pool !== undefined);
   if (slow) console.error(`${dtype}: ${slow}`);
   const kept = result.failedBuckets.filter((m) => saved.buckets[String(m)]);

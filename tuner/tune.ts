@@ -127,6 +127,12 @@ export interface TuneResult {
   judged: Record<string, BucketResult>;
   /** Buckets left untuned because the budget ran out. */
   skippedBuckets: number[];
+  /**
+   * Buckets tuned without their one-pass batch (with `unfused`): the time limit ran out before it
+   * and the log had none, so they have no unfused baseline and no stored pair was timed beside
+   * them. A rerun times it.
+   */
+  unbatchedBuckets: number[];
   /** Buckets left untuned because every candidate of a stage failed (see the log). */
   failedBuckets: number[];
   /** Count of trials by outcome in this run (resumed trials not counted). */
@@ -265,11 +271,13 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   const judged: Record<string, BucketResult> = {};
   const skippedBuckets: number[] = [];
   const failedBuckets: number[] = [];
+  const unbatchedBuckets: number[] = [];
   for (const [bi, m] of buckets.entries()) {
     const result = await finishBucket(run, m, rankings[bi]);
     if (result) bucketResults[String(m)] = result.bucket;
     else (run.outOfTime() ? skippedBuckets : failedBuckets).push(m);
     if (result?.judged) judged[String(m)] = result.judged;
+    if (result?.unbatched) unbatchedBuckets.push(m);
   }
   runner.throwIfLost();
   return {
@@ -281,6 +289,7 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
     },
     judged,
     skippedBuckets,
+    unbatchedBuckets,
     failedBuckets,
     outcomes: book.outcomes,
     resumed: book.resumed,
@@ -443,7 +452,7 @@ async function finishBucket(
   run: Run,
   m: number,
   rankings: Ranked[][],
-): Promise<{ bucket: BucketResult; judged?: BucketResult } | undefined> {
+): Promise<{ bucket: BucketResult; judged?: BucketResult; unbatched?: true } | undefined> {
   const { options, runner } = run;
   let winners: StageResult[] = [];
   for (const [ti, target] of runner.targets.entries()) {
@@ -453,12 +462,15 @@ async function finishBucket(
   let fusedTotalUs = winners.reduce((sum, w) => sum + w.medianUs, 0);
   let unfused: BucketResult["unfused"] = null;
   let judged: BucketResult | undefined;
+  let unbatched = false;
   if (options.unfused) {
     const stored = storedRival(options.stored?.[String(m)], winners);
     // Out of time, the log may still hold the baseline (a resumed run): taken, nothing timed.
-    const whole = run.outOfTime()
+    const late = run.outOfTime();
+    const whole = late
       ? loggedBaseline(run, m, rankings, winners)
       : await unfusedBaseline(run, m, rankings, winners, stored && stagesOf(stored));
+    unbatched = !whole && (late || run.outOfTime());
     if (whole) {
       fusedTotalUs = whole.fusedUs;
       unfused = { medianUs: round(whole.unfusedUs), configs: whole.apart };
@@ -477,7 +489,7 @@ async function finishBucket(
     fusedTotalUs: round(fusedTotalUs),
     unfused,
   };
-  return { bucket, ...(judged ? { judged } : {}) };
+  return { bucket, ...(judged ? { judged } : {}), ...(unbatched ? { unbatched: true } : {}) };
 }
 
 /**
