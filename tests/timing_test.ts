@@ -146,6 +146,30 @@ Deno.test("with a real probe each timing carries the probe's time and drift", as
   });
 });
 
+Deno.test("passes sized by a slow calibration run are measured again, sized by the item's runs", async () => {
+  await withDevice(true, async (device) => {
+    const probe = tinyProbe(device);
+    try {
+      const [light] = await timeItems(device, [{ encode: (pass) => probe.encode(pass, 1) }], {
+        warmup: 1,
+        repeats: 3,
+      });
+      // The item's first timed run, the calibration's (after one warm-up), does 2000 runs' work:
+      // sized by it, a pass of 10 runs' time would hold one run.
+      let calls = 0;
+      const item: TimedItem = { encode: (pass) => probe.encode(pass, calls++ === 1 ? 2000 : 1) };
+      const [t] = await timeItems(device, [item], {
+        warmup: 1,
+        repeats: 3,
+        passUs: 10 * light.medianUs,
+      });
+      assert.ok(t.runsPerPass! >= 2, `runs a pass ${t.runsPerPass}, a run ${t.medianUs} us`);
+    } finally {
+      probe.destroy();
+    }
+  });
+});
+
 /** A probe whose drift readings are scripted, counting how often the clock was settled. */
 function scriptedProbe(drifts: number[], device: GPUDevice) {
   const real = tinyProbe(device);
@@ -174,6 +198,7 @@ Deno.test("a submit whose probe drifted is measured again after the clock settle
       const [t] = await timeItems(device, recordingItems(1, []), {
         warmup: 1,
         repeats: 2,
+        passUs: 0.001, // one run a pass, whatever the calibration reads: no measuring again
         probe: watch,
       });
       assert.equal(watch.settles, 3, "settled first, then before each of the two repeats");
@@ -187,6 +212,7 @@ Deno.test("a submit whose probe drifted is measured again after the clock settle
       const [t] = await timeItems(device, recordingItems(1, []), {
         warmup: 1,
         repeats: 2,
+        passUs: 0.001,
         probe: always.watch,
       });
       assert.equal(always.watch.settles, 3, "settled first, then three measurements at most");
