@@ -116,14 +116,52 @@ export async function kernelSource(
 }
 
 /**
+ * Every WGSL source {@linkcode compileKernel} compiles for a config: the kernel
+ * ({@linkcode kernelSource}), and where the config has them its data-parallel part (stream-K's
+ * `-dp`, rewritten by `mutate` too) and its reduction (split-K and stream-K), each with the label
+ * its pipeline gets.
+ */
+export async function kernelSources(
+  device: GPUDevice,
+  config: KernelConfig,
+  shape: GemmShape,
+  dtype: WeightDtype,
+  mutate?: WgslMutation,
+): Promise<{ main: KernelSource; head?: KernelSource; reduce?: KernelSource }> {
+  const name = configName(config);
+  const main = { code: await kernelSource(device, config, shape, dtype, mutate), label: name };
+  const headCode = headWgsl(config, shape, dtype);
+  const reduceCode = reductionWgsl(config, shape);
+  return {
+    main,
+    ...(headCode
+      ? {
+        head: {
+          code: mutate ? mutate(name, headCode) : headCode,
+          label: `${name} data-parallel part`,
+        },
+      }
+      : {}),
+    ...(reduceCode ? { reduce: { code: reduceCode, label: `${name} reduce` } } : {}),
+  };
+}
+
+/** One WGSL source of a config and the label of its pipeline. */
+export interface KernelSource {
+  code: string;
+  label: string;
+}
+
+/**
  * Compiles a config. Validate it first (`configProblem`): this only reports what the
- * compiler says. The source is {@linkcode kernelSource}'s: the generated WGSL itself is the
- * same on every target. `mutate` also rewrites a data-parallel part (which uses no subgroups).
+ * compiler says. The sources are {@linkcode kernelSources}'s: the generated WGSL itself is the
+ * same on every target.
  *
- * @param warm Awaited before the pipeline is built, with the exact WGSL and the config's name:
- * for example a compile of the same source on another thread's device, which fills the
- * driver's shader cache so that this thread's compile only reads it (see
- * tuner/compile_pool.ts). It may fail: the compile here is the one that counts.
+ * @param warm Awaited before each of the config's pipelines is built (the kernel, its
+ * data-parallel part, its reduction), with the exact WGSL and the config's name: for example a
+ * compile of the same source on another thread's device, which fills the driver's shader cache so
+ * that this thread's compile only reads it (see tuner/compile_pool.ts). It may fail: the compile
+ * here is the one that counts.
  * @throws {KernelCompileError} With the compiler's messages.
  */
 export async function compileKernel(
@@ -135,22 +173,21 @@ export async function compileKernel(
   warm?: (code: string, name: string) => Promise<unknown>,
 ): Promise<CompiledKernel> {
   const name = configName(config);
-  const code = await kernelSource(device, config, shape, dtype, mutate);
-  const pipeline = cachedPipeline(
-    device,
-    code,
-    () =>
-      warm
-        ? warm(code, name).catch(() => {}).then(() => buildPipeline(device, name, code))
-        : buildPipeline(device, name, code),
-  );
-  const extra = (code: string | undefined, what: string) =>
-    code
-      ? cachedPipeline(device, code, () => buildPipeline(device, `${name} ${what}`, code))
-      : undefined;
-  const headCode = headWgsl(config, shape, dtype);
-  const head = extra(headCode && mutate ? mutate(name, headCode) : headCode, "data-parallel part");
-  const reduce = extra(reductionWgsl(config, shape), "reduce");
+  const sources = await kernelSources(device, config, shape, dtype, mutate);
+  const build = ({ code, label }: KernelSource) =>
+    cachedPipeline(
+      device,
+      code,
+      () =>
+        warm
+          ? warm(code, label).catch(() => {}).then(() => buildPipeline(device, label, code))
+          : buildPipeline(device, label, code),
+    );
+  const pipeline = build(sources.main);
+  const head = sources.head && build(sources.head);
+  const reduce = sources.reduce && build(sources.reduce);
+  // Where the kernel fails, its parts' own failures are not left unhandled; awaited, they throw.
+  for (const part of [head, reduce]) part?.catch(() => {});
   return {
     name,
     config,

@@ -4,7 +4,7 @@
  * ends waits and workers.
  */
 import assert from "node:assert/strict";
-import { configName } from "../kernels/config.ts";
+import { configName, parseConfigName } from "../kernels/config.ts";
 import { compileKernel } from "../kernels/gpu.ts";
 import { fusedShape } from "../kernels/problem.ts";
 import { CompilePool } from "../tuner/compile_pool.ts";
@@ -46,6 +46,28 @@ Deno.test("the pool compiles the exact source before the tuner's compile of it",
       // A second compile of the same source comes from the device's cache: no second warm.
       await compileKernel(device, config, shape, "f32", undefined, warm);
       assert.equal(warmed.length, 1);
+    });
+  } finally {
+    device.destroy();
+  }
+});
+
+Deno.test("a stream-K config with a data-parallel part warms each of its three pipelines", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await requestTunedDevice(adapter!);
+  try {
+    await withPool(async (pool) => {
+      const warmed: string[] = [];
+      const warm = async (code: string, name: string) => {
+        warmed.push(name);
+        assert.equal(await pool.warm(code, name), true, `the worker compiled ${name}`);
+      };
+      const config = parseConfigName("outer-bm32-bn32-bk8-rm4-rn4-sk4-dp");
+      const kernel = await compileKernel(device, config, shape, "f32", undefined, warm);
+      const name = configName(config);
+      assert.deepEqual(warmed.sort(), [name, `${name} data-parallel part`, `${name} reduce`]);
+      assert.ok(kernel.head && kernel.reduce, "the kernel has both parts");
+      assert.deepEqual(pool.compiled, { done: 3, ok: 3 });
     });
   } finally {
     device.destroy();

@@ -29,7 +29,7 @@ import {
   compileKernel,
   dispatchKernel,
   kernelBindGroup,
-  kernelSource,
+  kernelSources,
   paramsBuffer,
 } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
@@ -231,7 +231,8 @@ export class GpuRunner {
 
   /**
    * Queues every valid config of every stage on the compile pool that the log has not checked,
-   * in the order the run is likely to want them: bucket by bucket, smallest first.
+   * in the order the run is likely to want them: bucket by bucket, smallest first; each with its
+   * data-parallel part and reduction, which the tuner compiles too.
    */
   async #prefetch(buckets: number[]): Promise<void> {
     const { ahead, dtype, mutateWgsl } = this.#options;
@@ -244,8 +245,16 @@ export class GpuRunner {
           if (!suitsRows(config, m, target.splitRows) || queued.has(key)) continue;
           if (this.#book.find(target.name, null, name)) continue;
           queued.add(key);
-          const code = await kernelSource(this.#device, config, target.shape, dtype, mutateWgsl);
-          ahead.prefetch(code, name);
+          const sources = await kernelSources(
+            this.#device,
+            config,
+            target.shape,
+            dtype,
+            mutateWgsl,
+          );
+          for (const part of [sources.main, sources.head, sources.reduce]) {
+            if (part) ahead.prefetch(part.code, part.label);
+          }
         }
       }
     }
