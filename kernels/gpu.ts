@@ -158,7 +158,7 @@ export interface KernelSource {
  * same on every target.
  *
  * @param warm Awaited before each of the config's pipelines is built (the kernel, its
- * data-parallel part, its reduction), with the exact WGSL and the config's name: for example a
+ * data-parallel part, its reduction), with the exact WGSL and its pipeline's label: for example a
  * compile of the same source on another thread's device, which fills the driver's shader cache so
  * that this thread's compile only reads it (see tuner/compile_pool.ts). It may fail: the compile
  * here is the one that counts.
