@@ -58,12 +58,17 @@ Deno.test({
       assert.match(first, /trials ok [1-9]/, first);
       // Where the time went: checks and timing each took some, and less than all.
       const split =
-        /time went to setup ([\d.]+) s, compile waits ([\d.]+) s, checks ([\d.]+) s, timing ([\d.]+) s, search ([\d.]+) s, logging ([\d.]+) s, the rest (-?[\d.]+) s/
+        /time went to setup ([\d.]+) s, compile waits ([\d.]+) s \((\d+) configs compiled, (\d+) ms each\), checks ([\d.]+) s, timing ([\d.]+) s, search ([\d.]+) s, logging ([\d.]+) s, the rest (-?[\d.]+) s/
           .exec(first);
       assert.ok(split, first);
-      const [setup, compile, checks, timing, search, logging, rest] = split.slice(1).map(Number);
+      const [setup, compile, compiled, each, checks, timing, search, logging, rest] = split.slice(1)
+        .map(Number);
       assert.ok(checks > 0 && timing > 0, split[0]);
       assert.ok([setup, compile, search, logging, rest].every((x) => x >= 0), split[0]);
+      // A fresh run compiles every config it checks: as many as it has trials, at least.
+      assert.ok(compiled >= 3, split[0]);
+      // The wait a config: the total in 0.1 s, each in whole ms, so within their rounding.
+      assert.ok(Math.abs(each * compiled - compile * 1000) <= 50 + compiled, split[0]);
 
       const spec = await loadProblem(`${root}problems/tiny.yaml`);
       const cache = await loadCacheFile(cachePath);

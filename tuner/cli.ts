@@ -724,7 +724,10 @@ function formatPhases({ phases: p, clock }: TuneResult): string {
       s(clock.settleMs)
     } (part of timing)`
     : "";
-  return `time went to setup ${s(p.setupMs)}, compile waits ${s(p.compileMs)}, checks ${
+  const each = p.compiles > 0
+    ? ` (${p.compiles} configs compiled, ${(p.compileMs / p.compiles).toFixed(0)} ms each)`
+    : "";
+  return `time went to setup ${s(p.setupMs)}, compile waits ${s(p.compileMs)}${each}, checks ${
     s(p.verifyMs)
   }, timing ${s(p.timeMs)}, search ${s(p.searchMs)}, logging ${s(p.logMs)}, the rest ${
     s(rest)

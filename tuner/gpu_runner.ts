@@ -58,6 +58,8 @@ export { TIMING_CHUNK } from "./gpu_checks.ts";
 export interface PhaseTimes {
   /** Waiting for pipelines (compiles run ahead, in parallel where the driver allows). */
   compileMs: number;
+  /** Configs compiled in this run (each with its data-parallel part and reduction, if any). */
+  compiles: number;
   /** Checking kernels against the float64 reference. */
   verifyMs: number;
   /** Timing kernels: GPU work and reading the timestamps back, settling the clock included. */
@@ -166,7 +168,7 @@ export class GpuRunner {
   #compiling = new Map<string, Promise<CompiledKernel>>();
   #targets: Target[] = [];
   #unfused: Target[] = [];
-  #phases: PhaseTimes = { compileMs: 0, verifyMs: 0, timeMs: 0 };
+  #phases: PhaseTimes = { compileMs: 0, compiles: 0, verifyMs: 0, timeMs: 0 };
 
   /** Watches the device for its loss and makes the heater; nothing is submitted yet. */
   constructor(options: GpuRunnerOptions) {
@@ -544,6 +546,7 @@ export class GpuRunner {
 
   #compile(target: Target, config: KernelConfig): Promise<CompiledKernel> {
     const { dtype, mutateWgsl, ahead } = this.#options;
+    this.#phases.compiles++;
     return compileKernel(this.#device, config, target.shape, dtype, mutateWgsl, ahead?.warm);
   }
 
