@@ -2,9 +2,9 @@
  * A reproduction of the abort at exit (NOTES.md, "The abort at exit: a first core"), with none of
  * this repository's code: tests that do plain WebGPU compute on the adapter, alternating with
  * tests that run this file's WebGPU work as a subprocess. On llvmpipe it printed "ok" for every
- * test and then aborted in glibc's malloc while the process exited (exit 134) in 2 of 60 runs
- * (2026-12-07); with each test requesting its own adapter instead of the module's one, in none of
- * 60; an earlier form with only the device work or only the subprocesses, in none of 80 each.
+ * test and then aborted in glibc's malloc while the process exited (exit 134) in 3 of 100 runs
+ * (2026-12-07; 3 of 100 too with each test requesting its own adapter); an earlier form with only
+ * the device work or only the subprocesses, in none of 80 each.
  * Not named `*_test.ts`, so `deno task test` leaves it out; run it in a loop:
  *
  *   for i in $(seq 50); do deno test -A --no-check bench/exit_abort_repro.ts >/dev/null 2>&1 ||
