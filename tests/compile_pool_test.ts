@@ -24,54 +24,53 @@ async function withPool(fn: (pool: CompilePool) => Promise<void>, url?: URL) {
   }
 }
 
-Deno.test("the pool compiles the exact source before the tuner's compile of it", async () => {
+/** A tuned device of this thread and a pool of one worker, for the test's body. */
+async function withDeviceAndPool(fn: (device: GPUDevice, pool: CompilePool) => Promise<void>) {
   const adapter = await navigator.gpu.requestAdapter();
   const device = await requestTunedDevice(adapter!);
   try {
-    await withPool(async (pool) => {
-      const warmed: string[] = [];
-      const order: string[] = [];
-      const warm = async (code: string, name: string) => {
-        warmed.push(code);
-        assert.equal(await pool.warm(code, name), true, "the worker compiled it");
-        order.push("warmed");
-      };
-      const config = tileConfig();
-      const kernel = await compileKernel(device, config, shape, "f32", undefined, warm);
-      order.push("compiled");
-      assert.equal(warmed.length, 1);
-      assert.match(warmed[0], /fn main\(/);
-      assert.deepEqual(order, ["warmed", "compiled"]);
-      assert.equal(kernel.name, configName(config));
-      // A second compile of the same source comes from the device's cache: no second warm.
-      await compileKernel(device, config, shape, "f32", undefined, warm);
-      assert.equal(warmed.length, 1);
-    });
+    await withPool((pool) => fn(device, pool));
   } finally {
     device.destroy();
   }
+}
+
+Deno.test("the pool compiles the exact source before the tuner's compile of it", async () => {
+  await withDeviceAndPool(async (device, pool) => {
+    const warmed: string[] = [];
+    const order: string[] = [];
+    const warm = async (code: string, name: string) => {
+      warmed.push(code);
+      assert.equal(await pool.warm(code, name), true, "the worker compiled it");
+      order.push("warmed");
+    };
+    const config = tileConfig();
+    const kernel = await compileKernel(device, config, shape, "f32", undefined, warm);
+    order.push("compiled");
+    assert.equal(warmed.length, 1);
+    assert.match(warmed[0], /fn main\(/);
+    assert.deepEqual(order, ["warmed", "compiled"]);
+    assert.equal(kernel.name, configName(config));
+    // A second compile of the same source comes from the device's cache: no second warm.
+    await compileKernel(device, config, shape, "f32", undefined, warm);
+    assert.equal(warmed.length, 1);
+  });
 });
 
 Deno.test("a stream-K config with a data-parallel part warms each of its three pipelines", async () => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await requestTunedDevice(adapter!);
-  try {
-    await withPool(async (pool) => {
-      const warmed: string[] = [];
-      const warm = async (code: string, name: string) => {
-        warmed.push(name);
-        assert.equal(await pool.warm(code, name), true, `the worker compiled ${name}`);
-      };
-      const config = parseConfigName("outer-bm32-bn32-bk8-rm4-rn4-sk4-dp");
-      const kernel = await compileKernel(device, config, shape, "f32", undefined, warm);
-      const name = configName(config);
-      assert.deepEqual(warmed.sort(), [name, `${name} data-parallel part`, `${name} reduce`]);
-      assert.ok(kernel.head && kernel.reduce, "the kernel has both parts");
-      assert.deepEqual(pool.compiled, { done: 3, ok: 3 });
-    });
-  } finally {
-    device.destroy();
-  }
+  await withDeviceAndPool(async (device, pool) => {
+    const warmed: string[] = [];
+    const warm = async (code: string, name: string) => {
+      warmed.push(name);
+      assert.equal(await pool.warm(code, name), true, `the worker compiled ${name}`);
+    };
+    const config = parseConfigName("outer-bm32-bn32-bk8-rm4-rn4-sk4-dp");
+    const kernel = await compileKernel(device, config, shape, "f32", undefined, warm);
+    const name = configName(config);
+    assert.deepEqual(warmed.sort(), [name, `${name} data-parallel part`, `${name} reduce`]);
+    assert.ok(kernel.head && kernel.reduce, "the kernel has both parts");
+    assert.deepEqual(pool.compiled, { done: 3, ok: 3 });
+  });
 });
 
 Deno.test("a source the tuner waits for goes before prefetched ones, and none compiles twice", async () => {
