@@ -64,6 +64,19 @@ export function mergeBucket(
 }
 
 /**
+ * Whether a stored entry is one a run's buckets are merged into, bucket by bucket: of the run's
+ * generator and problem (any other is replaced whole).
+ */
+export function comparableEntry(
+  old: CacheEntry | undefined,
+  generatorVersion: number,
+  problem: CacheEntry["problem"],
+): old is CacheEntry {
+  return old !== undefined && old.generatorVersion === generatorVersion &&
+    JSON.stringify(old.problem) === JSON.stringify(problem);
+}
+
+/**
  * The entry to store: every bucket of `fresh` merged into `old`'s ({@linkcode mergeBucket}),
  * where `old` is of the same generator and problem, plus the buckets only `old` has.
  *
@@ -89,8 +102,7 @@ export function mergeEntries(
   fresh: CacheEntry,
   judged: Record<string, BucketResult> = {},
 ): CacheEntry {
-  if (!old || old.generatorVersion !== fresh.generatorVersion) return fresh;
-  if (JSON.stringify(old.problem) !== JSON.stringify(fresh.problem)) return fresh;
+  if (!comparableEntry(old, fresh.generatorVersion, fresh.problem)) return fresh;
   const buckets: CacheEntry["buckets"] = { ...old.buckets };
   for (const [m, bucket] of Object.entries(fresh.buckets)) {
     buckets[m] = mergeBucket(buckets[m], bucket, judged[m]);

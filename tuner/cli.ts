@@ -14,6 +14,7 @@ import {
   problemKey,
   storedProblem,
 } from "../cache/schema.ts";
+import { comparableEntry } from "../cache/merge.ts";
 import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
 import { configName, configProblem, parseConfigName } from "../kernels/config.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
@@ -621,9 +622,8 @@ async function storedBuckets(
   dtype: WeightDtype,
 ): Promise<Record<string, BucketResult> | undefined> {
   const entry = (await loadCacheFile(session.cacheFile))?.entries[key];
-  if (!entry || entry.generatorVersion !== GENERATOR_VERSION) return undefined;
   const problem = storedProblem(session.spec, dtype);
-  return JSON.stringify(entry.problem) === JSON.stringify(problem) ? entry.buckets : undefined;
+  return comparableEntry(entry, GENERATOR_VERSION, problem) ? entry.buckets : undefined;
 }
 
 /**
