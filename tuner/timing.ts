@@ -39,7 +39,10 @@ export interface Timing {
   probeUs?: number;
   /** How far the probe was from its fastest then, percent (with a probe). */
   driftPct?: number;
-  /** Runs of the item in each timed pass (GPU clock), sized from the calibration run. */
+  /**
+   * Runs of the item in each timed pass (GPU clock): sized from the calibration run, or from a
+   * first measurement where that called for many more ({@linkcode RECALIBRATE_RATIO}).
+   */
   runsPerPass?: number;
 }
 
