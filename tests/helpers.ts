@@ -4,6 +4,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import type { AdapterFingerprint } from "../cache/schema.ts";
 import type { DeviceCaps, GemvConfig, TileConfig } from "../kernels/config.ts";
 import { PORTABLE_CAPS } from "../kernels/device.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
@@ -65,22 +66,51 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
 /**
  * Runs `deno run <permissions> <script> ...args` from the repository root and waits for it.
  *
- * @param options `permissions` default to `-A`; `env` is added to the test's own.
+ * @param options `permissions` default to `-A`; `env` is added to the test's own; `stdin`, if
+ * given, is written to the child's standard input (a script of `-` is read from there).
  */
 export async function runScript(
   script: string,
   args: string[],
-  { env = {}, permissions = ["-A"] }: { env?: Record<string, string>; permissions?: string[] } = {},
+  { env = {}, permissions = ["-A"], stdin }: {
+    env?: Record<string, string>;
+    permissions?: string[];
+    stdin?: string;
+  } = {},
 ): Promise<CliRun> {
-  const out = await new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...permissions, script, ...args],
     cwd: ROOT,
     env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1", ...env },
+    stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const out = await child.output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+/**
+ * This machine's adapter fingerprint, read in a child process: the tests under tests/spawn/ run
+ * in a process of their own that stays off WebGPU (see the README's "Tests and CI").
+ */
+export async function childAdapterFingerprint(): Promise<AdapterFingerprint> {
+  const schema = new URL("../cache/schema.ts", import.meta.url).href;
+  const run = await runScript("-", [], {
+    stdin: `import { adapterFingerprint } from "${schema}";
+const adapter = await navigator.gpu.requestAdapter();
+if (!adapter) throw new Error("no WebGPU adapter");
+console.log(JSON.stringify(adapterFingerprint(adapter.info)));
+`,
+  });
+  if (run.code !== 0) throw new Error(`reading the adapter failed: ${run.stderr}`);
+  return JSON.parse(run.stdout);
 }
 
 /** Every file under a folder, by path relative to it ("" for a missing folder). */

@@ -288,7 +288,7 @@ function grantedEnv(name: string): string | undefined {
 /**
  * Test-only fault injection for the exit-3 path, which no real fault triggers on demand: with
  * `TUNE_TEST_LOSE_DEVICE_AFTER=N` in the environment (and --allow-env), the device is
- * destroyed after the N-th trial, as a driver reset would lose it (tests/tune_kill_test.ts).
+ * destroyed after the N-th trial, as a driver reset would lose it (tests/spawn/tune_kill_test.ts).
  */
 function withDeviceLoss(
   onProgress: ((event: ProgressEvent) => void) | undefined,

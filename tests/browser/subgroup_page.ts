@@ -1,7 +1,7 @@
 /**
  * The browser side of the subgroup check (tests/browser/subgroup.html): opens a device with
  * "subgroups" where the adapter has it, runs {@linkcode checkSubgroupKernels}, and leaves the
- * results in `<pre id="results">` and `window.__results` for tests/browser_test.ts. Bundled
+ * results in `<pre id="results">` and `window.__results` for tests/spawn/browser_test.ts. Bundled
  * by that test to dist/subgroup_page.js.
  *
  * @module

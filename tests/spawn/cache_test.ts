@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
-import type { AdapterFingerprint, CacheEntry } from "../cache/schema.ts";
+import type { AdapterFingerprint, CacheEntry } from "../../cache/schema.ts";
 import {
   adapterFingerprint,
   CACHE_SCHEMA_VERSION,
@@ -11,13 +11,13 @@ import {
   parseCacheText,
   problemKey,
   storedProblem,
-} from "../cache/schema.ts";
-import { loadCacheFile, saveCacheEntry, STALE_LOCK_MS, withFileLock } from "../cache/store.ts";
-import type { ProjectionSpec } from "../kernels/problem.ts";
-import { kimiLinearSpec } from "../kernels/problem.ts";
-import { configName } from "../kernels/config.ts";
-import { mergeCacheFiles } from "../bench/merge_caches.ts";
-import { gemvConfig, withTempDir } from "./helpers.ts";
+} from "../../cache/schema.ts";
+import { loadCacheFile, saveCacheEntry, STALE_LOCK_MS, withFileLock } from "../../cache/store.ts";
+import type { ProjectionSpec } from "../../kernels/problem.ts";
+import { kimiLinearSpec } from "../../kernels/problem.ts";
+import { configName } from "../../kernels/config.ts";
+import { mergeCacheFiles } from "../../bench/merge_caches.ts";
+import { gemvConfig, withTempDir } from "../helpers.ts";
 
 const ADAPTER: AdapterFingerprint = {
   vendor: "65541",
@@ -298,7 +298,7 @@ Deno.test("two processes saving 20 entries each at once keep all 40 in valid JSO
   await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/gpu.json`;
     const script = `${dir}/writer.ts`;
-    const store = new URL("../cache/store.ts", import.meta.url).href;
+    const store = new URL("../../cache/store.ts", import.meta.url).href;
     await Deno.writeTextFile(
       script,
       `import { saveCacheEntry } from ${JSON.stringify(store)};
@@ -315,7 +315,7 @@ for (let i = 0; i < 20; i++) await saveCacheEntry(path, adapter, who + " " + i, 
           "--allow-read",
           "--allow-write",
           "--config",
-          fileURLToPath(new URL("../deno.json", import.meta.url)),
+          fileURLToPath(new URL("../../deno.json", import.meta.url)),
           "--no-lock",
           script,
           path,
@@ -415,7 +415,7 @@ Deno.test("a writer SIGKILLed while saving leaves a whole cache file, and its lo
   await withTempDir("cache_test_", async (dir) => {
     const path = `${dir}/gpu.json`;
     const script = `${dir}/writer.ts`;
-    const store = new URL("../cache/store.ts", import.meta.url).href;
+    const store = new URL("../../cache/store.ts", import.meta.url).href;
     await Deno.writeTextFile(
       script,
       `import { saveCacheEntry } from ${JSON.stringify(store)};
@@ -432,7 +432,7 @@ for (let i = 0; ; i++) await saveCacheEntry(Deno.args[0], ${
           "--allow-read",
           "--allow-write",
           "--config",
-          fileURLToPath(new URL("../deno.json", import.meta.url)),
+          fileURLToPath(new URL("../../deno.json", import.meta.url)),
           "--no-lock",
           script,
           path,

@@ -4,17 +4,17 @@
  * GPU.
  */
 import assert from "node:assert/strict";
-import type { KernelConfig } from "../kernels/config.ts";
-import { configName } from "../kernels/config.ts";
-import { enumerateSpace } from "../kernels/space.ts";
-import { seededRandom } from "../tuner/random.ts";
-import { recordedBuckets, replay } from "../tuner/replay.ts";
-import { formatReplay, parseBudget } from "../tuner/replay_cli.ts";
-import type { Evaluation } from "../tuner/search.ts";
-import { runSearch } from "../tuner/search.ts";
-import { exhaustive, fitLogTime, guided, local, random } from "../tuner/strategies.ts";
-import type { Trial } from "../tuner/trial_log.ts";
-import { ROOT, runScript } from "./helpers.ts";
+import type { KernelConfig } from "../../kernels/config.ts";
+import { configName } from "../../kernels/config.ts";
+import { enumerateSpace } from "../../kernels/space.ts";
+import { seededRandom } from "../../tuner/random.ts";
+import { recordedBuckets, replay } from "../../tuner/replay.ts";
+import { formatReplay, parseBudget } from "../../tuner/replay_cli.ts";
+import type { Evaluation } from "../../tuner/search.ts";
+import { runSearch } from "../../tuner/search.ts";
+import { exhaustive, fitLogTime, guided, local, random } from "../../tuner/strategies.ts";
+import type { Trial } from "../../tuner/trial_log.ts";
+import { ROOT, runScript } from "../helpers.ts";
 
 /** 5 x 5 x 3 tile configs, timed by a smooth bowl with its minimum at bm 64, bn 64, bk 16. */
 const SPACE = enumerateSpace({

@@ -7,11 +7,11 @@
  * a weight type the run does not time, keeps its rows.
  */
 import assert from "node:assert/strict";
-import type { Report } from "../bench/report_file.ts";
-import type { Row } from "../bench/row.ts";
-import type { CacheEntry } from "../cache/schema.ts";
-import { adapterFingerprint, cacheFileName } from "../cache/schema.ts";
-import { filesUnder, ROOT, runScript, withTempDir } from "./helpers.ts";
+import type { Report } from "../../bench/report_file.ts";
+import type { Row } from "../../bench/row.ts";
+import type { CacheEntry } from "../../cache/schema.ts";
+import { cacheFileName } from "../../cache/schema.ts";
+import { childAdapterFingerprint, filesUnder, ROOT, runScript, withTempDir } from "../helpers.ts";
 
 Deno.test("the bench times every column of every bucket and writes its JSON and chart", async () => {
   await withTempDir("bench", async (dir) => {
@@ -25,9 +25,7 @@ Deno.test("the bench times every column of every bucket and writes its JSON and 
       await Deno.writeTextFile(`${dir}/cache/${name}`, JSON.stringify(file));
     }
     // An earlier report of bf16 rows on this adapter, where the run writes its own.
-    const adapter = await navigator.gpu.requestAdapter();
-    assert.ok(adapter, "no WebGPU adapter");
-    const gpu = adapterFingerprint(adapter.info);
+    const gpu = await childAdapterFingerprint();
     const earlier = `${dir}/${cacheFileName(gpu).replace(/\.json$/, "")}-tiny.json`;
     const bf16 = { dtype: "bf16", m: 1, tunedUs: 1, defaultUs: 1 } as Row;
     await Deno.writeTextFile(

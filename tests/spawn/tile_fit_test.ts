@@ -3,10 +3,10 @@
  * steady rate the line gives, from a log whose times lie on a known line.
  */
 import assert from "node:assert/strict";
-import { fitTiles, tilePoints } from "../bench/tile_fit.ts";
-import { fusedShape, kimiLinearSpec } from "../kernels/problem.ts";
-import type { Trial } from "../tuner/trial_log.ts";
-import { runScript, withTempDir } from "./helpers.ts";
+import { fitTiles, tilePoints } from "../../bench/tile_fit.ts";
+import { fusedShape, kimiLinearSpec } from "../../kernels/problem.ts";
+import type { Trial } from "../../tuner/trial_log.ts";
+import { runScript, withTempDir } from "../helpers.ts";
 
 const CONFIG = "outer-bm64-bn64-bk32-rm8-rn4-h";
 const shape = fusedShape(kimiLinearSpec({ tp: 4 }));

@@ -5,14 +5,20 @@
  * with a message naming the cause, a non-zero exit, and nothing written.
  */
 import assert from "node:assert/strict";
-import type { SearchSpace } from "../kernels/space.ts";
-import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
-import { adapterFingerprint, CACHE_SCHEMA_VERSION, cacheFileName } from "../cache/schema.ts";
-import { parseCli, UsageError } from "../tuner/cli.ts";
-import { openGpu } from "../tuner/gpu_device.ts";
-import { planSpace, TuneInputError } from "../tuner/plan.ts";
-import { InputFileError, loadProblem, parseProblem, parseSpace } from "../tuner/yaml_file.ts";
-import { CAPS, filesUnder, ROOT, runCli, withTempDir } from "./helpers.ts";
+import type { SearchSpace } from "../../kernels/space.ts";
+import { DEFAULT_SPACE, enumerateSpace } from "../../kernels/space.ts";
+import { CACHE_SCHEMA_VERSION, cacheFileName } from "../../cache/schema.ts";
+import { parseCli, UsageError } from "../../tuner/cli.ts";
+import { planSpace, TuneInputError } from "../../tuner/plan.ts";
+import { InputFileError, loadProblem, parseProblem, parseSpace } from "../../tuner/yaml_file.ts";
+import {
+  CAPS,
+  childAdapterFingerprint,
+  filesUnder,
+  ROOT,
+  runCli,
+  withTempDir,
+} from "../helpers.ts";
 
 const tiny = await loadProblem(`${ROOT}problems/tiny.yaml`);
 const SEGMENTS = "segments:\n  - { name: a, n: 8 }\n";
@@ -382,9 +388,7 @@ Deno.test("the CLI refuses bad problem and space files, spaces with no valid con
 });
 
 Deno.test("the CLI refuses a corrupt, foreign or future cache file before tuning and leaves it untouched", async () => {
-  const gpu = await openGpu();
-  const fingerprint = adapterFingerprint(gpu.adapter.info);
-  gpu.device.destroy();
+  const fingerprint = await childAdapterFingerprint();
   await withTempDir("tune_input_", async (dir) => {
     const file = `${dir}/${cacheFileName(fingerprint)}`;
     const empty = { schemaVersion: CACHE_SCHEMA_VERSION, adapter: fingerprint, entries: {} };

@@ -1,11 +1,11 @@
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
-import { DEFAULT_BUCKETS, parseCli, resolveProblem, UsageError } from "../tuner/cli.ts";
-import { kimiLinearSpec } from "../kernels/problem.ts";
-import { configName } from "../kernels/config.ts";
-import { gemvConfig, withTempDir } from "./helpers.ts";
+import { DEFAULT_BUCKETS, parseCli, resolveProblem, UsageError } from "../../tuner/cli.ts";
+import { kimiLinearSpec } from "../../kernels/problem.ts";
+import { configName } from "../../kernels/config.ts";
+import { gemvConfig, withTempDir } from "../helpers.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
+const root = fileURLToPath(new URL("../..", import.meta.url));
 
 async function cli(...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { extname, join, normalize } from "node:path";
 import puppeteer from "puppeteer-core";
 import type { Browser, Page } from "puppeteer-core";
-import { ROOT } from "./helpers.ts";
+import { ROOT } from "../helpers.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 /**

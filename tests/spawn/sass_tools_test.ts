@@ -3,7 +3,7 @@
  * the opcodes of disassembled listings side by side.
  */
 import assert from "node:assert/strict";
-import { runScript, withTempDir } from "./helpers.ts";
+import { runScript, withTempDir } from "../helpers.ts";
 
 Deno.test("sass_compile.ts compiles one config on this adapter and names it", async () => {
   const run = await runScript("bench/sass_compile.ts", [
