@@ -11,15 +11,17 @@ import { loadProblem } from "../tuner/yaml_file.ts";
 import { ROOT, tinyTuneOptions, withGpuAndTempDir } from "./helpers.ts";
 
 const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
+/** 24 tile configs for each stage of tiny at every bucket from 8 rows. */
+const SPACE_24: SearchSpace = {
+  tile: { bm: [16], bn: [16, 32], bk: [8, 16], rm: [1, 2, 4], rn: [1, 2], vec: [4] },
+};
 
 Deno.test({
   name: "a time limit too short for every search still searches every bucket",
   fn: async () => {
     await withGpuAndTempDir("tune_share_", async (gpu, dir) => {
       // 24 tile configs per stage and bucket: three timing batches of 8 each.
-      const space: SearchSpace = {
-        tile: { bm: [16], bn: [16, 32], bk: [8, 16], rm: [1, 2, 4], rn: [1, 2], vec: [4] },
-      };
+      const space = SPACE_24;
       const log = await TrialLog.open(`${dir}/log.jsonl`);
       let nowMs = 0;
       await tune({
@@ -78,6 +80,50 @@ Deno.test({
       assert.deepEqual(again.unbatchedBuckets, []);
       for (const m of ["8", "16"]) {
         assert.ok(again.entry.buckets[m].unfused !== null, `m = ${m} has its baseline`);
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "the recheck starts nothing in the last tenth of the limit, which the one-pass batches keep",
+  fn: async () => {
+    await withGpuAndTempDir("tune_baseline_share_", async (gpu, dir) => {
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const options = {
+        ...tinyTuneOptions(gpu, log, SPACE_24, spec),
+        buckets: [8, 16, 32],
+        unfused: true,
+      };
+      // A first run of 3 trials a stage; the second, of 6, times the fastest of both runs again
+      // (the recheck, 3 or 6 trials a bucket) after its 36 search trials (3 of them resumed).
+      await tune({ ...options, maxTrials: 3 });
+      let nowMs = 0;
+      const recheckStarts = new Map<number, number>();
+      const second = await tune({
+        ...options,
+        maxTrials: 6,
+        // 46 s: the searches end at 36, the recheck may start buckets up to 41.4 s, and its
+        // three buckets, 9-18 s in all, would run past the limit. The baseline's trials cost no
+        // time here.
+        maxSeconds: 46,
+        clock: () => nowMs,
+        onProgress: (e) => {
+          if (e.outcome !== "ok" || /^(projection|unfused)/.test(e.target)) return;
+          if (e.target.startsWith("recheck:") && !recheckStarts.has(e.bucket)) {
+            recheckStarts.set(e.bucket, nowMs);
+          }
+          nowMs += 1000;
+        },
+      });
+      assert.ok(recheckStarts.size > 0, "the second run rechecked");
+      for (const [m, at] of recheckStarts) {
+        assert.ok(at <= 46 * 0.9 * 1000, `the recheck at m = ${m} started at ${at} ms`);
+      }
+      assert.deepEqual(second.unbatchedBuckets, []);
+      for (const m of ["8", "16", "32"]) {
+        assert.ok(second.entry.buckets[m].unfused !== null, `m = ${m} has its baseline`);
       }
     });
   },

@@ -46,7 +46,7 @@ import { runSearch } from "./search.ts";
 import type { Target } from "./targets.ts";
 import { recheckNames, recheckTarget, reranked, withRecheckTimes } from "./recheck.ts";
 import { stageTiers, withTierCandidates } from "./tiers.ts";
-import { FINISH_SHARE, timeShareMs } from "./time_share.ts";
+import { BASELINE_SHARE, FINISH_SHARE, timeShareMs } from "./time_share.ts";
 import type { TimingOptions } from "./timing.ts";
 import type { ProgressEvent, Ranked } from "./trial_book.ts";
 import { newTrial, TrialBook } from "./trial_book.ts";
@@ -73,8 +73,9 @@ export interface TuneOptions {
   maxTrials: TrialBudget;
   /**
    * Stop starting new trials after this many seconds. The searches share the first 80% by their
-   * planned trials (time_share.ts); the cross-check, the recheck and the unfused baseline have
-   * what is left.
+   * planned trials (time_share.ts), each bucket's unfused candidates checked after its search; the
+   * cross-check and the recheck have what is left up to 90%, the unfused baseline's one-pass
+   * batches the rest.
    */
   maxSeconds: number;
   seed: number;
@@ -173,6 +174,11 @@ interface Run {
   at: string;
   /** When (`clock()`) the searches' time is up: the rest is for the steps after them. */
   searchEnd: number;
+  /**
+   * Whether the cross-check and the recheck may start no more work: past the limit, or into the
+   * time kept for the one-pass batches of the unfused baseline.
+   */
+  pastChecks: () => boolean;
   /** The winner of the bucket before, per stage: the strategy's hint at the next bucket. */
   hints: Map<string, KernelConfig>;
   /** Wall time of setup and of the strategies' own work, milliseconds. */
@@ -223,6 +229,8 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       started,
       at,
       searchEnd: clockStart + options.maxSeconds * 1000 * (1 - FINISH_SHARE),
+      pastChecks: () =>
+        outOfTime() || clock() > clockStart + options.maxSeconds * 1000 * (1 - BASELINE_SHARE),
       hints: new Map(),
       setupMs: 0,
       searchMs: 0,
@@ -263,7 +271,13 @@ async function tuneBuckets(run: Run, buckets: number[]): Promise<TuneResult> {
   );
   book.total = plan.flat().reduce((a, b) => a + b, 0);
   const rankings: Ranked[][][] = [];
-  for (const [bi, m] of buckets.entries()) rankings.push(await searchBucket(run, m, plan, bi));
+  for (const [bi, m] of buckets.entries()) {
+    rankings.push(await searchBucket(run, m, plan, bi));
+    // The bucket's unfused candidates compiled and checked now, in the searches' time. Left to
+    // the end, they took the time of the one-pass batches on large problems (tp1 on the H100:
+    // 12-20 s a run). Candidates the cross-check or the recheck bring in are checked below.
+    if (options.unfused && !run.outOfTime()) await prepareUnfused(run, [m], [rankings[bi]]);
+  }
   await crossCheck(run, buckets, rankings);
   await recheck(run, buckets, rankings);
   if (options.unfused && !run.outOfTime()) await prepareUnfused(run, buckets, rankings);
@@ -359,7 +373,7 @@ async function crossCheck(run: Run, buckets: number[], rankings: Ranked[][][]): 
 async function recheck(run: Run, buckets: number[], rankings: Ranked[][][]): Promise<void> {
   const { runner, book } = run;
   for (const [bi, m] of buckets.entries()) {
-    if (run.outOfTime()) return;
+    if (run.pastChecks()) return;
     const asked = runner.targets.map((target, ti) => {
       const thisRun = (config: string) => (book.find(target.name, m, config)?.at ?? "") >= run.at;
       return { target, ti, names: recheckNames(rankings[bi][ti] ?? [], thisRun) };
@@ -394,7 +408,7 @@ async function crossCheckBucket(
   let timed = 0;
   for (const [ti, target] of runner.targets.entries()) {
     const ranking = rankings[bi][ti];
-    if (!ranking?.length || run.outOfTime()) continue;
+    if (!ranking?.length || run.pastChecks()) continue;
     const tried = asked[bi][ti];
     const valid = new Map(
       target.valid.filter((c) => suitsRows(c, m, target.splitRows)).map((c) => [configName(c), c]),
