@@ -17,9 +17,9 @@ export const FINISH_SHARE = 0.2;
 
 /**
  * The part of `--max-seconds` kept for the unfused baseline's one-pass batches alone: the
- * cross-check and the recheck stop starting work before it. Without it they took the whole
- * finish share on large problems (tp1 f16 "fast" on the H100, 2026-12-07: 30 s of a 120 s run)
- * and every bucket was left without its baseline, run after run.
+ * cross-check and the recheck stop starting work before it. Without it they took the finish
+ * share on large problems (tp1 f16 "fast" on the H100, 2026-12-07: from 90 s to 111 s of a 120 s
+ * run) and every bucket was left without its baseline, run after run.
  */
 export const BASELINE_SHARE = 0.1;
 
