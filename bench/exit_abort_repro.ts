@@ -1,14 +1,21 @@
 /**
  * A reproduction of the abort at exit (NOTES.md, "The abort at exit: a first core"), with none of
  * this repository's code: tests that do plain WebGPU compute on the adapter, alternating with
- * tests that run this file's WebGPU work as a subprocess. On llvmpipe it printed "ok" for every
- * test and then aborted in glibc's malloc while the process exited (exit 134) in 3 of 100 runs
- * (2026-12-07; 3 of 100 too with each test requesting its own adapter); an earlier form with only
- * the device work or only the subprocesses, in none of 80 each.
+ * tests that start a second thread of some kind and wait for it to end. On llvmpipe it printed "ok"
+ * for every test and then aborted in glibc's malloc while the process exited (exit 134):
+ *
+ * - `REPRO=subprocess` (the default): this file's WebGPU work run as a subprocess; 3 of 100 runs
+ *   (2026-12-07; 3 of 100 too with each test requesting its own adapter);
+ * - `REPRO=worker`: the same work in a Web Worker; 1 of 80 (2026-12-07, seventh session);
+ * - `REPRO=idle-worker`: a Web Worker that does nothing for 50 ms; 1 of 80.
+ *
+ * An earlier form with only the device work, or only the subprocesses, aborted in none of 80 runs
+ * each. So WebGPU work on llvmpipe and any second thread or process that ends before the exit are
+ * enough; the test suite has both (the compile pool's workers), whichever process it runs in.
  * Not named `*_test.ts`, so `deno task test` leaves it out; run it in a loop:
  *
- *   for i in $(seq 50); do deno test -A --no-check bench/exit_abort_repro.ts >/dev/null 2>&1 ||
- *     echo "run $i: exit $?"; done
+ *   for i in $(seq 50); do REPRO=worker deno test -A --no-check bench/exit_abort_repro.ts \
+ *     >/dev/null 2>&1 || echo "run $i: exit $?"; done
  *
  * @module
  */
@@ -56,18 +63,49 @@ async function computeOnce(): Promise<void> {
   device.destroy();
 }
 
-if (import.meta.main && Deno.args[0] === "--child") {
+/** Which second thread the tests start: "subprocess", "worker" or "idle-worker". */
+const REPRO = Deno.env.get("REPRO") ?? "subprocess";
+/** This file's global scope when it runs as a worker (typed for the main thread here). */
+const scope = self as unknown as {
+  name?: string;
+  onmessage: (() => void) | null;
+  postMessage(message: unknown): void;
+};
+
+/** Runs this file as a subprocess doing the device work. */
+async function subprocess(): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(import.meta.url).pathname, "--child"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+}
+
+/** Starts this file as a worker, lets it do the device work or nothing, and ends it. */
+async function worker(): Promise<void> {
+  const gpu = REPRO === "worker";
+  const w = new Worker(import.meta.url, { type: "module", name: gpu ? "gpu" : "idle" });
+  if (gpu) {
+    const done = new Promise((resolve) => (w.onmessage = resolve));
+    w.postMessage("go");
+    await done;
+  } else await new Promise((resolve) => setTimeout(resolve, 50));
+  w.terminate();
+}
+
+if (scope.name === "gpu") {
+  scope.onmessage = async () => {
+    await computeOnce();
+    scope.postMessage("done");
+  };
+} else if (scope.name === "idle") {
+  // Nothing: the thread only starts and ends.
+} else if (import.meta.main && Deno.args[0] === "--child") {
   await computeOnce();
 } else {
   for (let t = 0; t < 4; t++) {
     Deno.test(`device work ${t}`, computeOnce);
-    Deno.test(`subprocess ${t}`, async () => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", new URL(import.meta.url).pathname, "--child"],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-    });
+    Deno.test(`${REPRO} ${t}`, REPRO === "subprocess" ? subprocess : worker);
   }
 }
