@@ -1,23 +1,11 @@
-import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { DEFAULT_BUCKETS, parseCli, resolveProblem, UsageError } from "../../tuner/cli.ts";
 import { kimiLinearSpec } from "../../kernels/problem.ts";
 import { configName } from "../../kernels/config.ts";
-import { gemvConfig, withTempDir } from "../helpers.ts";
+import { gemvConfig, ROOT, runCli, withTempDir } from "../helpers.ts";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
-
-async function cli(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tuner/cli.ts", ...args],
-    cwd: root,
-    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
+/** `deno run -A tuner/cli.ts ...args` from the repository root. */
+const cli = (...args: string[]) => runCli(args);
 
 Deno.test("parseCli() applies the documented defaults", () => {
   const o = parseCli(["--problem", "tiny"]);
@@ -115,7 +103,7 @@ Deno.test("parseCli() rejects bad flags and values with a UsageError naming them
 Deno.test("resolveProblem() finds problems by name and lists the known ones otherwise", async () => {
   assert.deepEqual(await resolveProblem("kimi-linear-tp2"), kimiLinearSpec({ tp: 2 }));
   assert.deepEqual(
-    await resolveProblem(`${root}problems/kimi-linear-tp8.yaml`),
+    await resolveProblem(`${ROOT}problems/kimi-linear-tp8.yaml`),
     kimiLinearSpec({ tp: 8 }),
   );
   await assert.rejects(resolveProblem("nosuch"), (e: unknown) => {
@@ -226,7 +214,7 @@ async function copyRepo(dir: string) {
     } else await Deno.copyFile(from, to);
   };
   for (const name of ["kernels", "tuner", "cache", "dispatch", "problems", "mod.ts", "deno.json"]) {
-    await copy(`${root}${name}`, `${dir}/${name}`);
+    await copy(`${ROOT}${name}`, `${dir}/${name}`);
   }
 }
 
