@@ -37,6 +37,12 @@ export interface GemvConfig {
   vec: number;
   /** Reduce with subgroup operations instead of workgroup memory. */
   subgroup: boolean;
+  /**
+   * Scalar accumulators: each thread adds a load's products into one f32 per row and column
+   * (a chain of `vec` FMAs) instead of a vector, so `rm x cn` may reach 64 in the registers
+   * that 32 vector accumulators took. Left out when false (names predate it).
+   */
+  dot?: boolean;
 }
 
 /**
@@ -168,7 +174,8 @@ export function configName(c: KernelConfig): string {
     const knobs = `${split}${stream}${half}${c.double ? "-db" : ""}`;
     return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${knobs}`;
   }
-  return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${c.subgroup ? "-sg" : ""}`;
+  const knobs = `${c.subgroup ? "-sg" : ""}${c.dot ? "-dt" : ""}`;
+  return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${knobs}`;
 }
 
 /**
@@ -210,10 +217,11 @@ export function parseConfigName(name: string): KernelConfig {
       ...fold,
     };
   }
-  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?$/.exec(name);
+  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?$/.exec(name);
   if (m) {
     const [nc, cn, lanes, rm, vec] = m.slice(1, 6).map(Number);
-    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup: m[6] !== undefined };
+    const dot = m[7] === undefined ? {} : { dot: true };
+    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup: m[6] !== undefined, ...dot };
   }
   throw new SyntaxError(`Cannot parse kernel config name "${name}"`);
 }
@@ -385,7 +393,11 @@ export function configProblem(
       return `k / vec = ${shape.k / c.vec} is not a multiple of ${c.lanes} lanes`;
     }
     if (c.rm > 16) return "gemv handles at most 16 rows per workgroup";
-    if (c.rm * c.cn > 32) return "more than 32 accumulators (rm x cn) per thread would spill";
+    if (c.dot && c.vec < 2) return "dot accumulation needs vec 2, 4 or 8";
+    const most = c.dot ? 64 : 32; // scalar accumulators take a quarter of the registers of vec4s
+    if (c.rm * c.cn > most) {
+      return `more than ${most} accumulators (rm x cn) per thread would spill`;
+    }
     if (threads > caps.maxWorkgroupSizeX) return "workgroup too wide";
     if (c.subgroup) {
       if (!caps.subgroups) return "the device has no subgroups";

@@ -95,7 +95,8 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
       `  let x${r} = xOffset + min(row0 + ${r}u, m - 1u) * X_STRIDE; // rows past m are clamped`,
     );
   }
-  p.rowsCols((r, j) => lines.push(`  var ${p.acc(r, j)} = ${f32Vec(c.vec)}(0.0);`));
+  const zero = c.dot ? "0.0" : `${f32Vec(c.vec)}(0.0)`;
+  p.rowsCols((r, j) => lines.push(`  var ${p.acc(r, j)}${c.dot ? ": f32" : ""} = ${zero};`));
   return lines;
 }
 
@@ -117,16 +118,14 @@ function gemvLoop(p: Parts, shape: GemmShape): string[] {
         lines.push(`    let xa${u}_${r} = X[x${r} + 2u * (${at(u)})];`);
         lines.push(`    let xb${u}_${r} = X[x${r} + 2u * (${at(u)}) + 1u];`);
         for (let j = 0; j < c.cn; j++) {
-          lines.push(
-            `    ${acc(r, j)} = fma(xb${u}_${r}, w${u}_${j}.hi, fma(xa${u}_${r}, w${u}_${j}.lo, ${
-              acc(r, j)
-            }));`,
-          );
+          const w = `w${u}_${j}`;
+          const sum = mac(c, `xa${u}_${r}`, `${w}.lo`, acc(r, j));
+          lines.push(`    ${acc(r, j)} = ${mac(c, `xb${u}_${r}`, `${w}.hi`, sum)};`);
         }
       } else {
         lines.push(`    let x${u}_${r} = X[x${r} + ${at(u)}];`);
         for (let j = 0; j < c.cn; j++) {
-          lines.push(`    ${acc(r, j)} = fma(x${u}_${r}, w${u}_${j}, ${acc(r, j)});`);
+          lines.push(`    ${acc(r, j)} = ${mac(c, `x${u}_${r}`, `w${u}_${j}`, acc(r, j))};`);
         }
       }
     }
@@ -135,9 +134,21 @@ function gemvLoop(p: Parts, shape: GemmShape): string[] {
   return lines;
 }
 
-/** Horizontal sum of an accumulator (vec 8 accumulates in a vec4). */
+/**
+ * `acc` plus the products of the vectors x and w (at most four wide): one vector FMA, or with
+ * `dot` a chain of scalar FMAs into a scalar accumulator.
+ */
+function mac(c: GemvConfig, x: string, w: string, acc: string): string {
+  if (!c.dot) return `fma(${x}, ${w}, ${acc})`;
+  return "xyzw".slice(0, Math.min(c.vec, 4)).split("").reduce(
+    (sum, e) => `fma(${x}.${e}, ${w}.${e}, ${sum})`,
+    acc,
+  );
+}
+
+/** Horizontal sum of an accumulator (vec 8 accumulates in a vec4; `dot` in a scalar). */
 function horizontalSum(c: GemvConfig, v: string): string {
-  return c.vec === 1
+  return c.vec === 1 || c.dot
     ? v
     : c.vec === 2
     ? `${v}.x + ${v}.y`

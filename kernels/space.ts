@@ -41,6 +41,8 @@ export interface SearchSpace {
     rm: number[];
     vec: number[];
     subgroup: boolean[];
+    /** Scalar accumulators (`GemvConfig.dot`); `[false]` when left out. */
+    dot?: boolean[];
   };
 }
 
@@ -94,7 +96,11 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     ? product(space.tile).map((c) => ({ family: "tile" as const, ...c }))
     : [];
   const gemvs: GemvConfig[] = space.gemv
-    ? product(space.gemv).map((c) => ({ family: "gemv" as const, ...c }))
+    ? product({ dot: [false], ...space.gemv }).map(({ dot, ...c }) => ({
+      family: "gemv" as const,
+      ...c,
+      ...(dot ? { dot } : {}),
+    }))
     : [];
   // Stream-K replaces split-K, so their products are left out.
   const outers: OuterConfig[] = space.outer

@@ -26,7 +26,7 @@ import {
   shapeExtents,
 } from "../tuner/verify.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { moduleGpu } from "./helpers.ts";
+import { gemvConfig, moduleGpu } from "./helpers.ts";
 
 const SEED = Number(Deno.env.get("KERNEL_TEST_SEED") ?? Date.now() % 2 ** 31);
 const PER_FAMILY = 12;
@@ -255,6 +255,21 @@ async function checkOnShapes(
   }
   return { failures, checked };
 }
+
+Deno.test({
+  name: "gemv kernels with scalar (dot) accumulators match the reference at every vec and reduction",
+  fn: async () => {
+    const dot = (vec: number, subgroup: boolean, rm = 4, cn = 2) =>
+      gemvConfig({ nc: 2, cn, lanes: 4, rm, vec, subgroup, dot: true });
+    // Every vec with either reduction, and once the 64 accumulators the knob allows.
+    const configs = [2, 4, 8].flatMap((vec) => [dot(vec, false), dot(vec, true)]);
+    configs.push(dot(2, true, 8, 8));
+    const { failures, checked } = await checkOnShapes(configs, ["f32", "f16"]);
+    assert.deepEqual(failures, []);
+    // vec 8 is valid with 16-bit weights only; subgroups where the adapter has them.
+    assert.ok(checked >= (gpu.caps.subgroups ? 24 : 12), `${checked} kernels checked`);
+  },
+});
 
 Deno.test({
   name: "double-buffered outer kernels match the reference, split or not, with either math",

@@ -57,6 +57,7 @@ const spaceSchema = z.object({
     rm: sizes,
     vec: sizes,
     subgroup: z.array(z.boolean()).min(1),
+    dot: z.array(z.boolean()).min(1).optional(),
   }).strict().optional(),
 }).strict().refine((s) => s.tile || s.gemv || s.outer, {
   message: "names no kernel family (tile, outer or gemv)",
