@@ -45,6 +45,21 @@ Deno.test("configName() writes the documented names of both families", () => {
   assert.match(configName(gemv()), /^gemv-nc4-.*l16-rm1-v4$/);
   assert.match(configName(gemv({ subgroup: true, lanes: 32 })), /^gemv-nc4-.*l32-rm1-v4-sg$/);
   assert.notEqual(configName(gemv({ rm: 2 })), configName(gemv({ rm: 1 })));
+  const dot = gemv({ subgroup: true, lanes: 32, dot: true });
+  assert.match(configName(dot), /^gemv-nc4-.*l32-rm1-v4-sg-dt$/);
+  assert.deepEqual(parseConfigName(configName(dot)), dot);
+});
+
+Deno.test("configProblem() lets scalar (dot) accumulators reach rm x cn = 64, not vector ones", () => {
+  const shape = fusedShape({ name: "t", k: 256, segments: [{ name: "a", n: 64 }] });
+  const wide = gemv({ rm: 16, cn: 4, nc: 1 }); // within the default limits
+  assert.match(configProblem(wide, shape, "f32", CAPS) ?? "", /more than 32 accumulators/);
+  assert.equal(configProblem({ ...wide, dot: true }, shape, "f32", CAPS), undefined);
+  assert.match(
+    configProblem({ ...wide, cn: 8, dot: true }, shape, "f32", CAPS) ?? "",
+    /more than 64 accumulators/,
+  );
+  assert.match(configProblem(gemv({ vec: 1, dot: true }), shape, "f32", CAPS) ?? "", /needs vec/);
 });
 
 Deno.test("parseConfigName() inverts configName() for every config of the default space", () => {

@@ -73,11 +73,12 @@ function drawConfig(random: Random): KernelConfig {
   return {
     family,
     nc: knob([1, 2, 4, 8]),
-    cn: knob([1, 2, 4]),
+    cn: knob([1, 2, 4, 8]),
     lanes: knob([1, 2, 4, 8, 16, 32]),
     rm: knob([1, 2, 4, 8, 16]),
     vec: knob([1, 2, 4, 8], [0, 3, 16, -2]),
     subgroup: random() < 0.3,
+    ...(random() < 0.3 ? { dot: true } : {}),
   };
 }
 

@@ -257,7 +257,8 @@ async function checkOnShapes(
 }
 
 Deno.test({
-  name: "gemv kernels with scalar (dot) accumulators match the reference at every vec and reduction",
+  name:
+    "gemv kernels with scalar (dot) accumulators match the reference at every vec and reduction",
   fn: async () => {
     const dot = (vec: number, subgroup: boolean, rm = 4, cn = 2) =>
       gemvConfig({ nc: 2, cn, lanes: 4, rm, vec, subgroup, dot: true });
