@@ -158,6 +158,61 @@ Deno.test({
   },
 });
 
+/** A stored bucket of tiny at m = 16: these stage configs, a total no run beats by totals. */
+function storedPair(fused: string, batched: string): BucketResult {
+  const stage = (config: string) => ({
+    config,
+    medianUs: 1,
+    runnerUp: null,
+    runnerUpMarginPct: null,
+    trials: 1,
+  });
+  return { fused: stage(fused), batched: stage(batched), fusedTotalUs: 0.001, unfused: null };
+}
+
+/** Subgroup GEMVs only, as a probe space of that kind (bench/spaces/gemv-dot.yaml) is. */
+const SUBGROUP_GEMVS: SearchSpace = {
+  gemv: { nc: [2], cn: [1], lanes: [4], rm: [4], vec: [4], subgroup: [true] },
+};
+
+Deno.test({
+  name: "tune() keeps the cache's configs as the tiers its own space has none of",
+  fn: async () => {
+    await withGpuAndTempDir("keeps_tiers_", async (gpu, dir) => {
+      if (!gpu.caps.subgroups) return; // every config fits every tier: nothing to keep
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const plain = "gemv-nc2-cn1-l4-rm4-v4";
+      const options = tinyTuneOptions(gpu, log, SUBGROUP_GEMVS, tiny);
+      const run = await tune({ ...options, stored: { "16": storedPair(plain, plain) } });
+      const got = run.entry.buckets["16"];
+      for (const stage of [got.fused, got.batched!]) {
+        assert.match(stage.config, /-sg$/, "the run's own winner");
+        assert.deepEqual(stage.tiers, [{ tier: "no-subgroups", config: plain, medianUs: 1 }]);
+      }
+      // Without the stored bucket a device without subgroups has no config here.
+      const alone = (await tune(options)).entry.buckets["16"];
+      assert.deepEqual(alone.fused.tiers, []);
+    });
+  },
+});
+
+Deno.test({
+  name: "tune() times a stored split-K pair beside a space of GEMVs, its scratch made",
+  fn: async () => {
+    await withGpuAndTempDir("keeps_split_rival_", async (gpu, dir) => {
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const space = { gemv: { ...SUBGROUP_GEMVS.gemv!, subgroup: [false] } };
+      const options = { ...tinyTuneOptions(gpu, log, space, tiny), unfused: true };
+      const stored = storedPair("outer-bm32-bn32-bk8-rm4-rn4-s2", "gemv-nc2-cn1-l4-rm4-v4");
+      const run = await tune({ ...options, stored: { "16": stored } });
+      const failed = (await readTrials(log.path)).filter((t) => t.outcome !== "ok");
+      assert.deepEqual(failed.map((t) => `${t.config}: ${t.reason}`), []);
+      assert.deepEqual(run.judged, { "16": stored }, "the stored pair was timed in the batch");
+      assert.ok(run.entry.buckets["16"].unfused, "and the unfused baseline with it");
+    });
+  },
+});
+
 Deno.test({
   name: "each stage's untuned default is timed beside the search's finds; no winner is slower",
   fn: async () => {

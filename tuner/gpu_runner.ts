@@ -119,6 +119,8 @@ export interface RunnerSetup {
   spec: ProjectionSpec;
   /** The valid configs of each stage (fused, then batched), from `planSpace` (plan.ts). */
   valid: KernelConfig[][];
+  /** Stored configs of each stage the run may time beside its own (`StageSetup.stored`). */
+  stored?: KernelConfig[][];
   /** The run's buckets, smallest first. */
   buckets: number[];
   /** Weight bytes to rotate through when timing, so small-m timings read from memory. */

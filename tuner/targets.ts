@@ -58,6 +58,11 @@ export interface StageSetup {
   dtype: WeightDtype;
   /** The valid configs of each stage (fused, then batched), from `planSpace` (plan.ts). */
   valid: KernelConfig[][];
+  /**
+   * Configs of each stage from outside the space that the run may time too (the cache's stored
+   * pairs, timed beside its winners): the scratch is sized for them as well.
+   */
+  stored?: KernelConfig[][];
   /** The largest bucket: the buffers are sized for it. */
   maxM: number;
   /** Weight bytes to rotate through when timing. */
@@ -101,7 +106,12 @@ export function stageTargets(setup: StageSetup): Target[] {
     x: keep(storageBuffer(device, randomNonZero(fusedExtent.x, random), "x")),
     ws: weightCopies(randomNonZero(fusedExtent.w, random), "fused w"),
     y: keep(storageBuffer(device, randomNonZero(fusedExtent.y, random), "fused y")),
-    scratch: splitScratch(gpu, setup.valid, [fused, batched], keep),
+    scratch: splitScratch(
+      gpu,
+      setup.valid.map((configs, i) => [...configs, ...(setup.stored?.[i] ?? [])]),
+      [fused, batched],
+      keep,
+    ),
   };
   const targets: Target[] = [{
     name: "fused",

@@ -219,7 +219,8 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   });
   try {
     const valid = stagePlans.map((p) => p.valid);
-    runner.start({ spec, valid, buckets, rotateBytes: options.rotateBytes, random });
+    const stored = storedConfigs(options.stored);
+    runner.start({ spec, valid, stored, buckets, rotateBytes: options.rotateBytes, random });
     const run: Run = {
       options,
       runner,
@@ -469,9 +470,11 @@ async function finishBucket(
 ): Promise<{ bucket: BucketResult; judged?: BucketResult; unbatched?: true } | undefined> {
   const { options, runner } = run;
   let winners: StageResult[] = [];
+  const kept = options.stored?.[String(m)];
   for (const [ti, target] of runner.targets.entries()) {
     if (!rankings[ti]?.length) return undefined;
-    winners.push(stageResult(rankings[ti], target, options));
+    const keptStage = ti === 0 ? kept?.fused : kept?.batched;
+    winners.push(stageResult(rankings[ti], target, options, keptStage ?? undefined));
   }
   let fusedTotalUs = winners.reduce((sum, w) => sum + w.medianUs, 0);
   let unfused: BucketResult["unfused"] = null;
@@ -517,6 +520,19 @@ interface WholeTimes {
   apart: string[];
 }
 
+/**
+ * The cache's stored stage configs, fused then batched: the one-pass batches time them beside
+ * the run's winners, so the buffers are made for them too (a stored split-K pair needs scratch
+ * that a space of GEMVs alone would not make: H100, 2026-12-08, every such batch failed).
+ */
+function storedConfigs(stored?: Record<string, BucketResult>): KernelConfig[][] {
+  const buckets = Object.values(stored ?? {});
+  return [
+    buckets.map((b) => parseConfigName(b.fused.config)),
+    buckets.flatMap((b) => (b.batched ? [parseConfigName(b.batched.config)] : [])),
+  ];
+}
+
 /** A bucket's stage configs, fused first. */
 function stagesOf(b: BucketResult): string[] {
   return [b.fused.config, ...(b.batched ? [b.batched.config] : [])];
@@ -537,8 +553,19 @@ function storedRival(
   return configs.every((c, i) => c === winners[i].config) ? undefined : stored;
 }
 
-/** A stage's winner, runner-up and tiers, from its ranking (fastest first, not empty). */
-function stageResult(ranking: Ranked[], target: Target, options: TuneOptions): StageResult {
+/**
+ * A stage's winner, runner-up and tiers, from its ranking (fastest first, not empty). The
+ * cache's stage at the bucket (`kept`: its winner and tiers, timed on this device) competes for
+ * the tiers too, so that a run whose space holds no config of a tier (a space of subgroup GEMVs
+ * only) keeps the tier the cache had instead of leaving devices of that tier without a config.
+ */
+function stageResult(
+  ranking: Ranked[],
+  target: Target,
+  options: TuneOptions,
+  kept?: StageResult,
+): StageResult {
+  const known = kept ? [kept, ...(kept.tiers ?? [])] : [];
   return {
     config: ranking[0].config,
     medianUs: ranking[0].medianUs,
@@ -549,7 +576,13 @@ function stageResult(ranking: Ranked[], target: Target, options: TuneOptions): S
     trials: ranking.length,
     ...(ranking[0].noisy ? { noisy: true as const } : {}),
     // The winner by name: after a recheck it need not be the fastest reading in the ranking.
-    tiers: stageTiers(ranking, target.shape, options.dtype, options.gpu.caps, ranking[0].config),
+    tiers: stageTiers(
+      [...ranking, ...known],
+      target.shape,
+      options.dtype,
+      options.gpu.caps,
+      ranking[0].config,
+    ),
   };
 }
 
