@@ -77,6 +77,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     rm: [1, 2, 4, 8, 16],
     vec: [2, 4, 8],
     subgroup: [false, true],
+    dot: [false, true],
   },
 };
 
