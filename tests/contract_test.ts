@@ -32,7 +32,7 @@ import { readBuffer } from "../kernels/gpu.ts";
 import { projectionReference } from "../kernels/reference.ts";
 import { DEFAULT_BUCKETS, defaultConfig, measuredDefault } from "../kernels/defaults.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
-import { moduleGpu } from "./helpers.ts";
+import { moduleGpu, stageOf } from "./helpers.ts";
 
 const gpu = await moduleGpu();
 const device = gpu.device;
@@ -353,13 +353,6 @@ function cacheFor(
   const fused = tuned?.fused ?? configName(defaultConfig(fusedShape(spec), "f32", gpu.caps, 4));
   const batched = tuned?.batched ??
     configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4, "batched"));
-  const stage = (config: string) => ({
-    config,
-    medianUs: 1,
-    runnerUp: null,
-    runnerUpMarginPct: null,
-    trials: 1,
-  });
   return {
     schemaVersion: CACHE_SCHEMA_VERSION,
     adapter: adapterFingerprint(device.adapterInfo),
@@ -370,8 +363,8 @@ function cacheFor(
         tunedAt: "2025-01-01T00:00:00.000Z",
         buckets: {
           [String(tuned?.bucket ?? 4)]: {
-            fused: stage(fused),
-            batched: stage(batched),
+            fused: stageOf(fused),
+            batched: stageOf(batched),
             fusedTotalUs: 2,
             unfused: null,
           },

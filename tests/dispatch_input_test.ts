@@ -21,7 +21,7 @@ import { batchedInputWidth, batchedShape, fusedShape, fusedWidth } from "../kern
 import { defaultConfig } from "../kernels/defaults.ts";
 import { randomNonZero, seededRandom } from "../tuner/random.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { moduleGpu, quietConsole, ROOT, withTempDir } from "./helpers.ts";
+import { moduleGpu, quietConsole, ROOT, stageOf, withTempDir } from "./helpers.ts";
 
 const gpu = await moduleGpu();
 const device = gpu.device;
@@ -42,13 +42,6 @@ const weights = weightsOf(spec) as { fused: Float32Array; batched: Float32Array 
 function validCache(): CacheFile {
   const fused = configName(defaultConfig(fusedShape(spec), "f32", gpu.caps, 4));
   const batched = configName(defaultConfig(batchedShape(spec)!, "f32", gpu.caps, 4, "batched"));
-  const stage = (config: string) => ({
-    config,
-    medianUs: 1,
-    runnerUp: null,
-    runnerUpMarginPct: null,
-    trials: 1,
-  });
   const unfusedCount = spec.segments.length + spec.batched!.inputs.length;
   return {
     schemaVersion: CACHE_SCHEMA_VERSION,
@@ -60,8 +53,8 @@ function validCache(): CacheFile {
         tunedAt: "2025-01-01T00:00:00.000Z",
         buckets: {
           "4": {
-            fused: stage(fused),
-            batched: stage(batched),
+            fused: stageOf(fused),
+            batched: stageOf(batched),
             fusedTotalUs: 2,
             unfused: {
               medianUs: 3,

@@ -4,7 +4,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import type { AdapterFingerprint } from "../cache/schema.ts";
+import type { AdapterFingerprint, StageResult } from "../cache/schema.ts";
 import type { DeviceCaps, GemvConfig, TileConfig } from "../kernels/config.ts";
 import { PORTABLE_CAPS } from "../kernels/device.ts";
 import { DEFAULT_SPACE, enumerateSpace } from "../kernels/space.ts";
@@ -24,6 +24,11 @@ export async function withTempDir(prefix: string, fn: (dir: string) => Promise<v
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** A cache stage of one config, timed once at `medianUs` (1 us unless given), no runner-up. */
+export function stageOf(config: string, medianUs = 1): StageResult {
+  return { config, medianUs, runnerUp: null, runnerUpMarginPct: null, trials: 1 };
 }
 
 /**

@@ -19,7 +19,7 @@ import { defaultConfig } from "../kernels/defaults.ts";
 import { batchedShape, fusedShape } from "../kernels/problem.ts";
 import { tune } from "../tuner/tune.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { CAPS, ROOT, tinyTuneOptions, withGpuAndTempDir, withTempDir } from "./helpers.ts";
+import { CAPS, ROOT, stageOf, tinyTuneOptions, withGpuAndTempDir, withTempDir } from "./helpers.ts";
 
 const tiny = await loadProblem(`${ROOT}problems/tiny.yaml`);
 
@@ -32,8 +32,7 @@ const PROBLEM: CacheEntry["problem"] = {
 const FP = { vendor: "v", architecture: "", device: "d", description: "test GPU" };
 
 function bucket(us: number, config = "tile-bm32-bn32-bk8-rm4-rn4-v4"): BucketResult {
-  const stage = { config, medianUs: us, runnerUp: null, runnerUpMarginPct: null, trials: 1 };
-  return { fused: stage, batched: null, fusedTotalUs: us, unfused: null };
+  return { fused: stageOf(config, us), batched: null, fusedTotalUs: us, unfused: null };
 }
 function entry(buckets: Record<string, BucketResult>, generatorVersion = 1): CacheEntry {
   return { problem: PROBLEM, generatorVersion, tunedAt: "2026-11-24T00:00:00.000Z", buckets };
@@ -161,14 +160,7 @@ Deno.test({
 
 /** A stored bucket of tiny at m = 16: these stage configs, a total no run beats by totals. */
 function storedPair(fused: string, batched: string): BucketResult {
-  const stage = (config: string) => ({
-    config,
-    medianUs: 1,
-    runnerUp: null,
-    runnerUpMarginPct: null,
-    trials: 1,
-  });
-  return { fused: stage(fused), batched: stage(batched), fusedTotalUs: 0.001, unfused: null };
+  return { fused: stageOf(fused), batched: stageOf(batched), fusedTotalUs: 0.001, unfused: null };
 }
 
 /** Subgroup GEMVs only, as a probe space of that kind (bench/spaces/gemv-dot.yaml) is. */
