@@ -103,6 +103,12 @@ function assertFormatError(fn: () => unknown, file: string, field?: string | Reg
   });
 }
 
+/** `deno run` arguments for a cache-writing child script, with the repository's config. */
+function writerArgs(script: string, ...args: string[]): string[] {
+  const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
+  return ["run", "--allow-read", "--allow-write", "--config", config, "--no-lock", script, ...args];
+}
+
 Deno.test("cacheFileName() slugs the adapter fingerprint", () => {
   assert.equal(
     cacheFileName({
@@ -310,17 +316,7 @@ for (let i = 0; i < 20; i++) await saveCacheEntry(path, adapter, who + " " + i, 
     );
     const run = (who: string) =>
       new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-read",
-          "--allow-write",
-          "--config",
-          fileURLToPath(new URL("../../deno.json", import.meta.url)),
-          "--no-lock",
-          script,
-          path,
-          who,
-        ],
+        args: writerArgs(script, path, who),
         stdout: "piped",
         stderr: "piped",
       }).output();
@@ -427,16 +423,7 @@ for (let i = 0; ; i++) await saveCacheEntry(Deno.args[0], ${
     );
     for (const ms of [150, 300, 450, 600]) {
       const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-read",
-          "--allow-write",
-          "--config",
-          fileURLToPath(new URL("../../deno.json", import.meta.url)),
-          "--no-lock",
-          script,
-          path,
-        ],
+        args: writerArgs(script, path),
         stdout: "null",
         stderr: "null",
       }).spawn();

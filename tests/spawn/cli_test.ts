@@ -148,9 +148,10 @@ Deno.test("the CLI prints the WGSL of one config with --print-wgsl", async () =>
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /@compute/);
   assert.match(r.stdout, /@workgroup_size\(8, 8\)/);
+  const gemv = configName(gemvConfig({ nc: 4, lanes: 8, vec: 2 }));
   const batched = await cli(
     "--print-wgsl",
-    configName(gemvConfig({ nc: 4, lanes: 8, vec: 2 })),
+    gemv,
     "--problem",
     "tiny",
     "--stage",
@@ -162,7 +163,7 @@ Deno.test("the CLI prints the WGSL of one config with --print-wgsl", async () =>
   assert.match(batched.stdout, /@compute/);
   const none = await cli(
     "--print-wgsl",
-    configName(gemvConfig({ nc: 4, lanes: 8, vec: 2 })),
+    gemv,
     "--problem",
     "llama3-8b-qkv",
     "--stage",
