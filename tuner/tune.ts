@@ -481,7 +481,7 @@ async function finishBucket(
   let judged: BucketResult | undefined;
   let unbatched = false;
   if (options.unfused) {
-    const stored = storedRival(options.stored?.[String(m)], winners);
+    const stored = storedRival(kept, winners);
     // Out of time, the log may still hold the baseline (a resumed run): taken, nothing timed.
     const late = run.outOfTime();
     const whole = late
