@@ -7,8 +7,8 @@
  * @module
  */
 import { describeValue } from "../kernels/describe.ts";
-import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
-import { scratchBytes, scratchRows } from "../kernels/config.ts";
+import type { DeviceCaps } from "../kernels/config.ts";
+import { scratchBytes, scratchRows, workgroupRows } from "../kernels/config.ts";
 import type { Precision, WeightDtype } from "../kernels/dtype.ts";
 import type { CompiledKernel, KernelBindGroup } from "../kernels/gpu.ts";
 import { dispatchKernel, kernelBindGroup, paramsBuffer } from "../kernels/gpu.ts";
@@ -189,10 +189,6 @@ export interface ProjectionParts {
   plans: BucketPlan[];
 }
 
-function rowsPerWorkgroup(c: KernelConfig): number {
-  return c.family === "gemv" ? c.rm : c.bm;
-}
-
 /** The projection behind `Projection`: made only by `createProjection`. */
 export class ProjectionRuntime implements Projection {
   readonly spec: ProjectionSpec;
@@ -235,7 +231,7 @@ export class ProjectionRuntime implements Projection {
     // each).
     for (const step of this.#plans.get(this.#buckets[this.#buckets.length - 1])?.steps ?? []) {
       const { config, shape } = step.kernel;
-      rows = Math.min(rows, rowsPerWorkgroup(config) * this.#caps.maxWorkgroupsPerDimension);
+      rows = Math.min(rows, workgroupRows(config) * this.#caps.maxWorkgroupsPerDimension);
       rows = Math.min(rows, scratchRows(config, shape, limit));
       if (config.family === "outer" && config.split > 1) {
         rows = Math.min(rows, this.#caps.maxWorkgroupsPerDimension);

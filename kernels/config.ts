@@ -43,6 +43,12 @@ export interface GemvConfig {
    * that 32 vector accumulators took. Left out when false (names predate it).
    */
   dot?: boolean;
+  /**
+   * Row groups per workgroup: `rw` sets of `nc * lanes` threads that own the same columns and
+   * `rm` rows each, so the workgroup computes `rm * rw` rows and the sets' loads of the same
+   * weights meet in the SM's L1 instead of each crossing from L2. Left out when 1.
+   */
+  rw?: number;
 }
 
 /**
@@ -174,7 +180,9 @@ export function configName(c: KernelConfig): string {
     const knobs = `${split}${stream}${half}${c.double ? "-db" : ""}`;
     return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${knobs}`;
   }
-  const knobs = `${c.subgroup ? "-sg" : ""}${c.dot ? "-dt" : ""}`;
+  const knobs = `${c.subgroup ? "-sg" : ""}${c.dot ? "-dt" : ""}${
+    (c.rw ?? 1) > 1 ? `-rw${c.rw}` : ""
+  }`;
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${knobs}`;
 }
 
@@ -217,18 +225,25 @@ export function parseConfigName(name: string): KernelConfig {
       ...fold,
     };
   }
-  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?$/.exec(name);
+  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?(?:-rw(\d+))?$/.exec(name);
   if (m) {
     const [nc, cn, lanes, rm, vec] = m.slice(1, 6).map(Number);
     const dot = m[7] === undefined ? {} : { dot: true };
-    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup: m[6] !== undefined, ...dot };
+    const rw = m[8] === undefined ? {} : { rw: Number(m[8]) };
+    const subgroup = m[6] !== undefined;
+    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup, ...dot, ...rw };
   }
   throw new SyntaxError(`Cannot parse kernel config name "${name}"`);
 }
 
 /** Threads per workgroup of a config. */
 export function workgroupThreads(c: KernelConfig): number {
-  return c.family === "gemv" ? c.nc * c.lanes : (c.bn / c.rn) * (c.bm / c.rm);
+  return c.family === "gemv" ? c.nc * c.lanes * (c.rw ?? 1) : (c.bn / c.rn) * (c.bm / c.rm);
+}
+
+/** Rows of Y one workgroup of a config computes. */
+export function workgroupRows(c: KernelConfig): number {
+  return c.family === "gemv" ? c.rm * (c.rw ?? 1) : c.bm;
 }
 
 /** Bytes of workgroup memory a config declares. */
@@ -244,7 +259,7 @@ export function workgroupBytes(c: KernelConfig): number {
     const xVecs = (c.splat ? c.bm / 2 : c.bm / 4) + 1; // a splatted X holds every value twice
     return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * tiles;
   }
-  return c.subgroup ? 0 : c.rm * c.cn * c.nc * c.lanes * 4;
+  return c.subgroup ? 0 : c.rm * c.cn * workgroupThreads(c) * 4;
 }
 
 /** Largest split-K factor (`OuterConfig.split`). */
@@ -357,7 +372,7 @@ export function configProblem(
   if (c.family === "outer") return outerProblem(c, shape, dtype, caps);
   const ints = c.family === "tile"
     ? [c.bm, c.bn, c.bk, c.rm, c.rn, c.vec]
-    : [c.nc, c.cn, c.lanes, c.rm, c.vec];
+    : [c.nc, c.cn, c.lanes, c.rm, c.vec, c.rw ?? 1];
   if (!ints.every(pow2)) return "every size must be a power of two";
   if (![1, 2, 4, 8].includes(c.vec)) return `vec ${c.vec} is not 1, 2, 4 or 8`;
   if (c.vec === 8 && (dtype === "f32" || c.family !== "gemv")) {
@@ -392,7 +407,10 @@ export function configProblem(
     if ((shape.k / c.vec) % c.lanes !== 0) {
       return `k / vec = ${shape.k / c.vec} is not a multiple of ${c.lanes} lanes`;
     }
-    if (c.rm > 16) return "gemv handles at most 16 rows per workgroup";
+    if (c.rm > 16) return "gemv handles at most 16 rows per thread";
+    if (workgroupRows(c) > 64) {
+      return `rm x rw = ${workgroupRows(c)} rows per workgroup exceed the GEMV's 64`;
+    }
     if (c.dot && c.vec < 2) return "dot accumulation needs vec 2, 4 or 8";
     const most = c.dot ? 64 : 32; // scalar accumulators take a quarter of the registers of vec4s
     if (c.rm * c.cn > most) {

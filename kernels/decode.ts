@@ -52,6 +52,7 @@ export function decodeProblem(
   dtype: WeightDtype,
   caps: DeviceCaps,
 ): string | undefined {
+  if ((c.gemv.rw ?? 1) > 1) return "a decode GEMV has one row group (rw 1)";
   return configProblem(c.gemv, fusedShape(spec), dtype, caps) ??
     recomputeProblem(recomputePart(c), spec, caps);
 }

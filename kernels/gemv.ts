@@ -5,11 +5,14 @@
  * addresses); each thread keeps `rm x cn` vector accumulators, so one load of X serves `cn`
  * columns and one load of W serves `rm` rows. The lanes then reduce in workgroup memory or
  * with subgroup shuffles. Decode (m = 1) is bound by reading W once, and this reads it once.
+ * With `rw` > 1 the workgroup holds `rw` such sets of threads over the same columns, each with
+ * `rm` rows of its own: at 8-64 rows their loads of the same weights meet in the SM's L1, where
+ * one set per workgroup would read the weights from L2 once for every `rm` rows.
  *
  * @module
  */
 import type { GemvConfig } from "./config.ts";
-import { configName } from "./config.ts";
+import { configName, workgroupRows, workgroupThreads } from "./config.ts";
 import type { WeightDtype } from "./dtype.ts";
 import type { GemmShape } from "./problem.ts";
 import { batchOffsets, f32Vec, kernelPrelude } from "./wgsl.ts";
@@ -45,7 +48,7 @@ export function gemvWgsl(
 ): string {
   const p: Parts = {
     c,
-    threads: c.nc * c.lanes,
+    threads: workgroupThreads(c),
     acc: (r, j) => `acc${r}_${j}`,
     rowsCols: (f) => {
       for (let r = 0; r < c.rm; r++) for (let j = 0; j < c.cn; j++) f(r, j);
@@ -68,7 +71,8 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
     `const NC = ${c.nc}u; // column groups per workgroup`,
     `const CN = ${c.cn}u; // columns per thread`,
     `const LANES = ${c.lanes}u; // threads per column group`,
-    `const RM = ${c.rm}u; // rows per workgroup`,
+    `const RM = ${c.rm}u; // rows per thread`,
+    `const RW = ${c.rw ?? 1}u; // row groups per workgroup: the same columns, RM rows each`,
   ];
   if (!c.subgroup) lines.push(`\nvar<workgroup> partial: array<f32, ${c.rm * c.cn * p.threads}>;`);
   lines.push(
@@ -84,12 +88,12 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
     batchOffsets(shape, c.vec, "  ").trimEnd(),
     "  let lane = li % LANES;",
     "  // Column j of this thread's group: neighbouring groups own neighbouring columns.",
-    "  let col0 = wg.x * NC * CN + li / LANES;",
+    "  let col0 = wg.x * NC * CN + (li / LANES) % NC;",
   );
   for (let j = 0; j < c.cn; j++) {
     lines.push(`  let w${j}Row = W_OFFSET + b * W_BATCH + min(col0 + ${j * c.nc}u, N - 1u) * KV;`);
   }
-  lines.push("  let row0 = wg.y * RM;");
+  lines.push("  let row0 = (wg.y * RW + li / (LANES * NC)) * RM;");
   for (let r = 0; r < c.rm; r++) {
     lines.push(
       `  let x${r} = xOffset + min(row0 + ${r}u, m - 1u) * X_STRIDE; // rows past m are clamped`,
@@ -204,5 +208,6 @@ function workgroupReduce(p: Parts): string[] {
 
 /** Workgroups to dispatch for m rows: [column groups, row groups, batches]. */
 export function gemvGrid(c: GemvConfig, shape: GemmShape, m: number): [number, number, number] {
-  return [Math.ceil(shape.n / (c.nc * c.cn)), Math.ceil(m / c.rm), shape.xOffsets.length];
+  const rows = Math.ceil(m / workgroupRows(c));
+  return [Math.ceil(shape.n / (c.nc * c.cn)), rows, shape.xOffsets.length];
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import type { GemvConfig, KernelConfig, OuterConfig, TileConfig } from "./config.ts";
-import { DOUBLE_ROWS, SPLIT_ROWS, STREAM_ROWS } from "./config.ts";
+import { DOUBLE_ROWS, SPLIT_ROWS, STREAM_ROWS, workgroupRows } from "./config.ts";
 
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
@@ -43,6 +43,8 @@ export interface SearchSpace {
     subgroup: boolean[];
     /** Scalar accumulators (`GemvConfig.dot`); `[false]` when left out. */
     dot?: boolean[];
+    /** Row groups per workgroup (`GemvConfig.rw`); `[1]` when left out. */
+    rw?: number[];
   };
 }
 
@@ -97,10 +99,11 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     ? product(space.tile).map((c) => ({ family: "tile" as const, ...c }))
     : [];
   const gemvs: GemvConfig[] = space.gemv
-    ? product({ dot: [false], ...space.gemv }).map(({ dot, ...c }) => ({
+    ? product({ dot: [false], rw: [1], ...space.gemv }).map(({ dot, rw, ...c }) => ({
       family: "gemv" as const,
       ...c,
       ...(dot ? { dot } : {}),
+      ...(rw > 1 ? { rw } : {}),
     }))
     : [];
   // Stream-K replaces split-K, so their products are left out.
@@ -140,8 +143,9 @@ export function nextPow2(x: number): number {
 }
 
 /**
- * Whether a config is worth timing at m rows: GEMV up to 32 rows, with no more rows per
- * workgroup than m needs and no fewer than a quarter (each row group reads W again); tiles
+ * Whether a config is worth timing at m rows: GEMV up to 32 rows (64 with several row groups
+ * per workgroup), with no more rows per workgroup than m needs and no fewer than a quarter
+ * (each workgroup's rows read W again); tiles
  * from 8 rows, no taller than m needs; split-K while `m x split` is at most `splitRows`
  * ({@linkcode SPLIT_ROWS} unless the device's binding holds fewer rows of the output: its
  * scratch); stream-K from 64 rows to {@linkcode STREAM_ROWS} (its scratch holds every tile);
@@ -164,7 +168,9 @@ export function nextPow2(x: number): number {
  */
 export function suitsRows(c: KernelConfig, m: number, splitRows = SPLIT_ROWS): boolean {
   if (c.family === "gemv") {
-    return m <= 32 && c.rm <= nextPow2(m) && c.rm * 4 >= Math.min(16, nextPow2(m));
+    const rows = workgroupRows(c);
+    return m <= ((c.rw ?? 1) > 1 ? 64 : 32) && rows <= nextPow2(m) &&
+      rows * 4 >= Math.min(16, nextPow2(m));
   }
   if (c.family === "outer" && c.bk > 16 && !c.half) return false;
   if (c.family === "outer" && c.split > 1 && nextPow2(m) * c.split > splitRows) return false;

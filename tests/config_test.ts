@@ -11,6 +11,7 @@ import {
   splitRows,
   STREAM_ROWS,
   workgroupBytes,
+  workgroupRows,
   workgroupThreads,
 } from "../kernels/config.ts";
 import type { GemmShape } from "../kernels/problem.ts";
@@ -48,6 +49,21 @@ Deno.test("configName() writes the documented names of both families", () => {
   const dot = gemv({ subgroup: true, lanes: 32, dot: true });
   assert.match(configName(dot), /^gemv-nc4-.*l32-rm1-v4-sg-dt$/);
   assert.deepEqual(parseConfigName(configName(dot)), dot);
+  const rows = gemv({ subgroup: true, lanes: 32, dot: true, rw: 4 });
+  assert.match(configName(rows), /^gemv-nc4-.*l32-rm1-v4-sg-dt-rw4$/);
+  assert.deepEqual(parseConfigName(configName(rows)), rows);
+  assert.equal(configName(gemv({ rw: 1 })), configName(gemv()), "rw 1 is left out of the name");
+});
+
+Deno.test("configProblem() bounds a GEMV's row groups by threads and 64 rows a workgroup", () => {
+  const shape = fusedShape({ name: "t", k: 256, segments: [{ name: "a", n: 64 }] });
+  const rows = gemv({ nc: 2, lanes: 16, rm: 8, rw: 8 }); // 256 threads, 64 rows
+  assert.equal(configProblem(rows, shape, "f32", CAPS), undefined);
+  assert.equal(workgroupThreads(rows), 256);
+  assert.equal(workgroupRows(rows), 64);
+  assert.match(configProblem({ ...rows, rm: 16 }, shape, "f32", CAPS) ?? "", /128 rows per/);
+  assert.match(configProblem({ ...rows, rw: 3 }, shape, "f32", CAPS) ?? "", /power of two/);
+  assert.match(configProblem({ ...rows, rw: 16 }, shape, "f32", CAPS) ?? "", /512 threads/);
 });
 
 Deno.test("configProblem() lets scalar (dot) accumulators reach rm x cn = 64, not vector ones", () => {
@@ -215,6 +231,9 @@ Deno.test("suitsRows() sends few rows to gemv and many rows to tiles", () => {
   assert.equal(suitsRows(gemv({ rm: 4 }), 1), false, "more rows per workgroup than m needs");
   assert.equal(suitsRows(gemv({ rm: 4 }), 3), true);
   assert.equal(suitsRows(gemv({ rm: 1 }), 64), false);
+  assert.equal(suitsRows(gemv({ rm: 4, rw: 4 }), 64), true, "row groups reach 64 rows");
+  assert.equal(suitsRows(gemv({ rm: 4, rw: 4 }), 8), false, "16 rows a workgroup for 8");
+  assert.equal(suitsRows(gemv({ rm: 2, rw: 2 }), 16), true, "4 rows of 16: a quarter");
   assert.equal(suitsRows(tile({ bm: 16 }), 4), false);
   assert.equal(suitsRows(tile({ bm: 16 }), 8), true);
   assert.equal(suitsRows(tile({ bm: 128 }), 16), false);

@@ -79,6 +79,7 @@ function drawConfig(random: Random): KernelConfig {
     vec: knob([1, 2, 4, 8], [0, 3, 16, -2]),
     subgroup: random() < 0.3,
     ...(random() < 0.3 ? { dot: true } : {}),
+    ...(random() < 0.3 ? { rw: knob([2, 4, 8], [0, 3]) } : {}),
   };
 }
 

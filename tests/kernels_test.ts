@@ -273,6 +273,23 @@ Deno.test({
 });
 
 Deno.test({
+  name: "gemv kernels with several row groups per workgroup match the reference at 37 rows",
+  fn: async () => {
+    // 37 rows: the last workgroup's second or later row group starts past m or holds rows past
+    // it (clamped), and every row group of a workgroup must store rows of its own.
+    const rows = (rw: number, subgroup: boolean, dot: boolean, rm = 2) =>
+      gemvConfig({ nc: 2, cn: 2, lanes: 4, rm, vec: 4, subgroup, dot, rw });
+    const configs = [2, 4].flatMap((rw) =>
+      [false, true].flatMap((subgroup) => [rows(rw, subgroup, false), rows(rw, subgroup, true)])
+    );
+    configs.push(rows(8, true, true, 4)); // 32 rows a workgroup, 256 threads
+    const { failures, checked } = await checkOnShapes(configs, ["f32", "f16"]);
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= (gpu.caps.subgroups ? 20 : 8), `${checked} kernels checked`);
+  },
+});
+
+Deno.test({
   name: "double-buffered outer kernels match the reference, split or not, with either math",
   fn: async () => {
     const { failures, checked } = await checkOnShapes([

@@ -58,6 +58,7 @@ const spaceSchema = z.object({
     vec: sizes,
     subgroup: z.array(z.boolean()).min(1),
     dot: z.array(z.boolean()).min(1).optional(),
+    rw: sizes.optional(),
   }).strict().optional(),
 }).strict().refine((s) => s.tile || s.gemv || s.outer, {
   message: "names no kernel family (tile, outer or gemv)",
