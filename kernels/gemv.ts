@@ -72,7 +72,7 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
     `const CN = ${c.cn}u; // columns per thread`,
     `const LANES = ${c.lanes}u; // threads per column group`,
     `const RM = ${c.rm}u; // rows per thread`,
-    `const RW = ${c.rw ?? 1}u; // row groups per workgroup: the same columns, RM rows each`,
+    `const ROW_GROUPS = ${c.rw ?? 1}u; // per workgroup: the same columns, RM rows each`,
   ];
   if (!c.subgroup) lines.push(`\nvar<workgroup> partial: array<f32, ${c.rm * c.cn * p.threads}>;`);
   lines.push(
@@ -93,7 +93,7 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
   for (let j = 0; j < c.cn; j++) {
     lines.push(`  let w${j}Row = W_OFFSET + b * W_BATCH + min(col0 + ${j * c.nc}u, N - 1u) * KV;`);
   }
-  lines.push("  let row0 = (wg.y * RW + li / (LANES * NC)) * RM;");
+  lines.push("  let row0 = (wg.y * ROW_GROUPS + li / (LANES * NC)) * RM;");
   for (let r = 0; r < c.rm; r++) {
     lines.push(
       `  let x${r} = xOffset + min(row0 + ${r}u, m - 1u) * X_STRIDE; // rows past m are clamped`,
