@@ -103,12 +103,12 @@ const rotating = <B>(kernel: LayoutKernel<B>, buffers: (i: number) => B): Record
   const bindGroups = fusedW.map((_, i) => kernel.bindGroup(buffers(i)));
   return (pass, rep) => kernel.dispatch(pass, bindGroups[rep % bindGroups.length]);
 };
-const recomputeRuns = recomputes.map((config) =>
+const recomputeRuns = await Promise.all(recomputes.map(async (config) =>
   rotating(
-    compileRecompute(device, config, spec, dtype),
+    await compileRecompute(device, config, spec, dtype),
     (i) => ({ params, x, w: fusedW[i], wb: batchedW[i], y: yBatched }),
   )
-);
+));
 
 // The one-dispatch decode kernels: the tuned fused GEMV widened to 256-1024 threads, with a
 // recompute part beside it.
@@ -125,12 +125,12 @@ const decodes: DecodeConfig[] = [256, 512, 1024].flatMap((threads) =>
     }))
   )
 ).filter((c) => decodeProblem(c, spec, dtype, gpu.caps) === undefined);
-const decodeRuns = decodes.map((config) =>
+const decodeRuns = await Promise.all(decodes.map(async (config) =>
   rotating(
-    compileDecode(device, config, spec, dtype, prefix),
+    await compileDecode(device, config, spec, dtype, prefix),
     (i) => ({ params, x, w: fusedW[i], y: yFused, wb: batchedW[i], yb: yBatched }),
   )
-);
+));
 
 /** A stage: a kernel and its bind groups, or a function that records the recompute kernel. */
 type Step =

@@ -114,6 +114,7 @@ export type DecodeKernel = LayoutKernel<DecodeBuffers>;
 /**
  * Compiles a config for a spec (uncached; check it first with {@linkcode decodeProblem}).
  *
+ * @throws {KernelCompileError} With the compiler's messages.
  * @param prefix Put ahead of the source: the subgroups directive where the device wants it.
  */
 export function compileDecode(
@@ -122,10 +123,11 @@ export function compileDecode(
   spec: ProjectionSpec,
   dtype: WeightDtype,
   prefix = "",
-): DecodeKernel {
+): Promise<DecodeKernel> {
   return compileLayoutKernel(
     device,
     decodeLayout(device),
+    decodeName(c),
     prefix + decodeWgsl(c, spec, dtype),
     decodeGrid(c, spec),
     // X and the fused weights twice: as the GEMV part and as the recompute part reads them.

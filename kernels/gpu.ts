@@ -273,12 +273,14 @@ const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipel
  * source on another device (tuner/compile_worker.ts).
  *
  * @param name The config's name, for labels and errors.
+ * @param layout The pipeline's layout: the kernels' shared one unless given.
  * @throws {KernelCompileError} With the compiler's messages.
  */
 export async function buildPipeline(
   device: GPUDevice,
   name: string,
   code: string,
+  layout: GPUPipelineLayout = kernelLayout(device).pipeline,
 ): Promise<GPUComputePipeline> {
   // The error scope is pushed and popped with no await between, so that compiles running
   // at the same time cannot pop each other's scope.
@@ -290,7 +292,7 @@ export async function buildPipeline(
   try {
     pipeline = await device.createComputePipelineAsync({
       label: name,
-      layout: kernelLayout(device).pipeline,
+      layout,
       compute: { module, entryPoint: "main" },
     });
   } catch (e) {
@@ -375,18 +377,19 @@ export interface LayoutKernel<B> {
 /**
  * Compiles `code` for `layout` (uncached), to dispatch `grid` workgroups; `order` lists a set
  * of named buffers in binding order.
+ *
+ * @param name The kernel's name, for labels and errors.
+ * @throws {KernelCompileError} With the compiler's messages.
  */
-export function compileLayoutKernel<B>(
+export async function compileLayoutKernel<B>(
   device: GPUDevice,
   layout: BufferLayout,
+  name: string,
   code: string,
   grid: [number, number, number],
   order: (buffers: B) => GPUBuffer[],
-): LayoutKernel<B> {
-  const pipeline = device.createComputePipeline({
-    layout: layout.pipeline,
-    compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
-  });
+): Promise<LayoutKernel<B>> {
+  const pipeline = await buildPipeline(device, name, code, layout.pipeline);
   return {
     bindGroup: (buffers) => bufferBindGroup(device, layout, order(buffers)),
     dispatch: (pass, group) => {

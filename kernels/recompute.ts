@@ -304,6 +304,7 @@ export type RecomputeKernel = LayoutKernel<RecomputeBuffers>;
  * Compiles a config for a spec (uncached; check it first with {@linkcode recomputeProblem}).
  *
  * @param wgsl The source, the config's own by default (a test swaps in a wrong one).
+ * @throws {KernelCompileError} With the compiler's messages.
  */
 export function compileRecompute(
   device: GPUDevice,
@@ -311,10 +312,11 @@ export function compileRecompute(
   spec: ProjectionSpec,
   dtype: WeightDtype,
   wgsl = recomputeWgsl(c, spec, dtype),
-): RecomputeKernel {
+): Promise<RecomputeKernel> {
   return compileLayoutKernel(
     device,
     recomputeLayout(device),
+    recomputeName(c),
     wgsl,
     recomputeGrid(c, spec),
     ({ params, x, w, wb, y }: RecomputeBuffers) => [params, x, w, wb, y],

@@ -33,7 +33,7 @@ async function run(
     ? SUBGROUPS_DIRECTIVE
     : "";
   try {
-    dispatchOnce(device, compileDecode(device, config, spec, dtype, prefix), buffers);
+    dispatchOnce(device, await compileDecode(device, config, spec, dtype, prefix), buffers);
     return await outputsOff(device, spec, dtype, m, data, buffers);
   } finally {
     for (const buffer of Object.values(buffers)) buffer.destroy();

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { WeightDtype } from "../kernels/dtype.ts";
 import { packWeights, roundWeights, WEIGHT_DTYPES } from "../kernels/dtype.ts";
-import { paramsBuffer, readBuffer, storageBuffer } from "../kernels/gpu.ts";
+import { KernelCompileError, paramsBuffer, readBuffer, storageBuffer } from "../kernels/gpu.ts";
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { batchedInputWidth, fusedWidth } from "../kernels/problem.ts";
 import type { RecomputeConfig } from "../kernels/recompute.ts";
@@ -44,7 +44,7 @@ async function run(
   const w = randomNonZero(fusedWidth(spec) * spec.k, random);
   const wb = randomNonZero(b.inputs.length * b.n * kb, random);
   const width = b.n * b.inputs.length;
-  const kernel = compileRecompute(device, config, spec, dtype, wgsl);
+  const kernel = await compileRecompute(device, config, spec, dtype, wgsl);
   const bound = {
     params: paramsBuffer(device, m),
     x: storageBuffer(device, x, "x"),
@@ -82,7 +82,7 @@ Deno.test("the recompute kernel matches the float64 reference and writes only ro
   }
 });
 
-Deno.test("a recompute kernel reading the wrong input, or too many threads, is caught", async () => {
+Deno.test("a recompute kernel reading the wrong input, too many threads or not compiling is caught", async () => {
   const gpu = await openGpu();
   try {
     const spec = await problem("tiny");
@@ -93,6 +93,16 @@ Deno.test("a recompute kernel reading the wrong input, or too many threads, is c
     const big = { ...config, threads: gpu.caps.maxInvocations * 2 };
     assert.match(recomputeProblem(big, spec, gpu.caps) ?? "", /threads exceed/);
     assert.match(recomputeProblem({ ...config, lanes: 3 }, spec, gpu.caps) ?? "", /multiple/);
+    // A name defined twice (a GEMV constant once shadowed this kernel's weights, `RW`, in the
+    // decode kernel): a compile error naming the kernel, not a dispatch of nothing read as NaN.
+    const twice = `const RW = 1u;\n${recomputeWgsl(config, spec, "f32")}`;
+    const refused = await compileRecompute(gpu.device, config, spec, "f32", twice).then(
+      () => undefined,
+      (e) => e,
+    );
+    assert.ok(refused instanceof KernelCompileError, String(refused));
+    assert.equal(refused.config, recomputeName(config));
+    assert.match(refused.detail, /redefinition of `RW`/);
   } finally {
     gpu.device.destroy();
   }
