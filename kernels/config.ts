@@ -49,6 +49,12 @@ export interface GemvConfig {
    * weights meet in the SM's L1 instead of each crossing from L2. Left out when 1.
    */
   rw?: number;
+  /**
+   * Loop iterations per trip, at most (the largest divisor of a lane's k vectors up to it): each
+   * loads its `cn` weight vectors ahead of all the trip's FMAs, so the trip holds `unroll x cn`
+   * weight vectors in registers. Left out: up to 8 and `32 / cn`.
+   */
+  unroll?: number;
 }
 
 /**
@@ -182,7 +188,7 @@ export function configName(c: KernelConfig): string {
   }
   const knobs = `${c.subgroup ? "-sg" : ""}${c.dot ? "-dt" : ""}${
     (c.rw ?? 1) > 1 ? `-rw${c.rw}` : ""
-  }`;
+  }${c.unroll ? `-u${c.unroll}` : ""}`;
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${knobs}`;
 }
 
@@ -225,13 +231,15 @@ export function parseConfigName(name: string): KernelConfig {
       ...fold,
     };
   }
-  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?(?:-rw(\d+))?$/.exec(name);
+  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?(?:-rw(\d+))?(?:-u(\d+))?$/
+    .exec(name);
   if (m) {
     const [nc, cn, lanes, rm, vec] = m.slice(1, 6).map(Number);
     const dot = m[7] === undefined ? {} : { dot: true };
     const rw = m[8] === undefined ? {} : { rw: Number(m[8]) };
+    const unroll = m[9] === undefined ? {} : { unroll: Number(m[9]) };
     const subgroup = m[6] !== undefined;
-    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup, ...dot, ...rw };
+    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup, ...dot, ...rw, ...unroll };
   }
   throw new SyntaxError(`Cannot parse kernel config name "${name}"`);
 }
@@ -372,7 +380,7 @@ export function configProblem(
   if (c.family === "outer") return outerProblem(c, shape, dtype, caps);
   const ints = c.family === "tile"
     ? [c.bm, c.bn, c.bk, c.rm, c.rn, c.vec]
-    : [c.nc, c.cn, c.lanes, c.rm, c.vec, c.rw ?? 1];
+    : [c.nc, c.cn, c.lanes, c.rm, c.vec, c.rw ?? 1, c.unroll ?? 1];
   if (!ints.every(pow2)) return "every size must be a power of two";
   if (![1, 2, 4, 8].includes(c.vec)) return `vec ${c.vec} is not 1, 2, 4 or 8`;
   if (c.vec === 8 && (dtype === "f32" || c.family !== "gemv")) {
@@ -412,6 +420,7 @@ export function configProblem(
       return `rm x rw = ${workgroupRows(c)} rows per workgroup exceed the GEMV's 64`;
     }
     if (c.dot && c.vec < 2) return "dot accumulation needs vec 2, 4 or 8";
+    if ((c.unroll ?? 1) > 8) return `unroll ${c.unroll} exceeds 8`;
     const most = c.dot ? 64 : 32; // scalar accumulators take a quarter of the registers of vec4s
     if (c.rm * c.cn > most) {
       return `more than ${most} accumulators (rm x cn) per thread would spill`;

@@ -17,9 +17,12 @@ import type { WeightDtype } from "./dtype.ts";
 import type { GemmShape } from "./problem.ts";
 import { batchOffsets, f32Vec, kernelPrelude } from "./wgsl.ts";
 
-/** Iterations of the k loop body that are unrolled into one loop trip. */
-function unrollFactor(steps: number, perStep: number): number {
-  const most = Math.max(1, Math.min(8, Math.floor(32 / perStep)));
+/**
+ * Iterations of the k loop body that are unrolled into one loop trip: the largest divisor of
+ * `steps` up to `most` (the config's `unroll`; left out, up to 8 and 32 / `perStep`).
+ */
+function unrollFactor(steps: number, perStep: number, most?: number): number {
+  most ??= Math.max(1, Math.min(8, Math.floor(32 / perStep)));
   for (let u = Math.min(steps, most); u > 1; u--) if (steps % u === 0) return u;
   return 1;
 }
@@ -107,7 +110,7 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
 /** The k loop: each lane's weight loads first, then the FMAs of every row and column. */
 function gemvLoop(p: Parts, shape: GemmShape): string[] {
   const { c, acc } = p;
-  const unroll = unrollFactor(shape.k / c.vec / c.lanes, c.cn); // k vectors per lane and row
+  const unroll = unrollFactor(shape.k / c.vec / c.lanes, c.cn, c.unroll); // k vectors per lane
   const at = (u: number) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
   const lines = [
     `  for (var q = lane; q < KV; q += ${unroll * c.lanes}u) {`,

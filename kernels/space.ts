@@ -45,6 +45,8 @@ export interface SearchSpace {
     dot?: boolean[];
     /** Row groups per workgroup (`GemvConfig.rw`); `[1]` when left out. */
     rw?: number[];
+    /** Loop iterations per trip, at most (`GemvConfig.unroll`); 0 is the default rule. */
+    unroll?: number[];
   };
 }
 
@@ -99,11 +101,14 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     ? product(space.tile).map((c) => ({ family: "tile" as const, ...c }))
     : [];
   const gemvs: GemvConfig[] = space.gemv
-    ? product({ dot: [false], rw: [1], ...space.gemv }).map(({ dot, rw, ...c }) => ({
+    ? product({ dot: [false], rw: [1], unroll: [0], ...space.gemv }).map((
+      { dot, rw, unroll, ...c },
+    ) => ({
       family: "gemv" as const,
       ...c,
       ...(dot ? { dot } : {}),
       ...(rw > 1 ? { rw } : {}),
+      ...(unroll ? { unroll } : {}),
     }))
     : [];
   // Stream-K replaces split-K, so their products are left out.

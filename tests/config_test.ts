@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { DeviceCaps, KernelConfig } from "../kernels/config.ts";
+import type { DeviceCaps, GemvConfig, KernelConfig } from "../kernels/config.ts";
 import {
   configName,
   configProblem,
@@ -14,6 +14,7 @@ import {
   workgroupRows,
   workgroupThreads,
 } from "../kernels/config.ts";
+import { kernelWgsl } from "../kernels/generate.ts";
 import type { GemmShape } from "../kernels/problem.ts";
 import { batchedShape, fusedShape, kimiLinearSpec } from "../kernels/problem.ts";
 import { configErrorBound, halfErrorBound } from "../kernels/reference.ts";
@@ -53,9 +54,12 @@ Deno.test("configName() writes the documented names of both families", () => {
   assert.match(configName(rows), /^gemv-nc4-.*l32-rm1-v4-sg-dt-rw4$/);
   assert.deepEqual(parseConfigName(configName(rows)), rows);
   assert.equal(configName(gemv({ rw: 1 })), configName(gemv()), "rw 1 is left out of the name");
+  const short = gemv({ subgroup: true, dot: true, rw: 2, unroll: 2 });
+  assert.match(configName(short), /-sg-dt-rw2-u2$/);
+  assert.deepEqual(parseConfigName(configName(short)), short);
 });
 
-Deno.test("configProblem() bounds a GEMV's row groups by threads and 64 rows a workgroup", () => {
+Deno.test("configProblem() bounds a GEMV's row groups (threads, 64 rows) and its unroll (8)", () => {
   const shape = fusedShape({ name: "t", k: 256, segments: [{ name: "a", n: 64 }] });
   const rows = gemv({ nc: 2, lanes: 16, rm: 8, rw: 8 }); // 256 threads, 64 rows
   assert.equal(configProblem(rows, shape, "f32", CAPS), undefined);
@@ -64,6 +68,15 @@ Deno.test("configProblem() bounds a GEMV's row groups by threads and 64 rows a w
   assert.match(configProblem({ ...rows, rm: 16 }, shape, "f32", CAPS) ?? "", /128 rows per/);
   assert.match(configProblem({ ...rows, rw: 3 }, shape, "f32", CAPS) ?? "", /power of two/);
   assert.match(configProblem({ ...rows, rw: 16 }, shape, "f32", CAPS) ?? "", /512 threads/);
+  assert.equal(configProblem({ ...rows, unroll: 8 }, shape, "f32", CAPS), undefined);
+  assert.match(configProblem({ ...rows, unroll: 16 }, shape, "f32", CAPS) ?? "", /exceeds 8/);
+  assert.match(configProblem({ ...rows, unroll: 3 }, shape, "f32", CAPS) ?? "", /power of two/);
+  // A trip loads `unroll x cn` weight vectors: 8 x 2 by the default rule (16 k vectors a lane
+  // at k 256), else as set.
+  const loads = (c: GemvConfig) => kernelWgsl(c, shape, "f32").match(/= loadW\(/g)?.length;
+  const walk = gemv({ lanes: 4, vec: 4, cn: 2 });
+  assert.equal(loads(walk), 16);
+  assert.equal(loads({ ...walk, unroll: 2 }), 4);
 });
 
 Deno.test("configProblem() lets scalar (dot) accumulators reach rm x cn = 64, not vector ones", () => {

@@ -80,6 +80,7 @@ function drawConfig(random: Random): KernelConfig {
     subgroup: random() < 0.3,
     ...(random() < 0.3 ? { dot: true } : {}),
     ...(random() < 0.3 ? { rw: knob([2, 4, 8], [0, 3]) } : {}),
+    ...(random() < 0.3 ? { unroll: knob([1, 2, 4, 8], [3, 16]) } : {}),
   };
 }
 
