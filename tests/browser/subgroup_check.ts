@@ -58,6 +58,20 @@ export async function checkSubgroupKernels(
   const configs: GemvConfig[] = [
     { family: "gemv", nc: Math.max(1, 64 / lanes), cn: 1, lanes, rm: 1, vec: 4, subgroup: true },
     { family: "gemv", nc: Math.max(1, 32 / lanes), cn: 2, lanes, rm: 2, vec: 4, subgroup: true },
+    // Scalar accumulators, two row groups (the second one's rows at m = 3 partly past m) and a
+    // trip of two iterations: each knob's code through the browser's compiler too.
+    {
+      family: "gemv",
+      nc: Math.max(1, 32 / lanes),
+      cn: 2,
+      lanes,
+      rm: 2,
+      vec: 4,
+      subgroup: true,
+      dot: true,
+      rw: 2,
+      unroll: 2,
+    },
   ];
   const spec = kimiLinearSpec({ tp: 8 });
   const stages = [["fused", fusedShape(spec)], ["batched", batchedShape(spec)!]] as const;
