@@ -69,14 +69,18 @@ export function gemvWgsl(
 /** Everything before the k loop: bindings, constants, the thread's columns and rows, zeroes. */
 function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolean): string[] {
   const { c } = p;
+  const groups = (c.rw ?? 1) > 1;
   const lines = [
     kernelPrelude(`split-k GEMV ${configName(c)}`, shape, dtype, c.vec),
     `const NC = ${c.nc}u; // column groups per workgroup`,
     `const CN = ${c.cn}u; // columns per thread`,
     `const LANES = ${c.lanes}u; // threads per column group`,
-    `const RM = ${c.rm}u; // rows per thread`,
-    `const ROW_GROUPS = ${c.rw ?? 1}u; // per workgroup: the same columns, RM rows each`,
+    `const RM = ${c.rm}u; // rows per ${groups ? "thread" : "workgroup"}`,
   ];
+  // One row group (as every GEMV before `rw`) keeps its code as it was: its timings stand.
+  if (groups) {
+    lines.push(`const ROW_GROUPS = ${c.rw}u; // per workgroup: the same columns, RM rows each`);
+  }
   if (!c.subgroup) lines.push(`\nvar<workgroup> partial: array<f32, ${c.rm * c.cn * p.threads}>;`);
   lines.push(
     "",
@@ -91,12 +95,16 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
     batchOffsets(shape, c.vec, "  ").trimEnd(),
     "  let lane = li % LANES;",
     "  // Column j of this thread's group: neighbouring groups own neighbouring columns.",
-    "  let col0 = wg.x * NC * CN + (li / LANES) % NC;",
+    `  let col0 = wg.x * NC * CN + ${groups ? "(li / LANES) % NC" : "li / LANES"};`,
   );
   for (let j = 0; j < c.cn; j++) {
     lines.push(`  let w${j}Row = W_OFFSET + b * W_BATCH + min(col0 + ${j * c.nc}u, N - 1u) * KV;`);
   }
-  lines.push("  let row0 = (wg.y * ROW_GROUPS + li / (LANES * NC)) * RM;");
+  lines.push(
+    groups
+      ? "  let row0 = (wg.y * ROW_GROUPS + li / (LANES * NC)) * RM;"
+      : "  let row0 = wg.y * RM;",
+  );
   for (let r = 0; r < c.rm; r++) {
     lines.push(
       `  let x${r} = xOffset + min(row0 + ${r}u, m - 1u) * X_STRIDE; // rows past m are clamped`,
