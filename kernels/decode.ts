@@ -114,8 +114,8 @@ export type DecodeKernel = LayoutKernel<DecodeBuffers>;
 /**
  * Compiles a config for a spec (uncached; check it first with {@linkcode decodeProblem}).
  *
- * @throws {KernelCompileError} With the compiler's messages.
  * @param prefix Put ahead of the source: the subgroups directive where the device wants it.
+ * @throws {KernelCompileError} With the compiler's messages.
  */
 export function compileDecode(
   device: GPUDevice,

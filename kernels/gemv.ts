@@ -6,8 +6,9 @@
  * columns and one load of W serves `rm` rows. The lanes then reduce in workgroup memory or
  * with subgroup shuffles. Decode (m = 1) is bound by reading W once, and this reads it once.
  * With `rw` > 1 the workgroup holds `rw` such sets of threads over the same columns, each with
- * `rm` rows of its own: at 8-64 rows their loads of the same weights meet in the SM's L1, where
- * one set per workgroup would read the weights from L2 once for every `rm` rows.
+ * `rm` rows of its own, so that at 8-64 rows their loads of the same weights meet in the SM's L1
+ * where one set per workgroup reads the weights from L2 once for every `rm` rows (the aim, not
+ * yet measured: NOTES.md, "Plan: row groups that share the weights' loads in L1").
  *
  * @module
  */

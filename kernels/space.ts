@@ -150,8 +150,8 @@ export function nextPow2(x: number): number {
 /**
  * Whether a config is worth timing at m rows: GEMV up to 32 rows (64 with several row groups
  * per workgroup), with no more rows per workgroup than m needs and no fewer than a quarter
- * (each workgroup's rows read W again); tiles
- * from 8 rows, no taller than m needs; split-K while `m x split` is at most `splitRows`
+ * (each workgroup's rows read W again); tiles from 8 rows, no taller than m needs; split-K
+ * while `m x split` is at most `splitRows`
  * ({@linkcode SPLIT_ROWS} unless the device's binding holds fewer rows of the output: its
  * scratch); stream-K from 64 rows to {@linkcode STREAM_ROWS} (its scratch holds every tile);
  * `outer` slices of 32 k steps with f16 math only (in f32 they were 15-140% slower than 16 on
