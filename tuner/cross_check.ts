@@ -24,7 +24,9 @@ export const CROSS_CHECK_PASSES = 4;
  * `outer-bm64-bn64-bk16-rm8-rn4-sk396`; `outer-bm32-bn64-bk16-rm8-rn4-s8` took 47.9 us there
  * with bf16 weights). At fewer rows a double-buffered winner's own tile is also offered split
  * `1 / factor` times more: on the H200 (tp4 f32) m = 4096's `outer-bm128-bn64-bk8-rm8-rn8-db`
- * split 2 was the best config at m = 2048, 8% under the best unsplit one.
+ * split 2 was the best config at m = 2048, 8% under the best unsplit one. A GEMV is also offered
+ * with its row groups (`rw`) scaled instead, where that leaves at least one: the same work a
+ * thread, more or fewer threads over the same columns.
  *
  * @example
  * ```ts
@@ -42,14 +44,23 @@ export const CROSS_CHECK_PASSES = 4;
  * if (!rowScaled("outer-bm128-bn64-bk32-rm4-rn8-sk264-dp-h-sp", 0.5).includes("outer-bm64-bn64-bk32-rm4-rn8-s2-h-sp")) {
  *   throw new Error("a data-parallel stream-K winner's split-K kin");
  * }
- * if (rowScaled("gemv-nc4-cn2-l32-rm2-v8-sg", 2).join() !== "gemv-nc4-cn2-l32-rm4-v8-sg") {
- *   throw new Error("a GEMV's rows");
+ * if (rowScaled("gemv-nc4-cn2-l32-rm2-v8-sg", 2).join() !== "gemv-nc4-cn2-l32-rm4-v8-sg,gemv-nc4-cn2-l32-rm2-v8-sg-rw2") {
+ *   throw new Error("a GEMV's rows, per thread or in row groups");
+ * }
+ * if (rowScaled("gemv-nc4-cn2-l32-rm2-v8-sg", 0.5).join() !== "gemv-nc4-cn2-l32-rm1-v8-sg") {
+ *   throw new Error("no row groups under one");
  * }
  * ```
  */
 export function rowScaled(name: string, factor: number): string[] {
   const c = parseConfigName(name);
-  if (c.family === "gemv") return [configName({ ...c, rm: c.rm * factor })];
+  if (c.family === "gemv") {
+    const rw = (c.rw ?? 1) * factor;
+    return [
+      configName({ ...c, rm: c.rm * factor }),
+      ...(rw >= 1 ? [configName({ ...c, rw })] : []),
+    ];
+  }
   if (c.family === "tile") return [configName({ ...c, bm: c.bm * factor })];
   const scaled = { ...c, bm: c.bm * factor };
   if (c.stream) {
