@@ -86,7 +86,7 @@ export function planSpace(
       throw new TuneInputError(
         `No valid config of the search space suits m = ${
           unserved.join(", ")
-        } for ${what}: gemv serves m <= 32, tile and outer m >= 8; widen the space or leave those buckets out`,
+        } for ${what}: gemv serves m <= 32 (64 with row groups) with no more rows a workgroup than m needs, tile and outer m >= 8; widen the space or leave those buckets out`,
       );
     }
     return { stage, valid, invalid };
