@@ -282,7 +282,7 @@ Deno.test({
     const configs = [2, 4].flatMap((rw) =>
       [false, true].flatMap((subgroup) => [rows(rw, subgroup, false), rows(rw, subgroup, true)])
     );
-    configs.push(rows(8, true, true, 4)); // 32 rows a workgroup, 256 threads
+    configs.push(rows(8, true, true, 4)); // 32 rows a workgroup: eight groups of 8 threads
     // Fewer loop iterations a trip than the default rule (8 with cn 2), with and without row
     // groups: the shapes' lanes walk 4 to 8 k vectors, so 1 and 2 are a trip's whole unroll.
     for (const unroll of [1, 2, 4]) {
