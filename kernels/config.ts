@@ -45,8 +45,9 @@ export interface GemvConfig {
   dot?: boolean;
   /**
    * Row groups per workgroup: `rw` sets of `nc * lanes` threads that own the same columns and
-   * `rm` rows each, so the workgroup computes `rm * rw` rows and the sets' loads of the same
-   * weights meet in the SM's L1 instead of each crossing from L2. Left out when 1.
+   * `rm` rows each, so the workgroup computes `rm * rw` rows, and the sets' loads of the same
+   * weights may meet in the SM's L1 instead of each crossing from L2 (not yet measured). Left
+   * out when 1.
    */
   rw?: number;
   /**
