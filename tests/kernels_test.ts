@@ -283,8 +283,8 @@ Deno.test({
       [false, true].flatMap((subgroup) => [rows(rw, subgroup, false), rows(rw, subgroup, true)])
     );
     configs.push(rows(8, true, true, 4)); // 32 rows a workgroup: eight groups of 8 threads
-    // Fewer loop iterations a trip than the default rule (8 with cn 2), with and without row
-    // groups: the shapes' lanes walk 4 to 8 k vectors, so 1 and 2 are a trip's whole unroll.
+    // Fewer loop iterations a trip than the default rule (up to 8 with cn 2), with and without
+    // row groups.
     for (const unroll of [1, 2, 4]) {
       configs.push({ ...rows(unroll === 2 ? 2 : 1, true, true), unroll });
     }
