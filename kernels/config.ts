@@ -121,6 +121,14 @@ export interface OuterConfig {
    * operands as loaded: no broadcast and no doubled X (absent: off).
    */
   kpair?: boolean;
+  /**
+   * With f32 math: the tiles are declared `[buffer][k / 4][k % 4][row / 4]` (the same bytes in
+   * the same order as `[k][row / 4]`), so that the four transposed stores of a prefetched k
+   * vector share one clamped index and both buffers' stores differ by a constant, instead of
+   * naga clamping each store's k row on its own (absent: off; NOTES.md, "Plan: one clamped index
+   * per prefetched vector").
+   */
+  kq?: boolean;
 }
 
 /** Any kernel configuration. */
@@ -184,7 +192,7 @@ export function configName(c: KernelConfig): string {
     const half = `${c.half ? "-h" : ""}${c.splat ? "-sp" : ""}${c.kpair ? "-kp" : ""}${
       (c.fold ?? 1) > 1 ? `-f${c.fold}` : ""
     }`;
-    const knobs = `${split}${stream}${half}${c.double ? "-db" : ""}`;
+    const knobs = `${split}${stream}${half}${c.double ? "-db" : ""}${c.kq ? "-kq" : ""}`;
     return `outer-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}${knobs}`;
   }
   const knobs = `${c.subgroup ? "-sg" : ""}${c.dot ? "-dt" : ""}${
@@ -205,7 +213,7 @@ export function parseConfigName(name: string): KernelConfig {
     return { family: "tile", bm, bn, bk, rm, rn, vec };
   }
   m =
-    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+)(-dp)?)?(-h)?(-sp)?(-kp)?(?:-f(\d+))?(-db)?$/
+    /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+)(-dp)?)?(-h)?(-sp)?(-kp)?(?:-f(\d+))?(-db)?(-kq)?$/
       .exec(name);
   if (m) {
     const [bm, bn, bk, rm, rn] = m.slice(1, 6).map(Number);
@@ -215,6 +223,7 @@ export function parseConfigName(name: string): KernelConfig {
     const splat = m[10] === undefined ? {} : { splat: true };
     const kpair = m[11] === undefined ? {} : { kpair: true };
     const fold = m[12] === undefined ? {} : { fold: Number(m[12]) };
+    const kq = m[14] === undefined ? {} : { kq: true };
     return {
       family: "outer",
       bm,
@@ -230,6 +239,7 @@ export function parseConfigName(name: string): KernelConfig {
       ...splat,
       ...kpair,
       ...fold,
+      ...kq,
     };
   }
   m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?(?:-rw(\d+))?(?:-u(\d+))?$/
@@ -449,6 +459,7 @@ function outerProblem(
   if (c.kpair && !c.half) return "k pairs are for half math";
   if (c.kpair && c.splat) return "k pairs take no splatted X";
   if (c.dp && !c.stream) return "a data-parallel first part is for stream-K";
+  if (c.kq && c.half) return "k-quad tiles are for f32 math (half math stores quads already)";
   if (c.fold !== undefined && c.fold !== 1) {
     if (!c.half) return "folding several slices is for half math";
     if (c.fold !== 2) return `fold ${c.fold} is not 1 or 2`;

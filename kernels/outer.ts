@@ -13,7 +13,9 @@
  * Each tile is an array of k rows (`xTile[k][row / 4]`): a read's outer index is a constant of
  * the unrolled loop and its inner index the same for every k, so the bounds clamp naga puts on
  * every dynamic index is computed once per register block, not once per read (8-10% faster at
- * m = 8192 on the H100; NOTES.md, v7). With f16 math a thread stores four tile rows' k vectors
+ * m = 8192 on the H100; NOTES.md, v7). With `kq` (f32 math) the k row is split further, as
+ * `xTile[buffer][k / 4][k % 4][row / 4]`, so that the four transposed stores of one prefetched k
+ * vector share one clamped index as well. With f16 math a thread stores four tile rows' k vectors
  * as four vec4s, transposed in registers, instead of sixteen scalar halves (quad stores). Two
  * f16-math layouts hand the packed FMAs a row's value without a broadcast: a splatted X, stored
  * as (a, a) pairs, or tiles of k pairs, where a vec4 holds two rows at k and k + 1 and each output
@@ -50,6 +52,8 @@ interface Layout {
   wGroups: number;
   /** Quad stores (with f16 math): a thread's loads come in fours, stored as four vec4s. */
   quad: boolean;
+  /** Tiles as `[buffer][k / 4][k % 4][row / 4]` (`OuterConfig.kq`). */
+  kq: boolean;
   rmv: number;
   rnv: number;
   /** The math type: f16 with half math, else f32. */
@@ -87,6 +91,7 @@ function layoutOf(c: OuterConfig): Layout {
     xGroups,
     wGroups,
     quad,
+    kq: !quad && (c.kq ?? false),
     rmv: c.rm / 4,
     rnv: c.rn / 4,
     t: c.half ? "f16" : "f32",
@@ -147,6 +152,7 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
   }
   if (l.stream) lines.push(...streamConstants(l, shape));
   const tiles = c.double ? 2 : 1;
+  if (l.kq) return [...lines, ...kqTiles(l, tiles)];
   if (c.double) {
     lines.push(`const X_TILE = ${l.tileRows}u; // the second tiles' first k row`);
     lines.push(`const W_TILE = ${l.tileRows}u;`);
@@ -166,6 +172,23 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
     "",
   );
   return lines;
+}
+
+/**
+ * The tiles of a `kq` config: `[buffer][k / 4][k % 4][row / 4]`, so that a k row's index is two
+ * constants and the clamped k vector of a store, `xTile[buffer][q][c]`, serves all four of its
+ * components and both buffers.
+ */
+function kqTiles(l: Layout, tiles: number): string[] {
+  const tile = (pitch: number) =>
+    `array<array<array<array<vec4<${l.t}>, ${pitch}>, 4>, ${l.tileRows / 4}>, ${tiles}>`;
+  const of = tiles > 1 ? ", two of them" : "";
+  return [
+    "",
+    `var<workgroup> xTile: ${tile(l.xPitch)}; // [buffer][k / 4][k % 4][row / 4]${of}`,
+    `var<workgroup> wTile: ${tile(l.wPitch)}; // [buffer][k / 4][k % 4][column / 4]${of}`,
+    "",
+  ];
 }
 
 /** The entry point up to the k loop: origin, k range, load slots, first loads, accumulators. */
@@ -381,7 +404,7 @@ function outerSlices(l: Layout): string[] {
     return [
       `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += SLICE) {`,
       "    workgroupBarrier(); // everyone is done reading the previous slice",
-      ...sliceStores(l, "", ""),
+      ...sliceStores(l, 0),
       "    workgroupBarrier();",
       "    // Prefetch the next slice (the last trip reloads its own slice, unused) while computing.",
       ...slicePrefetch(l, "k + SLICE"),
@@ -395,20 +418,20 @@ function outerSlices(l: Layout): string[] {
   }
 
   return [
-    ...sliceStores(l, "", "").map((line) => line.slice(2)),
+    ...sliceStores(l, 0).map((line) => line.slice(2)),
     "  workgroupBarrier();",
     ...slicePrefetch(l, `${l.kBegin} + SLICE`).map((line) => line.slice(2)),
     // Two slices per trip, so that every tile index is a constant plus the thread's.
     `  for (var k = ${l.kBegin}; k < ${l.kEnd}; k += 2u * SLICE) {`,
     "    // Slice k + 1 into the second tiles, whose last readers passed the last barrier; the",
     "    // one after it is prefetched (the last trips reload the last slice, unused).",
-    ...sliceStores(l, "X_TILE + ", "W_TILE + "),
+    ...sliceStores(l, 1),
     ...slicePrefetch(l, "k + 2u * SLICE"),
     "    {", // each half's names in a scope of their own
     ...sliceProducts(l, 0),
     "    }",
     "    workgroupBarrier(); // slice k + 1 is stored, and slice k read",
-    ...sliceStores(l, "", ""),
+    ...sliceStores(l, 0),
     ...slicePrefetch(l, "k + 3u * SLICE", "next2"),
     "    {",
     ...sliceProducts(l, l.tileRows),
@@ -419,20 +442,20 @@ function outerSlices(l: Layout): string[] {
   ];
 }
 
-/**
- * Stores of the prefetched slice, transposed, into the first tiles (`xAt` and `wAt` "") or the
- * second ("X_TILE + ", "W_TILE + ").
- */
-function sliceStores(l: Layout, xAt: string, wAt: string): string[] {
+/** Stores of the prefetched slice, transposed, into the first tiles (`buffer` 0) or the second. */
+function sliceStores(l: Layout, buffer: number): string[] {
+  const [xAt, wAt] = buffer ? ["X_TILE + ", "W_TILE + "] : ["", ""];
   if (l.quad) return quadStores(l, xAt, wAt);
   const { c } = l;
   const guarded = (i: number, rows: number, body: string) =>
     (i + 1) * l.threads > rows * l.sliceVecs
       ? `if (li + ${i * l.threads}u < ${rows * l.sliceVecs}u) { ${body} }`
       : body;
+  const kRow = (at: string, q: string, cc: number) =>
+    l.kq ? `[${buffer}u][${q}][${cc}u]` : `[${at}4u * ${q} + ${cc}u]`;
   const store = (tile: string, at: string, r: string, q: string, v: string) =>
     [0, 1, 2, 3].map((cc) =>
-      `${tile}[${at}4u * ${q} + ${cc}u][${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
+      `${tile}${kRow(at, q, cc)}[${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
     ).join(" ");
   const lines = [
     "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
@@ -571,15 +594,17 @@ function sliceProducts(l: Layout, at: number): string[] {
     const pair = `a${kk}_${i}${ii < 2 ? "" : "h"}.${ii % 2 ? "zw" : "xy"}`;
     return `vec4<f16>(${pair}, ${pair})`;
   };
+  // K row at + kk: one index, or with `kq` the buffer, k / 4 and k % 4, all constants.
+  const kRow = (kk: number) => l.kq ? `[${at ? 1 : 0}u][${kk >> 2}u][${kk & 3}u]` : `[${at + kk}u]`;
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
-      lines.push(`    let a${kk}_${i} = xTile[${at + kk}u][lid.y + ${l.ty * i}u];`);
+      lines.push(`    let a${kk}_${i} = xTile${kRow(kk)}[lid.y + ${l.ty * i}u];`);
       if (c.splat) {
-        lines.push(`    let a${kk}_${i}h = xTile[${at + kk}u][BM / 4u + lid.y + ${l.ty * i}u];`);
+        lines.push(`    let a${kk}_${i}h = xTile${kRow(kk)}[BM / 4u + lid.y + ${l.ty * i}u];`);
       }
     }
     for (let j = 0; j < rnv; j++) {
-      lines.push(`    let b${kk}_${j} = wTile[${at + kk}u][lid.x + ${l.tx * j}u];`);
+      lines.push(`    let b${kk}_${j} = wTile${kRow(kk)}[lid.x + ${l.tx * j}u];`);
     }
     for (let i = 0; i < rmv; i++) {
       for (let ii = 0; ii < 4; ii++) {

@@ -33,6 +33,8 @@ export interface SearchSpace {
     dp?: boolean[];
     /** Slices per fold of the f16 sums (`OuterConfig.fold`); `[1]` when left out. */
     fold?: number[];
+    /** Tiles as `[buffer][k / 4][k % 4][row / 4]` (`OuterConfig.kq`); `[false]` when left out. */
+    kq?: boolean[];
   };
   gemv?: {
     nc: number[];
@@ -122,6 +124,7 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
       kpair: [false],
       fold: [1],
       dp: [false],
+      kq: [false],
       ...space.outer,
     })
       .filter((c) => !c.stream || c.split === 1)
@@ -129,7 +132,8 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
       // The half-math knobs are only enumerated with half math, and k pairs without splat.
       .filter((c) => c.half || (!c.splat && !c.kpair && c.fold === 1))
       .filter((c) => !(c.kpair && c.splat))
-      .map(({ stream, dp, splat, kpair, fold, ...c }) => ({
+      .filter((c) => !(c.kq && c.half))
+      .map(({ stream, dp, splat, kpair, fold, kq, ...c }) => ({
         family: "outer" as const,
         ...c,
         ...(stream ? { stream } : {}),
@@ -137,6 +141,7 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
         ...(splat ? { splat } : {}),
         ...(kpair ? { kpair } : {}),
         ...(fold !== 1 ? { fold } : {}),
+        ...(kq ? { kq } : {}),
       }))
     : [];
   return [...gemvs, ...outers, ...tiles];

@@ -68,6 +68,8 @@ function drawConfig(random: Random): KernelConfig {
         stream: knob([1, 3, 5]),
         dp: true,
       }, { dp: true }]),
+      // K-quad tiles, sometimes with half math (invalid: refused).
+      ...(random() < 0.3 ? { kq: true } : {}),
     };
   }
   return {

@@ -12,6 +12,7 @@ import { WEIGHT_DTYPES } from "../kernels/dtype.ts";
 import type { CompiledKernel } from "../kernels/gpu.ts";
 import { compileKernel, dispatchKernel, kernelBindGroup } from "../kernels/gpu.ts";
 import type { GemmShape } from "../kernels/problem.ts";
+import { kernelWgsl } from "../kernels/generate.ts";
 import { batchedShape, fusedShape, unfusedShapes } from "../kernels/problem.ts";
 import { referenceRows } from "../kernels/reference.ts";
 import { reductionGrid, streamLanes, streamReduceWgsl } from "../kernels/reduce.ts";
@@ -448,6 +449,48 @@ function splitConfig(split: number): KernelConfig {
     double: false,
   };
 }
+
+Deno.test({
+  name:
+    "k-quad tiles match the reference single- and double-buffered, split, stream-K and with bk 4, and a swapped k row is caught",
+  fn: async () => {
+    const kq = (c: Partial<OuterConfig>) => ({ ...splitConfig(1), kq: true, ...c }) as KernelConfig;
+    const configs = [
+      kq({}), // bk 4: one k quad a slice
+      kq({ bk: 8, rm: 8, rn: 8 }),
+      kq({ bk: 16, double: true }),
+      kq({ bk: 8, rm: 8, double: true, split: 2 }),
+      kq({ bk: 8, double: true, stream: 4 }),
+      kq({ stream: 2, dp: true }),
+    ];
+    const shape = fusedShape(tiny);
+    for (const c of configs) {
+      const tiles = `array<array<array<array<vec4<f32>, 9>, 4>, ${(c as OuterConfig).bk / 4}>`;
+      assert.ok(kernelWgsl(c, shape, "f32").includes(tiles), `${configName(c)}: ${tiles}`);
+    }
+    const { failures, checked } = await checkOnShapes(configs, WEIGHT_DTYPES);
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= 50, `${checked} kernels checked`);
+    // Two of a k vector's components stored to each other's k rows: the products go wrong.
+    let code = "";
+    const swapped = await compileKernel(
+      gpu.device,
+      kq({ bk: 8 }),
+      shape,
+      "f32",
+      (_, wgsl) =>
+        code = wgsl.replaceAll("[xq0][0u]", "[xq0][9u]").replaceAll("[xq0][1u]", "[xq0][0u]")
+          .replaceAll("[xq0][9u]", "[xq0][1u]"),
+    );
+    const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
+    try {
+      assert.match(code, /\[xq0\]\[1u\]\[xr0 \/ 4u\]\[xr0 % 4u\] = xNext0\.x/);
+      assert.match(await checkKernel(gpu.device, swapped, data) ?? "", /expected/);
+    } finally {
+      destroyCheckData(data);
+    }
+  },
+});
 
 Deno.test({
   name:

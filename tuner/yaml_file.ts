@@ -49,6 +49,7 @@ const spaceSchema = z.object({
     kpair: z.array(z.boolean()).min(1).optional(),
     dp: z.array(z.boolean()).min(1).optional(),
     fold: sizes.optional(),
+    kq: z.array(z.boolean()).min(1).optional(),
   }).strict().optional(),
   gemv: z.object({
     nc: sizes,
