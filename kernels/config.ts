@@ -122,11 +122,11 @@ export interface OuterConfig {
    */
   kpair?: boolean;
   /**
-   * With f32 math: the tiles are declared `[buffer][k / 4][k % 4][row / 4]` (the same bytes in
-   * the same order as `[k][row / 4]`), so that the four transposed stores of a prefetched k
-   * vector share one clamped index and both buffers' stores differ by a constant, instead of
-   * naga clamping each store's k row on its own (absent: off; NOTES.md, "Plan: one clamped index
-   * per prefetched vector").
+   * The tiles are declared `[buffer][k vector][k row of it][row / 4]` (the same bytes in the same
+   * order as `[k row][row / 4]`; a k vector holds four k rows, or two k pairs), so that the
+   * transposed stores of a prefetched k vector share one clamped index and both buffers' stores
+   * differ by a constant, instead of naga clamping each store's k row on its own (absent: off;
+   * NOTES.md, "Plan: one clamped index per prefetched vector").
    */
   kq?: boolean;
 }
@@ -459,7 +459,6 @@ function outerProblem(
   if (c.kpair && !c.half) return "k pairs are for half math";
   if (c.kpair && c.splat) return "k pairs take no splatted X";
   if (c.dp && !c.stream) return "a data-parallel first part is for stream-K";
-  if (c.kq && c.half) return "k-quad tiles are for f32 math (half math stores quads already)";
   if (c.fold !== undefined && c.fold !== 1) {
     if (!c.half) return "folding several slices is for half math";
     if (c.fold !== 2) return `fold ${c.fold} is not 1 or 2`;

@@ -13,9 +13,9 @@
  * Each tile is an array of k rows (`xTile[k][row / 4]`): a read's outer index is a constant of
  * the unrolled loop and its inner index the same for every k, so the bounds clamp naga puts on
  * every dynamic index is computed once per register block, not once per read (8-10% faster at
- * m = 8192 on the H100; NOTES.md, v7). With `kq` (f32 math) the k row is split further, as
- * `xTile[buffer][k / 4][k % 4][row / 4]`, so that the four transposed stores of one prefetched k
- * vector share one clamped index as well. With f16 math a thread stores four tile rows' k vectors
+ * m = 8192 on the H100; NOTES.md, v7). With `kq` the k row is split further, as
+ * `xTile[buffer][k vector][k row of it][row / 4]`, so that the transposed stores of one prefetched
+ * k vector share one clamped index as well. With f16 math a thread stores four tile rows' k vectors
  * as four vec4s, transposed in registers, instead of sixteen scalar halves (quad stores). Two
  * f16-math layouts hand the packed FMAs a row's value without a broadcast: a splatted X, stored
  * as (a, a) pairs, or tiles of k pairs, where a vec4 holds two rows at k and k + 1 and each output
@@ -52,8 +52,12 @@ interface Layout {
   wGroups: number;
   /** Quad stores (with f16 math): a thread's loads come in fours, stored as four vec4s. */
   quad: boolean;
-  /** Tiles as `[buffer][k / 4][k % 4][row / 4]` (`OuterConfig.kq`). */
+  /**
+   * Tiles as `[buffer][k vector][k row of it][row / 4]` (`OuterConfig.kq`): a k vector holds 4
+   * tile k rows, or 2 with k pairs (`kRows`).
+   */
   kq: boolean;
+  kRows: number;
   rmv: number;
   rnv: number;
   /** The math type: f16 with half math, else f32. */
@@ -91,7 +95,8 @@ function layoutOf(c: OuterConfig): Layout {
     xGroups,
     wGroups,
     quad,
-    kq: !quad && (c.kq ?? false),
+    kq: c.kq ?? false,
+    kRows: c.kpair ? 2 : 4,
     rmv: c.rm / 4,
     rnv: c.rn / 4,
     t: c.half ? "f16" : "f32",
@@ -180,15 +185,33 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
  * components and both buffers.
  */
 function kqTiles(l: Layout, tiles: number): string[] {
+  const { kRows } = l;
   const tile = (pitch: number) =>
-    `array<array<array<array<vec4<${l.t}>, ${pitch}>, 4>, ${l.tileRows / 4}>, ${tiles}>`;
+    `array<array<array<array<vec4<${l.t}>, ${pitch}>, ${kRows}>, ${l.tileRows / kRows}>, ${tiles}>`;
   const of = tiles > 1 ? ", two of them" : "";
+  const k = `[k vector][${kRows === 2 ? "k pair" : "k"} % ${kRows}]`;
   return [
     "",
-    `var<workgroup> xTile: ${tile(l.xPitch)}; // [buffer][k / 4][k % 4][row / 4]${of}`,
-    `var<workgroup> wTile: ${tile(l.wPitch)}; // [buffer][k / 4][k % 4][column / 4]${of}`,
+    `var<workgroup> xTile: ${tile(l.xPitch)}; // [buffer]${k}[row / ${l.c.kpair ? 2 : 4}]${of}`,
+    `var<workgroup> wTile: ${tile(l.wPitch)}; // [buffer]${k}[column / ${l.c.kpair ? 2 : 4}]${of}`,
     "",
   ];
+}
+
+/**
+ * The index of a store's tile k row: k row `r` of the slice's k vector `q` (a WGSL expression) in
+ * buffer `buffer` of tile `n` ("x" or "w"); one clamped index, or with `kq` constants around `q`.
+ */
+function storeRow(l: Layout, n: string, buffer: number, q: string, r: number): string {
+  if (l.kq) return `[${buffer}u][${q}][${r}u]`;
+  const at = buffer ? `${n.toUpperCase()}_TILE + ` : "";
+  return `[${at}${l.kRows}u * ${q} + ${r}u]`;
+}
+
+/** The index of a read's tile k row `row` of buffer `buffer` (constants either way). */
+function readRow(l: Layout, buffer: number, row: number): string {
+  if (l.kq) return `[${buffer}u][${Math.floor(row / l.kRows)}u][${row % l.kRows}u]`;
+  return `[${buffer * l.tileRows + row}u]`;
 }
 
 /** The entry point up to the k loop: origin, k range, load slots, first loads, accumulators. */
@@ -434,7 +457,7 @@ function outerSlices(l: Layout): string[] {
     ...sliceStores(l, 0),
     ...slicePrefetch(l, "k + 3u * SLICE", "next2"),
     "    {",
-    ...sliceProducts(l, l.tileRows),
+    ...sliceProducts(l, 1),
     "    }",
     ...(folds(l) ? foldLines(l, "    ", true) : []),
     "    workgroupBarrier();",
@@ -444,28 +467,25 @@ function outerSlices(l: Layout): string[] {
 
 /** Stores of the prefetched slice, transposed, into the first tiles (`buffer` 0) or the second. */
 function sliceStores(l: Layout, buffer: number): string[] {
-  const [xAt, wAt] = buffer ? ["X_TILE + ", "W_TILE + "] : ["", ""];
-  if (l.quad) return quadStores(l, xAt, wAt);
+  if (l.quad) return quadStores(l, buffer);
   const { c } = l;
   const guarded = (i: number, rows: number, body: string) =>
     (i + 1) * l.threads > rows * l.sliceVecs
       ? `if (li + ${i * l.threads}u < ${rows * l.sliceVecs}u) { ${body} }`
       : body;
-  const kRow = (at: string, q: string, cc: number) =>
-    l.kq ? `[${buffer}u][${q}][${cc}u]` : `[${at}4u * ${q} + ${cc}u]`;
-  const store = (tile: string, at: string, r: string, q: string, v: string) =>
+  const store = (n: string, r: string, q: string, v: string) =>
     [0, 1, 2, 3].map((cc) =>
-      `${tile}${kRow(at, q, cc)}[${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
+      `${n}Tile${storeRow(l, n, buffer, q, cc)}[${r} / 4u][${r} % 4u] = ${v}.${"xyzw"[cc]};`
     ).join(" ");
   const lines = [
     "    // Store the prefetched slice transposed: component c of a k vector goes to k row 4q + c.",
   ];
   for (let i = 0; i < l.xLoads; i++) {
-    const body = store("xTile", xAt, `xr${i}`, `xq${i}`, `xNext${i}`);
+    const body = store("x", `xr${i}`, `xq${i}`, `xNext${i}`);
     lines.push(`    ${guarded(i, c.bm, body)}`);
   }
   for (let i = 0; i < l.wLoads; i++) {
-    const body = store("wTile", wAt, `wr${i}`, `wq${i}`, `wNext${i}`);
+    const body = store("w", `wr${i}`, `wq${i}`, `wNext${i}`);
     lines.push(`    ${guarded(i, c.bn, body)}`);
   }
   return lines;
@@ -516,31 +536,31 @@ function quadGroupLines(l: Layout, groups: number, rows: number, body: (j: numbe
 }
 
 /** Quad stores: component c of four rows' k vectors goes to k row 4q + c as one vec4. */
-function quadStores(l: Layout, xAt: string, wAt: string): string[] {
-  const stores = (n: string, tile: string, at: string) => (j: number) =>
+function quadStores(l: Layout, buffer: number): string[] {
+  const stores = (n: string) => (j: number) =>
     [0, 1, 2, 3].map((cc) => {
       const v = [0, 1, 2, 3].map((t) => `${n}Next${4 * j + t}.${"xyzw"[cc]}`).join(", ");
-      return `${tile}[${at}4u * ${n}q${j} + ${cc}u][${n}g${j}] = vec4<${l.t}>(${v});`;
+      return `${n}Tile${storeRow(l, n, buffer, `${n}q${j}`, cc)}[${n}g${j}] = vec4<${l.t}>(${v});`;
     }).join(" ");
   // Splatted: rows 4g and 4g + 1 as (a, a, b, b) at g, rows 4g + 2 and 4g + 3 at BM / 4 + g.
   const splatStores = (j: number) =>
     [0, 1, 2, 3].map((cc) => {
       const v = (t: number) => `xNext${4 * j + t}.${"xyzw"[cc]}`;
-      const k = `${xAt}4u * xq${j} + ${cc}u`;
-      return `xTile[${k}][xg${j}] = vec4<f16>(${v(0)}, ${v(0)}, ${v(1)}, ${v(1)}); ` +
-        `xTile[${k}][BM / 4u + xg${j}] = vec4<f16>(${v(2)}, ${v(2)}, ${v(3)}, ${v(3)});`;
+      const k = storeRow(l, "x", buffer, `xq${j}`, cc);
+      return `xTile${k}[xg${j}] = vec4<f16>(${v(0)}, ${v(0)}, ${v(1)}, ${v(1)}); ` +
+        `xTile${k}[BM / 4u + xg${j}] = vec4<f16>(${v(2)}, ${v(2)}, ${v(3)}, ${v(3)});`;
     }).join(" ");
   if (l.c.kpair) {
     return [
       "    // Store the prefetched slice as k pairs: rows 4g + 2h, 4g + 2h + 1 at k 4q + 2p, + 1.",
-      ...quadGroupLines(l, l.xGroups, l.c.bm, pairStores("x", "xTile", xAt)),
-      ...quadGroupLines(l, l.wGroups, l.c.bn, pairStores("w", "wTile", wAt)),
+      ...quadGroupLines(l, l.xGroups, l.c.bm, pairStores(l, "x", buffer)),
+      ...quadGroupLines(l, l.wGroups, l.c.bn, pairStores(l, "w", buffer)),
     ];
   }
   return [
     "    // Store the prefetched slice transposed, four rows' k vectors as four vec4s.",
-    ...quadGroupLines(l, l.xGroups, l.c.bm, l.c.splat ? splatStores : stores("x", "xTile", xAt)),
-    ...quadGroupLines(l, l.wGroups, l.c.bn, stores("w", "wTile", wAt)),
+    ...quadGroupLines(l, l.xGroups, l.c.bm, l.c.splat ? splatStores : stores("x")),
+    ...quadGroupLines(l, l.wGroups, l.c.bn, stores("w")),
   ];
 }
 
@@ -548,7 +568,7 @@ function quadStores(l: Layout, xAt: string, wAt: string): string[] {
  * K-pair stores of quad group j: of the four rows' k vectors (k 4q..4q + 3), rows 4g + 2h and
  * 4g + 2h + 1 at k 4q + 2p and 4q + 2p + 1 go to `tile[2q + p][2g + h]` as one vec4.
  */
-function pairStores(n: string, tile: string, at: string) {
+function pairStores(l: Layout, n: string, buffer: number) {
   return (j: number) =>
     [0, 1].flatMap((h) =>
       [0, 1].map((p) => {
@@ -556,9 +576,8 @@ function pairStores(n: string, tile: string, at: string) {
           `${n}Next${4 * j + 2 * h + t}.${p ? "z" : "x"}, ${n}Next${4 * j + 2 * h + t}.${
             p ? "w" : "y"
           }`;
-        return `${tile}[${at}2u * ${n}q${j} + ${p}u][2u * ${n}g${j} + ${h}u] = vec4<f16>(${v(0)}, ${
-          v(1)
-        });`;
+        const k = storeRow(l, n, buffer, `${n}q${j}`, p);
+        return `${n}Tile${k}[2u * ${n}g${j} + ${h}u] = vec4<f16>(${v(0)}, ${v(1)});`;
       })
     ).join(" ");
 }
@@ -582,10 +601,10 @@ function slicePrefetch(l: Layout, from: string, next = "next"): string[] {
   return lines;
 }
 
-/** A slice's products from the tiles starting at k row `at` (0, or the second tiles' first). */
-function sliceProducts(l: Layout, at: number): string[] {
+/** A slice's products from the first tiles (`buffer` 0) or the second. */
+function sliceProducts(l: Layout, buffer: number): string[] {
   const { c, t, rmv, rnv } = l;
-  if (c.kpair) return pairProducts(l, at);
+  if (c.kpair) return pairProducts(l, buffer);
   const lines = c.half && !folds(l) ? halfSums(l, "    ") : [];
   const sum = c.half ? "hacc" : "acc";
   // Row 4g + ii's value as a vec4: a broadcast of one component, or a splatted pair twice.
@@ -594,8 +613,7 @@ function sliceProducts(l: Layout, at: number): string[] {
     const pair = `a${kk}_${i}${ii < 2 ? "" : "h"}.${ii % 2 ? "zw" : "xy"}`;
     return `vec4<f16>(${pair}, ${pair})`;
   };
-  // K row at + kk: one index, or with `kq` the buffer, k / 4 and k % 4, all constants.
-  const kRow = (kk: number) => l.kq ? `[${at ? 1 : 0}u][${kk >> 2}u][${kk & 3}u]` : `[${at + kk}u]`;
+  const kRow = (kk: number) => readRow(l, buffer, kk);
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
       lines.push(`    let a${kk}_${i} = xTile${kRow(kk)}[lid.y + ${l.ty * i}u];`);
@@ -620,11 +638,11 @@ function sliceProducts(l: Layout, at: number): string[] {
 }
 
 /**
- * A slice's products with k pairs, from the tiles starting at k-pair row `at`: per pair, each of
- * a thread's rows (a half of an X vec4) times each of its columns (a half of a W vec4) into that
- * output's vec2 of even-k and odd-k sums.
+ * A slice's products with k pairs, from the first tiles (`buffer` 0) or the second: per pair,
+ * each of a thread's rows (a half of an X vec4) times each of its columns (a half of a W vec4)
+ * into that output's vec2 of even-k and odd-k sums.
  */
-function pairProducts(l: Layout, at: number): string[] {
+function pairProducts(l: Layout, buffer: number): string[] {
   const { rmv, rnv } = l;
   const lines = folds(l) ? [] : halfSums(l, "    ");
   const half = (v: string, e: number) => `${v}_${e >> 1}.${e & 1 ? "zw" : "xy"}`;
@@ -632,14 +650,18 @@ function pairProducts(l: Layout, at: number): string[] {
     for (let i = 0; i < rmv; i++) {
       for (let h = 0; h < 2; h++) {
         lines.push(
-          `    let a${p}_${i}_${h} = xTile[${at + p}u][2u * (lid.y + ${l.ty * i}u) + ${h}u];`,
+          `    let a${p}_${i}_${h} = xTile${readRow(l, buffer, p)}[2u * (lid.y + ${
+            l.ty * i
+          }u) + ${h}u];`,
         );
       }
     }
     for (let j = 0; j < rnv; j++) {
       for (let h = 0; h < 2; h++) {
         lines.push(
-          `    let b${p}_${j}_${h} = wTile[${at + p}u][2u * (lid.x + ${l.tx * j}u) + ${h}u];`,
+          `    let b${p}_${j}_${h} = wTile${readRow(l, buffer, p)}[2u * (lid.x + ${
+            l.tx * j
+          }u) + ${h}u];`,
         );
       }
     }

@@ -33,7 +33,7 @@ export interface SearchSpace {
     dp?: boolean[];
     /** Slices per fold of the f16 sums (`OuterConfig.fold`); `[1]` when left out. */
     fold?: number[];
-    /** Tiles as `[buffer][k / 4][k % 4][row / 4]` (`OuterConfig.kq`); `[false]` when left out. */
+    /** Tiles split by k vector (`OuterConfig.kq`); `[false]` when left out. */
     kq?: boolean[];
   };
   gemv?: {
@@ -132,7 +132,6 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
       // The half-math knobs are only enumerated with half math, and k pairs without splat.
       .filter((c) => c.half || (!c.splat && !c.kpair && c.fold === 1))
       .filter((c) => !(c.kpair && c.splat))
-      .filter((c) => !(c.kq && c.half))
       .map(({ stream, dp, splat, kpair, fold, kq, ...c }) => ({
         family: "outer" as const,
         ...c,

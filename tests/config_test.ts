@@ -480,30 +480,22 @@ Deno.test("a data-parallel first part: names, stream-K only, and enumerated with
   assert.ok(plain.every((c) => !("dp" in c)), "off: left out of the config");
 });
 
-Deno.test("k-quad tiles: names, f32 math only, the same memory, and enumerated without half math", () => {
+Deno.test("k-quad tiles: names, the same memory, and enumerated beside every outer config", () => {
   const kq = { ...outer(1), double: true, kq: true } as KernelConfig;
   const name = "outer-bm32-bn64-bk16-rm4-rn4-db-kq";
   assert.equal(configName(kq), name);
   assert.deepEqual(parseConfigName(name), kq);
-  const stream = { ...kq, stream: 264, dp: true } as KernelConfig;
-  assert.equal(configName(stream), "outer-bm32-bn64-bk16-rm4-rn4-sk264-dp-db-kq");
-  assert.deepEqual(parseConfigName(configName(stream)), stream);
+  const pairs = { ...kq, bk: 32, half: true, kpair: true, stream: 264, dp: true } as KernelConfig;
+  assert.equal(configName(pairs), "outer-bm32-bn64-bk32-rm4-rn4-sk264-dp-h-kp-db-kq");
+  assert.deepEqual(parseConfigName(configName(pairs)), pairs);
   assert.throws(() => parseConfigName("outer-bm32-bn64-bk16-rm4-rn4-kq-db"), SyntaxError);
   assert.equal(configProblem(kq, shape(2048), "f16", CAPS), undefined);
   assert.equal(workgroupBytes(kq), workgroupBytes({ ...outer(1), double: true } as KernelConfig));
-  assert.match(
-    configProblem({ ...kq, half: true } as KernelConfig, shape(2048), "f16", {
-      ...CAPS,
-      shaderF16: true,
-    }) ?? "",
-    /k-quad tiles are for f32 math/,
-  );
+  assert.equal(workgroupBytes(pairs), workgroupBytes({ ...pairs, kq: undefined } as KernelConfig));
   assert.equal(DEFAULT_SPACE.outer!.kq, undefined, "not in the default space until measured");
-  const space = { outer: { ...DEFAULT_SPACE.outer!, kq: [false, true] } };
-  const outers = enumerateSpace(space);
+  const outers = enumerateSpace({ outer: { ...DEFAULT_SPACE.outer!, kq: [false, true] } });
   const plain = enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer");
-  const f32Math = plain.filter((c) => c.family === "outer" && !c.half).length;
-  assert.equal(outers.length, plain.length + f32Math, "kq only without half math");
+  assert.equal(outers.length, 2 * plain.length, "kq beside every outer config");
   assert.ok(plain.every((c) => !("kq" in c)), "off: left out of the config");
 });
 

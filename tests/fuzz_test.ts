@@ -68,7 +68,7 @@ function drawConfig(random: Random): KernelConfig {
         stream: knob([1, 3, 5]),
         dp: true,
       }, { dp: true }]),
-      // K-quad tiles, sometimes with half math (invalid: refused).
+      // Tiles split by k vector.
       ...(random() < 0.3 ? { kq: true } : {}),
     };
   }

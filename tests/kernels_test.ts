@@ -452,25 +452,31 @@ function splitConfig(split: number): KernelConfig {
 
 Deno.test({
   name:
-    "k-quad tiles match the reference single- and double-buffered, split, stream-K and with bk 4, and a swapped k row is caught",
+    "k-quad tiles match the reference single- and double-buffered, split, stream-K, with bk 4 and with every half-math staging, and a swapped k row is caught",
   fn: async () => {
     const kq = (c: Partial<OuterConfig>) => ({ ...splitConfig(1), kq: true, ...c }) as KernelConfig;
     const configs = [
-      kq({}), // bk 4: one k quad a slice
+      kq({}), // bk 4: one k vector a slice
       kq({ bk: 8, rm: 8, rn: 8 }),
       kq({ bk: 16, double: true }),
       kq({ bk: 8, rm: 8, double: true, split: 2 }),
       kq({ bk: 8, double: true, stream: 4 }),
       kq({ stream: 2, dp: true }),
+      kq({ bk: 8, half: true }), // quad stores
+      kq({ bk: 8, half: true, splat: true, double: true }),
+      kq({ bk: 8, half: true, kpair: true, stream: 4 }), // two k pairs a k vector
     ];
     const shape = fusedShape(tiny);
     for (const c of configs) {
-      const tiles = `array<array<array<array<vec4<f32>, 9>, 4>, ${(c as OuterConfig).bk / 4}>`;
-      assert.ok(kernelWgsl(c, shape, "f32").includes(tiles), `${configName(c)}: ${tiles}`);
+      const { bk, half, kpair } = c as OuterConfig;
+      const rows = kpair ? 2 : 4;
+      const tiles = `, ${rows}>, ${bk / 4}>, ${(c as OuterConfig).double ? 2 : 1}>;`;
+      const code = kernelWgsl(c, shape, half ? "f16" : "f32");
+      assert.ok(code.includes(tiles), `${configName(c)}: ${tiles}`);
     }
     const { failures, checked } = await checkOnShapes(configs, WEIGHT_DTYPES);
     assert.deepEqual(failures, []);
-    assert.ok(checked >= 50, `${checked} kernels checked`);
+    assert.ok(checked >= 70, `${checked} kernels checked`);
     // Two of a k vector's components stored to each other's k rows: the products go wrong.
     let code = "";
     const swapped = await compileKernel(
