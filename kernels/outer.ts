@@ -180,9 +180,9 @@ function outerModule(l: Layout, shape: GemmShape, dtype: WeightDtype): string[] 
 }
 
 /**
- * The tiles of a `kq` config: `[buffer][k / 4][k % 4][row / 4]`, so that a k row's index is two
- * constants and the clamped k vector of a store, `xTile[buffer][q][c]`, serves all four of its
- * components and both buffers.
+ * The tiles of a `kq` config: `[buffer][k vector][k row of it][row / 4]`, so that a read's k row is
+ * three constants and a store's, `xTile[buffer][q][c]`, one clamped k vector `q` that serves all
+ * the vector's stores and both buffers.
  */
 function kqTiles(l: Layout, tiles: number): string[] {
   const { kRows } = l;
@@ -613,16 +613,17 @@ function sliceProducts(l: Layout, buffer: number): string[] {
     const pair = `a${kk}_${i}${ii < 2 ? "" : "h"}.${ii % 2 ? "zw" : "xy"}`;
     return `vec4<f16>(${pair}, ${pair})`;
   };
-  const kRow = (kk: number) => readRow(l, buffer, kk);
   for (let kk = 0; kk < c.bk; kk++) {
     for (let i = 0; i < rmv; i++) {
-      lines.push(`    let a${kk}_${i} = xTile${kRow(kk)}[lid.y + ${l.ty * i}u];`);
+      lines.push(`    let a${kk}_${i} = xTile${readRow(l, buffer, kk)}[lid.y + ${l.ty * i}u];`);
       if (c.splat) {
-        lines.push(`    let a${kk}_${i}h = xTile${kRow(kk)}[BM / 4u + lid.y + ${l.ty * i}u];`);
+        lines.push(
+          `    let a${kk}_${i}h = xTile${readRow(l, buffer, kk)}[BM / 4u + lid.y + ${l.ty * i}u];`,
+        );
       }
     }
     for (let j = 0; j < rnv; j++) {
-      lines.push(`    let b${kk}_${j} = wTile${kRow(kk)}[lid.x + ${l.tx * j}u];`);
+      lines.push(`    let b${kk}_${j} = wTile${readRow(l, buffer, kk)}[lid.x + ${l.tx * j}u];`);
     }
     for (let i = 0; i < rmv; i++) {
       for (let ii = 0; ii < 4; ii++) {
@@ -647,21 +648,18 @@ function pairProducts(l: Layout, buffer: number): string[] {
   const lines = folds(l) ? [] : halfSums(l, "    ");
   const half = (v: string, e: number) => `${v}_${e >> 1}.${e & 1 ? "zw" : "xy"}`;
   for (let p = 0; p < l.tileRows; p++) {
+    const row = readRow(l, buffer, p);
     for (let i = 0; i < rmv; i++) {
       for (let h = 0; h < 2; h++) {
         lines.push(
-          `    let a${p}_${i}_${h} = xTile${readRow(l, buffer, p)}[2u * (lid.y + ${
-            l.ty * i
-          }u) + ${h}u];`,
+          `    let a${p}_${i}_${h} = xTile${row}[2u * (lid.y + ${l.ty * i}u) + ${h}u];`,
         );
       }
     }
     for (let j = 0; j < rnv; j++) {
       for (let h = 0; h < 2; h++) {
         lines.push(
-          `    let b${p}_${j}_${h} = wTile${readRow(l, buffer, p)}[2u * (lid.x + ${
-            l.tx * j
-          }u) + ${h}u];`,
+          `    let b${p}_${j}_${h} = wTile${row}[2u * (lid.x + ${l.tx * j}u) + ${h}u];`,
         );
       }
     }
