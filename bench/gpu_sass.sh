@@ -10,6 +10,7 @@
 #   bash bench/gpu_sass.sh outer-bm128-bn64-bk32-rm8-rn4-h outer-bm128-bn64-bk32-rm8-rn4-h-sp
 set -uo pipefail
 [ -n "${OUT:-}" ] || { echo "run on the GPU machine (\$OUT is unset)" >&2; exit 2; }
+mkdir -p "$OUT"
 [ -x .sass/nvcachedec ] || { echo "no .sass/nvcachedec: bash bench/build_sass_tools.sh here" >&2; exit 2; }
 source .gpu/setup.sh
 export PATH=$PATH:/usr/local/cuda/bin
