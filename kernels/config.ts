@@ -20,6 +20,12 @@ export interface TileConfig {
   rn: number;
   /** Elements per load along k: 1, 2 or 4. */
   vec: number;
+  /**
+   * The tiles declared as arrays of rows (`xTile[row][k vector]`) instead of flat (`xTile[row *
+   * PITCH + k vector]`), the same bytes, so that naga clamps a read's row once per register block
+   * instead of each read's whole index (absent: off; NOTES.md, "Plan: nested `tile` tiles").
+   */
+  nest?: boolean;
 }
 
 /**
@@ -184,7 +190,7 @@ export function deviceCaps(device: GPUDevice, subgroupMinSize = 0): DeviceCaps {
  */
 export function configName(c: KernelConfig): string {
   if (c.family === "tile") {
-    return `tile-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}-v${c.vec}`;
+    return `tile-bm${c.bm}-bn${c.bn}-bk${c.bk}-rm${c.rm}-rn${c.rn}-v${c.vec}${c.nest ? "-nt" : ""}`;
   }
   if (c.family === "outer") {
     const split = c.split > 1 ? `-s${c.split}` : ""; // unsplit names predate the knob
@@ -207,10 +213,10 @@ export function configName(c: KernelConfig): string {
  * @throws {SyntaxError} If the name is not one.
  */
 export function parseConfigName(name: string): KernelConfig {
-  let m = /^tile-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)-v(\d+)$/.exec(name);
+  let m = /^tile-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)-v(\d+)(-nt)?$/.exec(name);
   if (m) {
-    const [bm, bn, bk, rm, rn, vec] = m.slice(1).map(Number);
-    return { family: "tile", bm, bn, bk, rm, rn, vec };
+    const [bm, bn, bk, rm, rn, vec] = m.slice(1, 7).map(Number);
+    return { family: "tile", bm, bn, bk, rm, rn, vec, ...(m[7] ? { nest: true } : {}) };
   }
   m =
     /^outer-bm(\d+)-bn(\d+)-bk(\d+)-rm(\d+)-rn(\d+)(?:-s(\d+))?(?:-sk(\d+)(-dp)?)?(-h)?(-sp)?(-kp)?(?:-f(\d+))?(-db)?(-kq)?$/

@@ -9,7 +9,16 @@ import { DOUBLE_ROWS, SPLIT_ROWS, STREAM_ROWS, workgroupRows } from "./config.ts
 
 /** Values to try for each knob of each family; a family left out is not searched. */
 export interface SearchSpace {
-  tile?: { bm: number[]; bn: number[]; bk: number[]; rm: number[]; rn: number[]; vec: number[] };
+  tile?: {
+    bm: number[];
+    bn: number[];
+    bk: number[];
+    rm: number[];
+    rn: number[];
+    vec: number[];
+    /** Tiles as arrays of rows (`TileConfig.nest`); `[false]` when left out. */
+    nest?: boolean[];
+  };
   /**
    * `split` (split-K ways) is `[1]`, `half` (f16 math) and `double` (double-buffered tiles)
    * `[false]` when left out.
@@ -100,7 +109,11 @@ function product<T extends Record<string, unknown[]>>(
 /** Every config of the space, unvalidated. */
 export function enumerateSpace(space: SearchSpace): KernelConfig[] {
   const tiles: TileConfig[] = space.tile
-    ? product(space.tile).map((c) => ({ family: "tile" as const, ...c }))
+    ? product({ nest: [false], ...space.tile }).map(({ nest, ...c }) => ({
+      family: "tile" as const,
+      ...c,
+      ...(nest ? { nest } : {}),
+    }))
     : [];
   const gemvs: GemvConfig[] = space.gemv
     ? product({ dot: [false], rw: [1], unroll: [0], ...space.gemv }).map((

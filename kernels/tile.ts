@@ -26,6 +26,9 @@ export function tileWgsl(c: TileConfig, shape: GemmShape, dtype: WeightDtype): s
       : "";
   const end = (l: number, rows: number) => ((l + 1) * threads > rows * sliceVecs ? " }" : "");
   const vt = f32Vec(c.vec);
+  // Where row `r`'s k vector `q` is in a tile (WGSL expressions).
+  const at = (r: string, q: string) =>
+    c.nest ? `[${r}][${q}]` : `[${r.includes(" ") ? `(${r})` : r} * PITCH + ${q}]`;
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
 
@@ -34,8 +37,15 @@ export function tileWgsl(c: TileConfig, shape: GemmShape, dtype: WeightDtype): s
   emit(`const BN = ${c.bn}u;`);
   emit(`const PITCH = ${pitch}u; // ${sliceVecs} vectors of a k slice + 1 of padding`);
   emit("");
-  emit(`var<workgroup> xTile: array<${vt}, ${c.bm * pitch}>;`);
-  emit(`var<workgroup> wTile: array<${vt}, ${c.bn * pitch}>;`);
+  if (c.nest) {
+    // Arrays of rows: a read's row index is clamped once per register block, its k vector is a
+    // constant (TileConfig.nest).
+    emit(`var<workgroup> xTile: array<array<${vt}, ${pitch}>, ${c.bm}>;`);
+    emit(`var<workgroup> wTile: array<array<${vt}, ${pitch}>, ${c.bn}>;`);
+  } else {
+    emit(`var<workgroup> xTile: array<${vt}, ${c.bm * pitch}>;`);
+    emit(`var<workgroup> wTile: array<${vt}, ${c.bn * pitch}>;`);
+  }
   emit("");
   for (const line of tiledEntry(tx, ty, shape, c.vec)) emit(line);
   emit("  // Where each thread loads from and stores to; rows past the edge are clamped.");
@@ -45,20 +55,20 @@ export function tileWgsl(c: TileConfig, shape: GemmShape, dtype: WeightDtype): s
   }
   emit(`  for (var k = 0u; k < KV; k += ${sliceVecs}u) {`);
   for (let l = 0; l < xLoads; l++) {
-    emit(`    ${guard(l, c.bm)}xTile[xr${l} * PITCH + xq${l}] = X[xAt${l} + k];${end(l, c.bm)}`);
+    emit(`    ${guard(l, c.bm)}xTile${at(`xr${l}`, `xq${l}`)} = X[xAt${l} + k];${end(l, c.bm)}`);
   }
   for (let l = 0; l < wLoads; l++) {
     emit(
-      `    ${guard(l, c.bn)}wTile[wr${l} * PITCH + wq${l}] = loadW(wAt${l} + k);${end(l, c.bn)}`,
+      `    ${guard(l, c.bn)}wTile${at(`wr${l}`, `wq${l}`)} = loadW(wAt${l} + k);${end(l, c.bn)}`,
     );
   }
   emit("    workgroupBarrier();");
   for (let q = 0; q < sliceVecs; q++) {
     for (let i = 0; i < c.rm; i++) {
-      emit(`    let x${q}_${i} = xTile[(lid.y + ${ty * i}u) * PITCH + ${q}u];`);
+      emit(`    let x${q}_${i} = xTile${at(`lid.y + ${ty * i}u`, `${q}u`)};`);
     }
     for (let j = 0; j < c.rn; j++) {
-      emit(`    let w${q}_${j} = wTile[(lid.x + ${tx * j}u) * PITCH + ${q}u];`);
+      emit(`    let w${q}_${j} = wTile${at(`lid.x + ${tx * j}u`, `${q}u`)};`);
     }
     for (let i = 0; i < c.rm; i++) {
       for (let j = 0; j < c.rn; j++) {

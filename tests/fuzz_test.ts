@@ -47,6 +47,7 @@ function drawConfig(random: Random): KernelConfig {
       rm: knob([1, 2, 4]),
       rn: knob([1, 2, 4, 8]),
       vec: knob([1, 2, 4], [0, 3, 8, 16, -2]),
+      ...(random() < 0.3 ? { nest: true } : {}),
     };
   }
   if (family === "outer") {

@@ -27,7 +27,7 @@ import {
   shapeExtents,
 } from "../tuner/verify.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { gemvConfig, moduleGpu } from "./helpers.ts";
+import { gemvConfig, moduleGpu, tileConfig } from "./helpers.ts";
 
 const SEED = Number(Deno.env.get("KERNEL_TEST_SEED") ?? Date.now() % 2 ** 31);
 const PER_FAMILY = 12;
@@ -449,6 +449,44 @@ function splitConfig(split: number): KernelConfig {
     double: false,
   };
 }
+
+Deno.test({
+  name:
+    "nested tiles match the reference at every vec and slice depth, and a read from the wrong row is caught",
+  fn: async () => {
+    const configs = [
+      tileConfig({ nest: true }),
+      tileConfig({ nest: true, vec: 1, rm: 2, rn: 8 }),
+      tileConfig({ nest: true, vec: 2, bk: 16 }),
+      tileConfig({ nest: true, bm: 16, bk: 64, rm: 2, rn: 2 }), // the whole k of the k = 64 shapes
+    ];
+    for (const c of configs) {
+      const code = kernelWgsl(c, fusedShape(tiny), "f32");
+      assert.match(code, /var<workgroup> xTile: array<array<(vec\d<f32>|f32), \d+>, \d+>;/);
+      assert.doesNotMatch(code, /\* PITCH/, configName(c));
+    }
+    const { failures, checked } = await checkOnShapes(configs, WEIGHT_DTYPES);
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= 30, `${checked} kernels checked`);
+    // A read of the row next to a thread's own: the products go wrong.
+    const shape = fusedShape(tiny);
+    let code = "";
+    const shifted = await compileKernel(
+      gpu.device,
+      tileConfig({ nest: true }),
+      shape,
+      "f32",
+      (_, wgsl) => code = wgsl.replace("xTile[lid.y + 0u][0u]", "xTile[lid.y + 1u][0u]"),
+    );
+    const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
+    try {
+      assert.match(code, /xTile\[lid\.y \+ 1u\]\[0u\]/);
+      assert.match(await checkKernel(gpu.device, shifted, data) ?? "", /expected/);
+    } finally {
+      destroyCheckData(data);
+    }
+  },
+});
 
 Deno.test({
   name:

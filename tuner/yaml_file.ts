@@ -33,8 +33,15 @@ const problemSchema = z.object({
 
 const sizes = z.array(size).min(1);
 const spaceSchema = z.object({
-  tile: z.object({ bm: sizes, bn: sizes, bk: sizes, rm: sizes, rn: sizes, vec: sizes }).strict()
-    .optional(),
+  tile: z.object({
+    bm: sizes,
+    bn: sizes,
+    bk: sizes,
+    rm: sizes,
+    rn: sizes,
+    vec: sizes,
+    nest: z.array(z.boolean()).min(1).optional(),
+  }).strict().optional(),
   outer: z.object({
     bm: sizes,
     bn: sizes,
