@@ -378,20 +378,11 @@ Deno.test({
     assert.deepEqual(failures, []);
     assert.ok(checked >= 50, `${checked} kernels checked`);
     // A workgroup whose run starts inside a tile skips its partial: the reduction reads poison.
-    const shape = fusedShape(tiny);
-    const lazy = await compileKernel(
-      gpu.device,
+    const lazy = await checkMutant(
       { ...splitConfig(1), stream: 7 } as KernelConfig,
-      shape,
-      "f32",
-      (_, code) => code.replace("let yAt =", "if (s0 != 0u) { return; }\n    let yAt ="),
+      (code) => code.replace("let yAt =", "if (s0 != 0u) { return; }\n    let yAt ="),
     );
-    const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
-    try {
-      assert.match(await checkKernel(gpu.device, lazy, data) ?? "", /NaN|expected/);
-    } finally {
-      destroyCheckData(data);
-    }
+    assert.match(lazy.found ?? "", /NaN|expected/);
   },
 });
 
@@ -416,24 +407,38 @@ Deno.test({
     assert.deepEqual(failures, []);
     assert.ok(checked >= 30, `${checked} kernels checked`);
     // A data-parallel part that leaves its last tile out is caught: Y keeps the poison there.
-    const shape = fusedShape(tiny);
-    const short = await compileKernel(
-      gpu.device,
+    const short = await checkMutant(
       dp({ stream: 2 }),
-      shape,
-      "f32",
-      (_, code) =>
+      (code) =>
         code.replace("tile < dpTiles; tile += GROUPS", "tile + 1u < dpTiles; tile += GROUPS"),
     );
-    const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
-    try {
-      assert.ok(short.head, "the mutation reached the data-parallel part");
-      assert.match(await checkKernel(gpu.device, short, data) ?? "", /NaN|expected/);
-    } finally {
-      destroyCheckData(data);
-    }
+    assert.ok(short.kernel.head && short.code, "the mutation reached the data-parallel part");
+    assert.match(short.found ?? "", /NaN|expected/);
   },
 });
+
+/**
+ * A mutant of a config, compiled for tiny's fused stage with f32 weights and checked at 37 rows:
+ * what the check found (undefined: it matched the reference), the mutated WGSL and the kernel.
+ */
+async function checkMutant(
+  config: KernelConfig,
+  mutate: (code: string) => string,
+): Promise<{ found: string | undefined; code: string; kernel: CompiledKernel }> {
+  const shape = fusedShape(tiny);
+  let code = "";
+  const kernel = await compileKernel(gpu.device, config, shape, "f32", (_, wgsl) => {
+    const mutated = mutate(wgsl);
+    if (mutated !== wgsl) code = mutated;
+    return mutated;
+  });
+  const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
+  try {
+    return { found: await checkKernel(gpu.device, kernel, data), code, kernel };
+  } finally {
+    destroyCheckData(data);
+  }
+}
 
 /** A small split-K `outer` config. */
 function splitConfig(split: number): KernelConfig {
@@ -469,22 +474,12 @@ Deno.test({
     assert.deepEqual(failures, []);
     assert.ok(checked >= 30, `${checked} kernels checked`);
     // A read of the row next to a thread's own: the products go wrong.
-    const shape = fusedShape(tiny);
-    let code = "";
-    const shifted = await compileKernel(
-      gpu.device,
+    const shifted = await checkMutant(
       tileConfig({ nest: true }),
-      shape,
-      "f32",
-      (_, wgsl) => code = wgsl.replace("xTile[lid.y + 0u][0u]", "xTile[lid.y + 1u][0u]"),
+      (code) => code.replace("xTile[lid.y + 0u][0u]", "xTile[lid.y + 1u][0u]"),
     );
-    const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
-    try {
-      assert.match(code, /xTile\[lid\.y \+ 1u\]\[0u\]/);
-      assert.match(await checkKernel(gpu.device, shifted, data) ?? "", /expected/);
-    } finally {
-      destroyCheckData(data);
-    }
+    assert.ok(shifted.code, "the mutation applied");
+    assert.match(shifted.found ?? "", /expected/);
   },
 });
 
@@ -516,23 +511,14 @@ Deno.test({
     assert.deepEqual(failures, []);
     assert.ok(checked >= 70, `${checked} kernels checked`);
     // Two of a k vector's components stored to each other's k rows: the products go wrong.
-    let code = "";
-    const swapped = await compileKernel(
-      gpu.device,
+    const swapped = await checkMutant(
       kq({ bk: 8 }),
-      shape,
-      "f32",
-      (_, wgsl) =>
-        code = wgsl.replaceAll("[xq0][0u]", "[xq0][9u]").replaceAll("[xq0][1u]", "[xq0][0u]")
+      (code) =>
+        code.replaceAll("[xq0][0u]", "[xq0][9u]").replaceAll("[xq0][1u]", "[xq0][0u]")
           .replaceAll("[xq0][9u]", "[xq0][1u]"),
     );
-    const data = makeCheckData(gpu.device, shape, "f32", 37, SEED);
-    try {
-      assert.match(code, /\[xq0\]\[1u\]\[xr0 \/ 4u\]\[xr0 % 4u\] = xNext0\.x/);
-      assert.match(await checkKernel(gpu.device, swapped, data) ?? "", /expected/);
-    } finally {
-      destroyCheckData(data);
-    }
+    assert.match(swapped.code, /\[xq0\]\[1u\]\[xr0 \/ 4u\]\[xr0 % 4u\] = xNext0\.x/);
+    assert.match(swapped.found ?? "", /expected/);
   },
 });
 
