@@ -66,10 +66,11 @@ export const DEFAULT_SPACE: SearchSpace = {
   tile: {
     bm: [16, 32, 64, 128],
     bn: [32, 64, 128],
-    bk: [8, 16, 32],
+    bk: [8, 16, 32, 64, 128],
     rm: [2, 4, 8],
     rn: [2, 4, 8],
     vec: [4],
+    nest: [true],
   },
   outer: {
     bm: [32, 64, 128],
@@ -93,6 +94,7 @@ export const DEFAULT_SPACE: SearchSpace = {
     vec: [2, 4, 8],
     subgroup: [false, true],
     dot: [false, true],
+    rw: [1, 2, 4],
   },
 };
 

@@ -480,7 +480,7 @@ Deno.test("a data-parallel first part: names, stream-K only, and enumerated with
   assert.ok(plain.every((c) => !("dp" in c)), "off: left out of the config");
 });
 
-Deno.test("nested tiles: names, the same memory, and enumerated beside every tile config", () => {
+Deno.test("nested tiles: names, the same memory, enumerated beside every tile config, and the default", () => {
   const nested = tile({ nest: true });
   assert.equal(configName(nested), "tile-bm32-bn32-bk8-rm4-rn4-v4-nt");
   assert.deepEqual(parseConfigName(configName(nested)), nested);
@@ -488,11 +488,12 @@ Deno.test("nested tiles: names, the same memory, and enumerated beside every til
   assert.throws(() => parseConfigName("tile-bm32-bn32-bk8-rm4-rn4-nt-v4"), SyntaxError);
   assert.equal(workgroupBytes(nested), workgroupBytes(tile()));
   assert.equal(configProblem(nested, shape(2048), "bf16", CAPS), undefined);
-  assert.equal(DEFAULT_SPACE.tile!.nest, undefined, "not in the default space until measured");
+  assert.deepEqual(DEFAULT_SPACE.tile!.nest, [true], "the default space's tiles are nested");
   const both = enumerateSpace({ tile: { ...DEFAULT_SPACE.tile!, nest: [false, true] } });
-  const plain = enumerateSpace({ tile: DEFAULT_SPACE.tile });
+  const plain = enumerateSpace({ tile: { ...DEFAULT_SPACE.tile!, nest: [false] } });
   assert.equal(both.length, 2 * plain.length, "nest beside every tile config");
   assert.ok(plain.every((c) => !("nest" in c)), "off: left out of the config");
+  assert.ok(enumerateSpace({ tile: DEFAULT_SPACE.tile }).every((c) => "nest" in c));
 });
 
 Deno.test("k-quad tiles: names, the same memory, and enumerated beside every outer config", () => {
