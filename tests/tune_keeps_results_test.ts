@@ -210,6 +210,30 @@ Deno.test({
 });
 
 Deno.test({
+  name: "tune() times the cache's stage config that its space lacks, and no stage winner is slower",
+  fn: async () => {
+    await withGpuAndTempDir("keeps_outside_", async (gpu, dir) => {
+      const log = await TrialLog.open(`${dir}/log.jsonl`);
+      const space = { gemv: { ...SUBGROUP_GEMVS.gemv!, subgroup: [false] } };
+      const fused = "outer-bm32-bn32-bk8-rm4-rn4-s2"; // not in a space of GEMVs
+      const stored = storedPair(fused, "gemv-nc2-cn1-l4-rm4-v4");
+      const run = await tune({
+        ...tinyTuneOptions(gpu, log, space, tiny),
+        stored: { "16": stored },
+      });
+      const trials = await readTrials(log.path);
+      const own = trials.find((t) => t.target === "fused" && t.bucket === 16 && t.config === fused);
+      assert.equal(own?.outcome, "ok", "the cache's fused config was timed at its bucket");
+      assert.ok(run.entry.buckets["16"].fused.medianUs <= own!.medianUs!, "no slower than it");
+      assert.ok(
+        !trials.some((t) => t.config === fused && t.bucket !== 16 && t.bucket !== null),
+        "and only there",
+      );
+    });
+  },
+});
+
+Deno.test({
   name: "each stage's untuned default is timed beside the search's finds; no winner is slower",
   fn: async () => {
     await withGpuAndTempDir("keeps_default_", async (gpu, dir) => {

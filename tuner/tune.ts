@@ -643,6 +643,8 @@ async function searchStage(
   // As the tiers: only beside a search that timed something (a run out of time times nothing).
   const fallback = tried.length > 0 && untunedDefault(run, target, m, valid, [...tried, ...extra]);
   if (fallback) extra.push(fallback);
+  const outside = tried.length > 0 && storedOutside(run, ti, m, valid, [...tried, ...extra]);
+  if (outside) extra.push(outside);
   book.total += extra.length + tried.length - budget;
   if (extra.length > 0) timed.push(...await runner.time(target, m, extra));
   // The next bucket's hint is the best this search asked for, not what else the log holds at m
@@ -654,6 +656,26 @@ async function searchStage(
     own: book.find(target.name, m, config),
     again: book.find(recheckTarget(target.name), m, config),
   }));
+}
+
+/**
+ * The cache's config for stage `ti` at m where this run's space does not hold it, to be timed
+ * beside the search's finds: so that a space of one stage's families (the batched stage's tiles,
+ * say, whose fused configs are all far slower than the cache's) keeps the cache's config for the
+ * other stage, and its pair can replace the cache's by the stage it improves (H100, 2026-12-08:
+ * without it every pair of such a space lost whole).
+ */
+function storedOutside(
+  run: Run,
+  ti: number,
+  m: number,
+  valid: readonly KernelConfig[],
+  timed: readonly KernelConfig[],
+): KernelConfig | undefined {
+  const kept = run.options.stored?.[String(m)];
+  const name = (ti === 0 ? kept?.fused : kept?.batched)?.config;
+  if (!name || [...valid, ...timed].some((c) => configName(c) === name)) return undefined;
+  return parseConfigName(name);
 }
 
 /**

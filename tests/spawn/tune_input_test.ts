@@ -187,10 +187,15 @@ Deno.test("planSpace() says why no config of the space is valid for a stage", ()
 });
 
 Deno.test("planSpace() refuses buckets no valid config of the space serves, and bad buckets", () => {
-  const gemvOnly: SearchSpace = { gemv: DEFAULT_SPACE.gemv };
+  const gemvOnly: SearchSpace = { gemv: { ...DEFAULT_SPACE.gemv!, rw: [1] } };
   assertInputError(
     () => planSpace(tiny, "f32", [1, 16, 64, 128], gemvOnly, CAPS),
     /No valid config of the search space suits m = 64, 128 for the fused stage.*gemv serves m <= 32/,
+  );
+  // The default space's GEMVs with row groups reach 64 rows.
+  assertInputError(
+    () => planSpace(tiny, "f32", [1, 16, 64, 128], { gemv: DEFAULT_SPACE.gemv }, CAPS),
+    /No valid config of the search space suits m = 128 for the fused stage.*64 with row groups/,
   );
   const tileOnly: SearchSpace = { tile: DEFAULT_SPACE.tile };
   assertInputError(() => planSpace(tiny, "f32", [1, 2, 16], tileOnly, CAPS), /suits m = 1, 2 /);
