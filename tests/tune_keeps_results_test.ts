@@ -10,7 +10,7 @@ import { loadCacheFile, saveCacheEntry } from "../cache/store.ts";
 import { mergeEntries } from "../cache/merge.ts";
 import { DEFAULT_SPACE } from "../kernels/space.ts";
 import { planSpace, TuneInputError } from "../tuner/plan.ts";
-import { logFileName, readTrials, TrialLog } from "../tuner/trial_log.ts";
+import { logFileName, readTrials, type Trial, TrialLog } from "../tuner/trial_log.ts";
 import type { SearchSpace } from "../kernels/space.ts";
 import type { Gpu } from "../tuner/gpu_device.ts";
 import type { Strategy } from "../tuner/search.ts";
@@ -182,6 +182,12 @@ Deno.test({
       const run = await tune({ ...options, stored: { "16": storedPair(plain, plain) } });
       const got = run.entry.buckets["16"];
       for (const stage of [got.fused, got.batched!]) {
+        // The stored config, outside the run's space, is also timed as a candidate: where it
+        // wins (llvmpipe's timings of tiny GEMVs are close), it serves every tier itself.
+        if (stage.config === plain) {
+          assert.deepEqual(stage.tiers, []);
+          continue;
+        }
         assert.match(stage.config, /-sg$/, "the run's own winner");
         assert.deepEqual(stage.tiers, [{ tier: "no-subgroups", config: plain, medianUs: 1 }]);
       }
@@ -193,42 +199,27 @@ Deno.test({
 });
 
 Deno.test({
-  name: "tune() times a stored split-K pair beside a space of GEMVs, its scratch made",
+  name:
+    "tune() times a stored split-K pair beside a space of GEMVs, its scratch made, and its fused config as a candidate",
   fn: async () => {
     await withGpuAndTempDir("keeps_split_rival_", async (gpu, dir) => {
       const log = await TrialLog.open(`${dir}/log.jsonl`);
       const space = { gemv: { ...SUBGROUP_GEMVS.gemv!, subgroup: [false] } };
       const options = { ...tinyTuneOptions(gpu, log, space, tiny), unfused: true };
-      const stored = storedPair("outer-bm32-bn32-bk8-rm4-rn4-s2", "gemv-nc2-cn1-l4-rm4-v4");
+      const fused = "outer-bm32-bn32-bk8-rm4-rn4-s2"; // not in a space of GEMVs
+      const stored = storedPair(fused, "gemv-nc2-cn1-l4-rm4-v4");
       const run = await tune({ ...options, stored: { "16": stored } });
-      const failed = (await readTrials(log.path)).filter((t) => t.outcome !== "ok");
+      const trials = await readTrials(log.path);
+      const failed = trials.filter((t) => t.outcome !== "ok");
       assert.deepEqual(failed.map((t) => `${t.config}: ${t.reason}`), []);
       assert.deepEqual(run.judged, { "16": stored }, "the stored pair was timed in the batch");
       assert.ok(run.entry.buckets["16"].unfused, "and the unfused baseline with it");
-    });
-  },
-});
-
-Deno.test({
-  name: "tune() times the cache's stage config that its space lacks, and no stage winner is slower",
-  fn: async () => {
-    await withGpuAndTempDir("keeps_outside_", async (gpu, dir) => {
-      const log = await TrialLog.open(`${dir}/log.jsonl`);
-      const space = { gemv: { ...SUBGROUP_GEMVS.gemv!, subgroup: [false] } };
-      const fused = "outer-bm32-bn32-bk8-rm4-rn4-s2"; // not in a space of GEMVs
-      const stored = storedPair(fused, "gemv-nc2-cn1-l4-rm4-v4");
-      const run = await tune({
-        ...tinyTuneOptions(gpu, log, space, tiny),
-        stored: { "16": stored },
-      });
-      const trials = await readTrials(log.path);
+      // The space lacks the stored fused config: the fused stage's search timed it beside its
+      // finds at its bucket (only there), so that a pair can keep it.
       const own = trials.find((t) => t.target === "fused" && t.bucket === 16 && t.config === fused);
-      assert.equal(own?.outcome, "ok", "the cache's fused config was timed at its bucket");
-      assert.ok(run.entry.buckets["16"].fused.medianUs <= own!.medianUs!, "no slower than it");
-      assert.ok(
-        !trials.some((t) => t.config === fused && t.bucket !== 16 && t.bucket !== null),
-        "and only there",
-      );
+      assert.equal(own?.outcome, "ok", "the cache's fused config was a candidate at its bucket");
+      const elsewhere = (t: Trial) => t.bucket !== null && t.bucket !== 16;
+      assert.ok(!trials.some((t) => t.target === "fused" && t.config === fused && elsewhere(t)));
     });
   },
 });
