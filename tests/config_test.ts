@@ -508,7 +508,7 @@ Deno.test("k-quad tiles: names, the same memory, and enumerated beside every out
   assert.equal(configProblem(kq, shape(2048), "f16", CAPS), undefined);
   assert.equal(workgroupBytes(kq), workgroupBytes({ ...outer(1), double: true } as KernelConfig));
   assert.equal(workgroupBytes(pairs), workgroupBytes({ ...pairs, kq: undefined } as KernelConfig));
-  assert.equal(DEFAULT_SPACE.outer!.kq, undefined, "not in the default space until measured");
+  assert.equal(DEFAULT_SPACE.outer!.kq, undefined, "not in the default space: it did not win");
   const outers = enumerateSpace({ outer: { ...DEFAULT_SPACE.outer!, kq: [false, true] } });
   const plain = enumerateSpace(DEFAULT_SPACE).filter((c) => c.family === "outer");
   assert.equal(outers.length, 2 * plain.length, "kq beside every outer config");
