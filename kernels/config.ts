@@ -57,6 +57,16 @@ export interface GemvConfig {
    */
   rw?: number;
   /**
+   * X staged in workgroup memory (absent or 0: off): a trip of the k loop takes `xs / lanes` k
+   * vectors a lane (in place of `unroll`), and the workgroup copies those `xs` k vectors of each of
+   * its `rm * rw` rows into workgroup memory while the trip's weight loads are in flight; the FMAs
+   * then read X from there instead of from storage, so that a read of X costs no address
+   * arithmetic or bounds check of a storage load, and one load from storage serves every column
+   * group (NOTES.md, "Plan: X's rows from workgroup memory in the GEMV"). `xs` is 1 to 8 times
+   * `lanes` and divides `k / vec`.
+   */
+  xs?: number;
+  /**
    * Loop iterations per trip, at most (the largest divisor of a lane's k vectors up to it): each
    * loads its `cn` weight vectors ahead of all the trip's FMAs, so the trip holds `unroll x cn`
    * weight vectors in registers. Left out: up to 8 and `32 / cn`.
@@ -203,7 +213,7 @@ export function configName(c: KernelConfig): string {
   }
   const knobs = `${c.subgroup ? "-sg" : ""}${c.dot ? "-dt" : ""}${
     (c.rw ?? 1) > 1 ? `-rw${c.rw}` : ""
-  }${c.unroll ? `-u${c.unroll}` : ""}`;
+  }${c.xs ? `-xs${c.xs}` : ""}${c.unroll ? `-u${c.unroll}` : ""}`;
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${knobs}`;
 }
 
@@ -248,15 +258,17 @@ export function parseConfigName(name: string): KernelConfig {
       ...kq,
     };
   }
-  m = /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?(?:-rw(\d+))?(?:-u(\d+))?$/
-    .exec(name);
+  m =
+    /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?(?:-rw(\d+))?(?:-xs(\d+))?(?:-u(\d+))?$/
+      .exec(name);
   if (m) {
     const [nc, cn, lanes, rm, vec] = m.slice(1, 6).map(Number);
     const dot = m[7] === undefined ? {} : { dot: true };
     const rw = m[8] === undefined ? {} : { rw: Number(m[8]) };
-    const unroll = m[9] === undefined ? {} : { unroll: Number(m[9]) };
+    const xs = m[9] === undefined ? {} : { xs: Number(m[9]) };
+    const unroll = m[10] === undefined ? {} : { unroll: Number(m[10]) };
     const subgroup = m[6] !== undefined;
-    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup, ...dot, ...rw, ...unroll };
+    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup, ...dot, ...rw, ...xs, ...unroll };
   }
   throw new SyntaxError(`Cannot parse kernel config name "${name}"`);
 }
@@ -284,7 +296,8 @@ export function workgroupBytes(c: KernelConfig): number {
     const xVecs = (c.splat ? c.bm / 2 : c.bm / 4) + 1; // a splatted X holds every value twice
     return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * tiles;
   }
-  return c.subgroup ? 0 : c.rm * c.cn * workgroupThreads(c) * 4;
+  const staged = (c.xs ?? 0) * workgroupRows(c) * c.vec * 4; // X's rows, `vec` floats a k vector
+  return (c.subgroup ? 0 : c.rm * c.cn * workgroupThreads(c) * 4) + staged;
 }
 
 /** Largest split-K factor (`OuterConfig.split`). */
@@ -437,6 +450,13 @@ export function configProblem(
       return `rm x rw = ${workgroupRows(c)} rows per workgroup exceed the GEMV's 64`;
     }
     if (c.dot && c.vec < 2) return "dot accumulation needs vec 2, 4 or 8";
+    if (c.xs) {
+      const kv = shape.k / c.vec;
+      if (!Number.isInteger(c.xs) || c.xs % c.lanes !== 0 || c.xs > 8 * c.lanes || kv % c.xs) {
+        return `staged X of ${c.xs} k vectors must be 1 to 8 times ${c.lanes} lanes and divide k / vec = ${kv}`;
+      }
+      if (c.unroll) return "a staged X sets the trip (xs / lanes k vectors a lane): no unroll";
+    }
     if ((c.unroll ?? 1) > 8) return `unroll ${c.unroll} exceeds 8`;
     const most = c.dot ? 64 : 32; // scalar accumulators take a quarter of the registers of vec4s
     if (c.rm * c.cn > most) {

@@ -53,6 +53,7 @@ export function decodeProblem(
   caps: DeviceCaps,
 ): string | undefined {
   if ((c.gemv.rw ?? 1) > 1) return "a decode GEMV has one row group (rw 1)";
+  if (c.gemv.xs) return "a decode GEMV reads X from storage (no xs)";
   return configProblem(c.gemv, fusedShape(spec), dtype, caps) ??
     recomputeProblem(recomputePart(c), spec, caps);
 }

@@ -10,6 +10,10 @@
  * where one set per workgroup reads the weights from L2 once for every `rm` rows (f32 15-29%
  * faster at 16-32 rows on the H100, 5% with f16 weights at 16: NOTES.md, "Measured: row groups,
  * unroll, k-quad and nested tiles").
+ * With `xs` the workgroup first copies `xs` k vectors of each of its rows of X into workgroup
+ * memory (`xRows[row group][row][k vector]`), and the loop reads X from there: one copy from
+ * storage serves all `nc` column groups, and a read with a constant row costs no address
+ * arithmetic or bounds check of its own.
  *
  * @module
  */
@@ -37,6 +41,8 @@ interface Parts {
   acc: (r: number, j: number) => string;
   /** Calls f for every row and column a thread owns. */
   rowsCols: (f: (r: number, j: number) => void) => void;
+  /** X's vectors a k vector of a row is read as: 2 for vec 8 (two vec4s), else 1. */
+  parts: number;
 }
 
 /**
@@ -58,10 +64,11 @@ export function gemvWgsl(
     rowsCols: (f) => {
       for (let r = 0; r < c.rm; r++) for (let j = 0; j < c.cn; j++) f(r, j);
     },
+    parts: c.vec === 8 ? 2 : 1,
   };
   const lines = [
     ...gemvStart(p, shape, dtype, entry),
-    ...gemvLoop(p, shape),
+    ...(c.xs ? stagedLoop(p) : gemvLoop(p, shape)),
     ...(c.subgroup ? subgroupReduce(p) : workgroupReduce(p)),
     "}",
   ];
@@ -84,6 +91,7 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
     lines.push(`const ROW_GROUPS = ${c.rw}u; // per workgroup: the same columns, RM rows each`);
   }
   if (!c.subgroup) lines.push(`\nvar<workgroup> partial: array<f32, ${c.rm * c.cn * p.threads}>;`);
+  if (c.xs) lines.push(...stagedDecls(p));
   lines.push(
     "",
     ...(entry
@@ -107,7 +115,7 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
       ? "  let row0 = (wg.y * ROW_GROUPS + li / (LANES * NC)) * RM;"
       : "  let row0 = wg.y * RM;",
   );
-  for (let r = 0; r < c.rm; r++) {
+  for (let r = 0; r < (c.xs ? 0 : c.rm); r++) {
     lines.push(
       `  let x${r} = xOffset + min(row0 + ${r}u, m - 1u) * X_STRIDE; // rows past m are clamped`,
     );
@@ -117,37 +125,121 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
   return lines;
 }
 
-/** The k loop: each lane's weight loads first, then the FMAs of every row and column. */
+/** The k loop: each trip's weight loads first, then the FMAs of every row and column. */
 function gemvLoop(p: Parts, shape: GemmShape): string[] {
-  const { c, acc } = p;
+  const { c } = p;
   const unroll = unrollFactor(shape.k / c.vec / c.lanes, c.cn, c.unroll); // k vectors per lane
   const at = (u: number) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
-  const lines = [
+  const xAt = (u: number, r: number, h: number) =>
+    p.parts === 2 ? `X[x${r} + 2u * (${at(u)})${h ? " + 1u" : ""}]` : `X[x${r} + ${at(u)}]`;
+  return [
     `  for (var q = lane; q < KV; q += ${unroll * c.lanes}u) {`,
-    "    // All weight loads first, so that they are in flight together.",
+    ...weightLoads(p, unroll, at),
+    ...products(p, unroll, xAt),
+    "  }",
   ];
+}
+
+/** A trip's weight loads, `unroll x cn` of them, so that they are in flight together. */
+function weightLoads(p: Parts, unroll: number, at: (u: number) => string): string[] {
+  const lines = ["    // All weight loads first, so that they are in flight together."];
   for (let u = 0; u < unroll; u++) {
-    for (let j = 0; j < c.cn; j++) lines.push(`    let w${u}_${j} = loadW(w${j}Row + ${at(u)});`);
+    for (let j = 0; j < p.c.cn; j++) lines.push(`    let w${u}_${j} = loadW(w${j}Row + ${at(u)});`);
   }
+  return lines;
+}
+
+/** A trip's FMAs; `xAt(u, r, h)` reads part h of row r's X vector at the trip's u-th step. */
+function products(
+  p: Parts,
+  unroll: number,
+  xAt: (u: number, r: number, h: number) => string,
+): string[] {
+  const { c, acc } = p;
+  const lines: string[] = [];
   for (let u = 0; u < unroll; u++) {
     for (let r = 0; r < c.rm; r++) {
       if (c.vec === 8) {
-        lines.push(`    let xa${u}_${r} = X[x${r} + 2u * (${at(u)})];`);
-        lines.push(`    let xb${u}_${r} = X[x${r} + 2u * (${at(u)}) + 1u];`);
+        lines.push(`    let xa${u}_${r} = ${xAt(u, r, 0)};`);
+        lines.push(`    let xb${u}_${r} = ${xAt(u, r, 1)};`);
         for (let j = 0; j < c.cn; j++) {
           const w = `w${u}_${j}`;
           const sum = mac(c, `xa${u}_${r}`, `${w}.lo`, acc(r, j));
           lines.push(`    ${acc(r, j)} = ${mac(c, `xb${u}_${r}`, `${w}.hi`, sum)};`);
         }
       } else {
-        lines.push(`    let x${u}_${r} = X[x${r} + ${at(u)}];`);
+        lines.push(`    let x${u}_${r} = ${xAt(u, r, 0)};`);
         for (let j = 0; j < c.cn; j++) {
           lines.push(`    ${acc(r, j)} = ${mac(c, `x${u}_${r}`, `w${u}_${j}`, acc(r, j))};`);
         }
       }
     }
   }
-  lines.push("  }");
+  return lines;
+}
+
+/** With `xs`: the staged rows of X, `xRows[row group][row * parts + part][k vector]`. */
+function stagedDecls(p: Parts): string[] {
+  const { c } = p;
+  const row = `array<array<${f32Vec(c.vec)}, ${c.xs}u>, ${c.rm * p.parts}u>`;
+  return [
+    `const XS = ${c.xs}u; // k vectors of each row staged a trip`,
+    `var<workgroup> xRows: array<${row}, ${c.rw ?? 1}u>;`,
+  ];
+}
+
+/**
+ * With `xs`: the k loop, a trip of `xs / lanes` k vectors a lane. Each trip issues its weight
+ * loads, then the workgroup copies the trip's `xs` k vectors of its rows of X (`xRows`,
+ * neighbouring threads reading neighbouring vectors), so that the copy's loads are in flight
+ * with the weights', and after a barrier the FMAs read X from there.
+ */
+function stagedLoop(p: Parts): string[] {
+  const { c } = p;
+  const unroll = c.xs! / c.lanes;
+  const at = (u: number) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
+  const xAt = (u: number, r: number, h: number) =>
+    `xRows[group][${r * p.parts + h}u][lane${u ? ` + ${u * c.lanes}u` : ""}]`;
+  return [
+    `  let group = ${(c.rw ?? 1) > 1 ? "li / (LANES * NC)" : "0u"}; // this thread's row group`,
+    "  let firstRow = row0 - group * RM; // the workgroup's",
+    "  for (var k0 = 0u; k0 < KV; k0 += XS) {",
+    "    let q = k0 + lane;",
+    ...weightLoads(p, unroll, at),
+    "    workgroupBarrier(); // every read of the last trip's X is done",
+    ...stageX(p),
+    "    workgroupBarrier();",
+    ...products(p, unroll, xAt),
+    "  }",
+  ];
+}
+
+/**
+ * The copy of a trip's X: staged vector i of `rows x xs` (row-major, so `xRows` flattened) is
+ * copied by thread i mod threads; where and what each thread copies is the same every trip.
+ */
+function stageX(p: Parts): string[] {
+  const { c } = p;
+  const perGroup = c.rm * p.parts; // staged rows of one row group
+  const total = perGroup * (c.rw ?? 1) * c.xs!;
+  const lines: string[] = [];
+  for (let t = 0; t * p.threads < total; t++) {
+    const i = t ? `li + ${t * p.threads}u` : "li";
+    const ip = t ? `(${i})` : i;
+    const guard = (t + 1) * p.threads > total;
+    const body = [
+      `let s${t} = ${ip} / XS; // staged row: group * ${perGroup} + row * ${p.parts} + part`,
+      `let v${t} = ${ip} % XS;`,
+      `let xRow${t} = min(firstRow + s${t}${
+        p.parts === 2 ? " / 2u" : ""
+      }, m - 1u); // past m: clamped`,
+      `xRows[s${t} / ${perGroup}u][s${t} % ${perGroup}u][v${t}] = X[xOffset + xRow${t} * X_STRIDE + ${
+        p.parts === 2 ? `2u * (k0 + v${t}) + s${t} % 2u` : `k0 + v${t}`
+      }];`,
+    ];
+    if (guard) lines.push(`    if (${i} < ${total}u) {`, ...body.map((l) => `      ${l}`), "    }");
+    else lines.push(...body.map((l) => `    ${l}`));
+  }
   return lines;
 }
 

@@ -58,6 +58,8 @@ export interface SearchSpace {
     rw?: number[];
     /** Loop iterations per trip, at most (`GemvConfig.unroll`); 0 is the default rule. */
     unroll?: number[];
+    /** K vectors of X staged at a time (`GemvConfig.xs`), 0 for none; `[0]` when left out. */
+    xs?: number[];
   };
 }
 
@@ -118,13 +120,14 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     }))
     : [];
   const gemvs: GemvConfig[] = space.gemv
-    ? product({ dot: [false], rw: [1], unroll: [0], ...space.gemv }).map((
-      { dot, rw, unroll, ...c },
+    ? product({ dot: [false], rw: [1], xs: [0], unroll: [0], ...space.gemv }).map((
+      { dot, rw, xs, unroll, ...c },
     ) => ({
       family: "gemv" as const,
       ...c,
       ...(dot ? { dot } : {}),
       ...(rw > 1 ? { rw } : {}),
+      ...(xs ? { xs } : {}),
       ...(unroll ? { unroll } : {}),
     }))
     : [];

@@ -79,6 +79,44 @@ Deno.test("configProblem() bounds a GEMV's row groups (threads, 64 rows) and its
   assert.equal(loads({ ...walk, unroll: 2 }), 4);
 });
 
+Deno.test("configProblem() takes a staged X (xs) that divides k / vec in whole lanes and fits", () => {
+  // k 2304 as in Kimi Linear: 576 vectors of 4, 288 of 8.
+  const k2304 = shape(2304);
+  const h100 = { ...SUBGROUP_CAPS, maxWorkgroupStorage: 49152 };
+  const staged = gemv({
+    nc: 2,
+    cn: 4,
+    lanes: 32,
+    rm: 4,
+    rw: 4,
+    subgroup: true,
+    dot: true,
+    xs: 192,
+  });
+  assert.equal(configName(staged), "gemv-nc2-cn4-l32-rm4-v4-sg-dt-rw4-xs192");
+  assert.deepEqual(parseConfigName(configName(staged)), staged);
+  // 16 rows of 192 vec4s: exactly the H100's 48 KiB, three times the portable limit.
+  assert.equal(workgroupBytes(staged), 16 * 192 * 16);
+  assert.equal(configProblem(staged, k2304, "f32", h100), undefined);
+  assert.match(configProblem(staged, k2304, "f32", SUBGROUP_CAPS) ?? "", /the device's 16384/);
+  assert.match(configProblem({ ...staged, rm: 8 }, k2304, "f32", h100) ?? "", /98304 bytes/);
+  const xs = (n: number, more = {}) =>
+    configProblem({ ...staged, xs: n, ...more }, k2304, "f32", h100);
+  assert.match(xs(144) ?? "", /1 to 8 times 32 lanes/, "not whole lanes");
+  assert.match(xs(288, { rw: 1 }) ?? "", /1 to 8 times 32 lanes/, "9 k vectors a lane");
+  assert.match(xs(128) ?? "", /divide k \/ vec = 576/);
+  assert.equal(xs(32), undefined, "one k vector a lane");
+  assert.match(xs(32, { unroll: 2 }) ?? "", /no unroll/);
+  // vec 8 stages a k vector as two vec4s: the same bytes for half as many vectors.
+  const half = { ...staged, vec: 8, xs: 96 };
+  assert.equal(workgroupBytes(half), 16 * 96 * 32);
+  assert.equal(configProblem(half, k2304, "f16", h100), undefined);
+  // The space enumerates it, and 0 leaves it out.
+  const space = { gemv: { ...DEFAULT_SPACE.gemv!, xs: [0, 64] } };
+  const names = enumerateSpace(space).map(configName);
+  assert.equal(names.filter((n) => n.includes("-xs64")).length, names.length / 2);
+});
+
 Deno.test("configProblem() lets scalar (dot) accumulators reach rm x cn = 64, not vector ones", () => {
   const shape = fusedShape({ name: "t", k: 256, segments: [{ name: "a", n: 64 }] });
   const wide = gemv({ rm: 16, cn: 4, nc: 1 }); // within the default limits

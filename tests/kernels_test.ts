@@ -296,6 +296,32 @@ Deno.test({
 });
 
 Deno.test({
+  name: "gemv kernels with X staged in workgroup memory match the reference at 37 rows",
+  fn: async () => {
+    // A trip of 4 k vectors (one a lane) is 1 to 16 trips on these shapes, of 16 one to four;
+    // the last row group holds rows past m (staged clamped), and vec 8 stages each k vector as
+    // two halves.
+    const staged = (xs: number, vec: number, rw: number, subgroup: boolean, dot = true) =>
+      gemvConfig({ nc: 2, cn: 2, lanes: 4, rm: 2, vec, subgroup, dot, rw, xs });
+    const configs = [4, 16].flatMap((xs) =>
+      [2, 4, 8].flatMap((vec) => [staged(xs, vec, 1, true), staged(xs, vec, 2, false, false)])
+    );
+    // Four row groups, two k vectors a lane: 128 staged vectors for 32 threads, four each.
+    configs.push(staged(8, 4, 4, true));
+    const { failures, checked } = await checkOnShapes(configs, ["f32", "f16"]);
+    assert.deepEqual(failures, []);
+    assert.ok(checked >= (gpu.caps.subgroups ? 30 : 15), `${checked} kernels checked`);
+    // A copy that stages the first trip's X every trip is caught.
+    const first = await checkMutant(
+      staged(4, 4, 1, false),
+      (code) => code.replace(/k0 \+ (v\d+)/g, "$1"),
+    );
+    assert.ok(first.code, "the mutation reached the copy");
+    assert.match(first.found ?? "", /expected/);
+  },
+});
+
+Deno.test({
   name: "double-buffered outer kernels match the reference, split or not, with either math",
   fn: async () => {
     const { failures, checked } = await checkOnShapes([

@@ -72,6 +72,20 @@ export async function checkSubgroupKernels(
       rw: 2,
       unroll: 2,
     },
+    // X staged in workgroup memory, 32 k vectors at a time: barriers in a loop, which Tint's
+    // uniformity analysis must accept.
+    {
+      family: "gemv",
+      nc: Math.max(1, 32 / lanes),
+      cn: 2,
+      lanes,
+      rm: 2,
+      vec: 4,
+      subgroup: true,
+      dot: true,
+      rw: 2,
+      xs: 32,
+    },
   ];
   const spec = kimiLinearSpec({ tp: 8 });
   const stages = [["fused", fusedShape(spec)], ["batched", batchedShape(spec)!]] as const;
