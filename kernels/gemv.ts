@@ -10,10 +10,11 @@
  * where one set per workgroup reads the weights from L2 once for every `rm` rows (f32 15-29%
  * faster at 16-32 rows on the H100, 5% with f16 weights at 16: NOTES.md, "Measured: row groups,
  * unroll, k-quad and nested tiles").
- * With `xs` the workgroup first copies `xs` k vectors of each of its rows of X into workgroup
- * memory (`xRows[row group][row][k vector]`), and the loop reads X from there: one copy from
- * storage serves all `nc` column groups, and a read with a constant row costs no address
- * arithmetic or bounds check of its own.
+ * With `xs` each trip of the k loop copies its `xs` k vectors of the workgroup's rows of X into
+ * workgroup memory (`xRows[row group][row][k vector]`) while its weight loads are in flight, and
+ * the FMAs read X from there: one copy from storage serves all `nc` column groups, and a read
+ * with a constant row costs no address arithmetic or bounds check of its own (not yet measured:
+ * NOTES.md, "Plan: X's rows from workgroup memory in the GEMV").
  *
  * @module
  */
@@ -129,7 +130,7 @@ function gemvStart(p: Parts, shape: GemmShape, dtype: WeightDtype, entry: boolea
 function gemvLoop(p: Parts, shape: GemmShape): string[] {
   const { c } = p;
   const unroll = unrollFactor(shape.k / c.vec / c.lanes, c.cn, c.unroll); // k vectors per lane
-  const at = (u: number) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
+  const at = stepAt(c);
   const xAt = (u: number, r: number, h: number) =>
     p.parts === 2 ? `X[x${r} + 2u * (${at(u)})${h ? " + 1u" : ""}]` : `X[x${r} + ${at(u)}]`;
   return [
@@ -138,6 +139,11 @@ function gemvLoop(p: Parts, shape: GemmShape): string[] {
     ...products(p, unroll, xAt),
     "  }",
   ];
+}
+
+/** The k vector index of a lane's u-th step of a trip that starts at `q`. */
+function stepAt(c: GemvConfig): (u: number) => string {
+  return (u) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
 }
 
 /** A trip's weight loads, `unroll x cn` of them, so that they are in flight together. */
@@ -197,7 +203,7 @@ function stagedDecls(p: Parts): string[] {
 function stagedLoop(p: Parts): string[] {
   const { c } = p;
   const unroll = c.xs! / c.lanes;
-  const at = (u: number) => (u === 0 ? "q" : `q + ${u * c.lanes}u`);
+  const at = stepAt(c);
   const xAt = (u: number, r: number, h: number) =>
     `xRows[group][${r * p.parts + h}u][lane${u ? ` + ${u * c.lanes}u` : ""}]`;
   return [

@@ -55,37 +55,26 @@ export async function checkSubgroupKernels(
   if (!caps.subgroups) return report;
   // As many lanes as the smallest subgroup (so one subgroup reduces each column), at most 32.
   const lanes = Math.min(subgroupMinSize, 32);
+  const knobbed: GemvConfig = {
+    family: "gemv",
+    nc: Math.max(1, 32 / lanes),
+    cn: 2,
+    lanes,
+    rm: 2,
+    vec: 4,
+    subgroup: true,
+    dot: true,
+    rw: 2,
+  };
   const configs: GemvConfig[] = [
     { family: "gemv", nc: Math.max(1, 64 / lanes), cn: 1, lanes, rm: 1, vec: 4, subgroup: true },
     { family: "gemv", nc: Math.max(1, 32 / lanes), cn: 2, lanes, rm: 2, vec: 4, subgroup: true },
     // Scalar accumulators, two row groups (the second one's rows at m = 3 partly past m) and a
-    // trip of two iterations: each knob's code through the browser's compiler too.
-    {
-      family: "gemv",
-      nc: Math.max(1, 32 / lanes),
-      cn: 2,
-      lanes,
-      rm: 2,
-      vec: 4,
-      subgroup: true,
-      dot: true,
-      rw: 2,
-      unroll: 2,
-    },
-    // X staged in workgroup memory, 32 k vectors at a time: barriers in a loop, which Tint's
+    // trip of two iterations: each knob's code through the browser's compiler too; then X
+    // staged in workgroup memory, 32 k vectors a trip: barriers in a loop, which Tint's
     // uniformity analysis must accept.
-    {
-      family: "gemv",
-      nc: Math.max(1, 32 / lanes),
-      cn: 2,
-      lanes,
-      rm: 2,
-      vec: 4,
-      subgroup: true,
-      dot: true,
-      rw: 2,
-      xs: 32,
-    },
+    { ...knobbed, unroll: 2 },
+    { ...knobbed, xs: 32 },
   ];
   const spec = kimiLinearSpec({ tp: 8 });
   const stages = [["fused", fusedShape(spec)], ["batched", batchedShape(spec)!]] as const;
