@@ -67,6 +67,13 @@ export interface GemvConfig {
    */
   xs?: number;
   /**
+   * With `xs`: two copies of the staged X, trip after trip in turn, so that a trip's copy needs
+   * no barrier before it (the other copy's last reads were two trips back, before the last
+   * trip's barrier): one barrier a trip instead of two, for twice the workgroup memory (absent:
+   * off).
+   */
+  xd?: boolean;
+  /**
    * Loop iterations per trip, at most (the largest divisor of a lane's k vectors up to it): each
    * loads its `cn` weight vectors ahead of all the trip's FMAs, so the trip holds `unroll x cn`
    * weight vectors in registers. Left out: up to 8 and `32 / cn`.
@@ -213,7 +220,7 @@ export function configName(c: KernelConfig): string {
   }
   const knobs = `${c.subgroup ? "-sg" : ""}${c.dot ? "-dt" : ""}${
     (c.rw ?? 1) > 1 ? `-rw${c.rw}` : ""
-  }${c.xs ? `-xs${c.xs}` : ""}${c.unroll ? `-u${c.unroll}` : ""}`;
+  }${c.xs ? `-xs${c.xs}${c.xd ? "-xd" : ""}` : ""}${c.unroll ? `-u${c.unroll}` : ""}`;
   return `gemv-nc${c.nc}-cn${c.cn}-l${c.lanes}-rm${c.rm}-v${c.vec}${knobs}`;
 }
 
@@ -259,16 +266,30 @@ export function parseConfigName(name: string): KernelConfig {
     };
   }
   m =
-    /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?(?:-rw(\d+))?(?:-xs(\d+))?(?:-u(\d+))?$/
+    /^gemv-nc(\d+)-cn(\d+)-l(\d+)-rm(\d+)-v(\d+)(-sg)?(-dt)?(?:-rw(\d+))?(?:-xs(\d+)(-xd)?)?(?:-u(\d+))?$/
       .exec(name);
   if (m) {
     const [nc, cn, lanes, rm, vec] = m.slice(1, 6).map(Number);
     const dot = m[7] === undefined ? {} : { dot: true };
     const rw = m[8] === undefined ? {} : { rw: Number(m[8]) };
     const xs = m[9] === undefined ? {} : { xs: Number(m[9]) };
-    const unroll = m[10] === undefined ? {} : { unroll: Number(m[10]) };
+    const xd = m[10] === undefined ? {} : { xd: true };
+    const unroll = m[11] === undefined ? {} : { unroll: Number(m[11]) };
     const subgroup = m[6] !== undefined;
-    return { family: "gemv", nc, cn, lanes, rm, vec, subgroup, ...dot, ...rw, ...xs, ...unroll };
+    return {
+      family: "gemv",
+      nc,
+      cn,
+      lanes,
+      rm,
+      vec,
+      subgroup,
+      ...dot,
+      ...rw,
+      ...xs,
+      ...xd,
+      ...unroll,
+    };
   }
   throw new SyntaxError(`Cannot parse kernel config name "${name}"`);
 }
@@ -296,7 +317,8 @@ export function workgroupBytes(c: KernelConfig): number {
     const xVecs = (c.splat ? c.bm / 2 : c.bm / 4) + 1; // a splatted X holds every value twice
     return c.bk * (xVecs + c.bn / 4 + 1) * (c.half ? 8 : 16) * tiles;
   }
-  const staged = (c.xs ?? 0) * workgroupRows(c) * c.vec * 4; // X's rows, `vec` floats a k vector
+  // X's rows, `vec` floats a k vector, once or twice.
+  const staged = (c.xs ?? 0) * workgroupRows(c) * c.vec * 4 * (c.xd ? 2 : 1);
   return (c.subgroup ? 0 : c.rm * c.cn * workgroupThreads(c) * 4) + staged;
 }
 
@@ -456,7 +478,7 @@ export function configProblem(
         return `staged X of ${c.xs} k vectors must be 1 to 8 times ${c.lanes} lanes and divide k / vec = ${kv}`;
       }
       if (c.unroll) return "a staged X sets the trip (xs / lanes k vectors a lane): no unroll";
-    }
+    } else if (c.xd) return "two copies of a staged X need xs";
     if ((c.unroll ?? 1) > 8) return `unroll ${c.unroll} exceeds 8`;
     const most = c.dot ? 64 : 32; // scalar accumulators take a quarter of the registers of vec4s
     if (c.rm * c.cn > most) {

@@ -14,7 +14,8 @@
  * workgroup memory (`xRows[row group][row][k vector]`) while its weight loads are in flight, and
  * the FMAs read X from there: one copy from storage serves all `nc` column groups, and a read
  * with a constant row costs no address arithmetic or bounds check of its own (not yet measured:
- * NOTES.md, "Plan: X's rows from workgroup memory in the GEMV").
+ * NOTES.md, "Plan: X's rows from workgroup memory in the GEMV"). With `xd` two such copies take
+ * turns, so that a trip needs one barrier instead of two.
  *
  * @module
  */
@@ -184,13 +185,17 @@ function products(
   return lines;
 }
 
-/** With `xs`: the staged rows of X, `xRows[row group][row * parts + part][k vector]`. */
+/**
+ * With `xs`: the staged rows of X, `xRows[row group][row * parts + part][k vector]`; with `xd`
+ * two of them, `xRows[copy][row group]...`.
+ */
 function stagedDecls(p: Parts): string[] {
   const { c } = p;
   const row = `array<array<${f32Vec(c.vec)}, ${c.xs}u>, ${c.rm * p.parts}u>`;
+  const groups = `array<${row}, ${c.rw ?? 1}u>`;
   return [
     `const XS = ${c.xs}u; // k vectors of each row staged a trip`,
-    `var<workgroup> xRows: array<${row}, ${c.rw ?? 1}u>;`,
+    `var<workgroup> xRows: ${c.xd ? `array<${groups}, 2u>` : groups};`,
   ];
 }
 
@@ -204,18 +209,21 @@ function stagedLoop(p: Parts): string[] {
   const { c } = p;
   const unroll = c.xs! / c.lanes;
   const at = stepAt(c);
+  const copy = c.xd ? "[copy]" : "";
   const xAt = (u: number, r: number, h: number) =>
-    `xRows[group][${r * p.parts + h}u][lane${u ? ` + ${u * c.lanes}u` : ""}]`;
+    `xRows${copy}[group][${r * p.parts + h}u][lane${u ? ` + ${u * c.lanes}u` : ""}]`;
   return [
     `  let group = ${(c.rw ?? 1) > 1 ? "li / (LANES * NC)" : "0u"}; // this thread's row group`,
     "  let firstRow = row0 - group * RM; // the workgroup's",
+    ...(c.xd ? ["  var copy = 0u; // the staged X this trip writes and reads"] : []),
     "  for (var k0 = 0u; k0 < KV; k0 += XS) {",
     "    let q = k0 + lane;",
     ...weightLoads(p, unroll, at),
-    "    workgroupBarrier(); // every read of the last trip's X is done",
-    ...stageX(p),
+    ...(c.xd ? [] : ["    workgroupBarrier(); // every read of the last trip's X is done"]),
+    ...stageX(p, copy),
     "    workgroupBarrier();",
     ...products(p, unroll, xAt),
+    ...(c.xd ? ["    copy ^= 1u;"] : []),
     "  }",
   ];
 }
@@ -224,7 +232,7 @@ function stagedLoop(p: Parts): string[] {
  * The copy of a trip's X: staged vector i of `rows x xs` (row-major, so `xRows` flattened) is
  * copied by thread i mod threads; where and what each thread copies is the same every trip.
  */
-function stageX(p: Parts): string[] {
+function stageX(p: Parts, copy: string): string[] {
   const { c } = p;
   const perGroup = c.rm * p.parts; // staged rows of one row group
   const total = perGroup * (c.rw ?? 1) * c.xs!;
@@ -239,7 +247,7 @@ function stageX(p: Parts): string[] {
       `let xRow${t} = min(firstRow + s${t}${
         p.parts === 2 ? " / 2u" : ""
       }, m - 1u); // past m: clamped`,
-      `xRows[s${t} / ${perGroup}u][s${t} % ${perGroup}u][v${t}] = X[xOffset + xRow${t} * X_STRIDE + ${
+      `xRows${copy}[s${t} / ${perGroup}u][s${t} % ${perGroup}u][v${t}] = X[xOffset + xRow${t} * X_STRIDE + ${
         p.parts === 2 ? `2u * (k0 + v${t}) + s${t} % 2u` : `k0 + v${t}`
       }];`,
     ];

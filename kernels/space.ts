@@ -60,6 +60,8 @@ export interface SearchSpace {
     unroll?: number[];
     /** K vectors of X staged at a time (`GemvConfig.xs`), 0 for none; `[0]` when left out. */
     xs?: number[];
+    /** Two copies of a staged X (`GemvConfig.xd`), with `xs` only; `[false]` when left out. */
+    xd?: boolean[];
   };
 }
 
@@ -120,16 +122,17 @@ export function enumerateSpace(space: SearchSpace): KernelConfig[] {
     }))
     : [];
   const gemvs: GemvConfig[] = space.gemv
-    ? product({ dot: [false], rw: [1], xs: [0], unroll: [0], ...space.gemv }).map((
-      { dot, rw, xs, unroll, ...c },
-    ) => ({
-      family: "gemv" as const,
-      ...c,
-      ...(dot ? { dot } : {}),
-      ...(rw > 1 ? { rw } : {}),
-      ...(xs ? { xs } : {}),
-      ...(unroll ? { unroll } : {}),
-    }))
+    ? product({ dot: [false], rw: [1], xs: [0], xd: [false], unroll: [0], ...space.gemv })
+      .filter((c) => c.xs || !c.xd)
+      .map(({ dot, rw, xs, xd, unroll, ...c }) => ({
+        family: "gemv" as const,
+        ...c,
+        ...(dot ? { dot } : {}),
+        ...(rw > 1 ? { rw } : {}),
+        ...(xs ? { xs } : {}),
+        ...(xd ? { xd } : {}),
+        ...(unroll ? { unroll } : {}),
+      }))
     : [];
   // Stream-K replaces split-K, so their products are left out.
   const outers: OuterConfig[] = space.outer

@@ -107,14 +107,23 @@ Deno.test("configProblem() takes a staged X (xs) that divides k / vec in whole l
   assert.match(xs(128) ?? "", /divide k \/ vec = 576/);
   assert.equal(xs(32), undefined, "one k vector a lane");
   assert.match(xs(32, { unroll: 2 }) ?? "", /no unroll/);
+  // Two copies: twice the bytes, one more knob in the name, and only with xs.
+  const two = { ...staged, xs: 96, xd: true };
+  assert.equal(configName(two), "gemv-nc2-cn4-l32-rm4-v4-sg-dt-rw4-xs96-xd");
+  assert.deepEqual(parseConfigName(configName(two)), two);
+  assert.equal(workgroupBytes(two), 2 * workgroupBytes({ ...two, xd: false }));
+  assert.equal(configProblem(two, k2304, "f32", h100), undefined);
+  assert.match(xs(192, { xd: true }) ?? "", /98304 bytes/);
+  assert.match(configProblem({ ...two, xs: 0 }, k2304, "f32", h100) ?? "", /need xs/);
   // vec 8 stages a k vector as two vec4s: the same bytes for half as many vectors.
   const half = { ...staged, vec: 8, xs: 96 };
   assert.equal(workgroupBytes(half), 16 * 96 * 32);
   assert.equal(configProblem(half, k2304, "f16", h100), undefined);
   // The space enumerates it, and 0 leaves it out.
-  const space = { gemv: { ...DEFAULT_SPACE.gemv!, xs: [0, 64] } };
+  const space = { gemv: { ...DEFAULT_SPACE.gemv!, xs: [0, 64], xd: [false, true] } };
   const names = enumerateSpace(space).map(configName);
-  assert.equal(names.filter((n) => n.includes("-xs64")).length, names.length / 2);
+  assert.equal(names.filter((n) => n.includes("-xs64")).length, (names.length * 2) / 3);
+  assert.equal(names.filter((n) => n.endsWith("-xd")).length, names.length / 3, "xd with xs only");
 });
 
 Deno.test("configProblem() lets scalar (dot) accumulators reach rm x cn = 64, not vector ones", () => {

@@ -308,9 +308,16 @@ Deno.test({
     );
     // Four row groups, two k vectors a lane: 128 staged vectors for 32 threads, four each.
     configs.push(staged(8, 4, 4, true));
+    // Two copies in turn, one barrier a trip: an odd and an even number of trips.
+    for (const vec of [4, 8]) configs.push({ ...staged(4, vec, 2, true), xd: true });
+    configs.push({ ...staged(16, 4, 1, false), xd: true }, {
+      ...staged(4, 4, 2, true),
+      nc: 4,
+      xd: true,
+    });
     const { failures, checked } = await checkOnShapes(configs, ["f32", "f16"]);
     assert.deepEqual(failures, []);
-    assert.ok(checked >= (gpu.caps.subgroups ? 30 : 15), `${checked} kernels checked`);
+    assert.ok(checked >= (gpu.caps.subgroups ? 36 : 18), `${checked} kernels checked`);
     // A copy that stages the first trip's X every trip is caught.
     const first = await checkMutant(
       staged(4, 4, 1, false),
@@ -318,6 +325,16 @@ Deno.test({
     );
     assert.ok(first.code, "the mutation reached the copy");
     assert.match(first.found ?? "", /expected/);
+    // Two copies that do not take turns are one copy with one barrier a trip: llvmpipe runs a
+    // workgroup's invocations one after another between barriers (eight at a time), so the
+    // first 16, of row group 0, overwrite group 1's X with the next trip's before the last 16
+    // read it.
+    const one = await checkMutant(
+      { ...staged(4, 4, 2, true), nc: 4, xd: true },
+      (code) => code.replace("copy ^= 1u;", ""),
+    );
+    assert.ok(one.code, "the mutation reached the turns");
+    assert.match(one.found ?? "", /expected/);
   },
 });
 

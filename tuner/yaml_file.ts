@@ -69,6 +69,7 @@ const spaceSchema = z.object({
     rw: sizes.optional(),
     unroll: z.array(z.number().int().nonnegative()).min(1).optional(),
     xs: z.array(z.number().int().nonnegative()).min(1).optional(),
+    xd: z.array(z.boolean()).min(1).optional(),
   }).strict().optional(),
 }).strict().refine((s) => s.tile || s.gemv || s.outer, {
   message: "names no kernel family (tile, outer or gemv)",
