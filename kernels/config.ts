@@ -474,7 +474,10 @@ export function configProblem(
     if (c.dot && c.vec < 2) return "dot accumulation needs vec 2, 4 or 8";
     if (c.xs) {
       const kv = shape.k / c.vec;
-      if (!Number.isInteger(c.xs) || c.xs % c.lanes !== 0 || c.xs > 8 * c.lanes || kv % c.xs) {
+      if (
+        !Number.isInteger(c.xs) || c.xs < c.lanes || c.xs > 8 * c.lanes || c.xs % c.lanes ||
+        kv % c.xs
+      ) {
         return `staged X of ${c.xs} k vectors must be 1 to 8 times ${c.lanes} lanes and divide k / vec = ${kv}`;
       }
       if (c.unroll) return "a staged X sets the trip (xs / lanes k vectors a lane): no unroll";

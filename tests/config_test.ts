@@ -106,6 +106,7 @@ Deno.test("configProblem() takes a staged X (xs) that divides k / vec in whole l
   assert.match(xs(288, { rw: 1 }) ?? "", /1 to 8 times 32 lanes/, "9 k vectors a lane");
   assert.match(xs(128) ?? "", /divide k \/ vec = 576/);
   assert.equal(xs(32), undefined, "one k vector a lane");
+  assert.match(xs(-32) ?? "", /1 to 8 times 32 lanes/, "negative");
   assert.match(xs(32, { unroll: 2 }) ?? "", /no unroll/);
   // Two copies: twice the bytes, one more knob in the name, and only with xs.
   const two = { ...staged, xs: 96, xd: true };

@@ -84,6 +84,9 @@ function drawConfig(random: Random): KernelConfig {
     ...(random() < 0.3 ? { dot: true } : {}),
     ...(random() < 0.3 ? { rw: knob([2, 4, 8], [0, 3]) } : {}),
     ...(random() < 0.3 ? { unroll: knob([1, 2, 4, 8], [3, 16]) } : {}),
+    // X staged a trip, in one or two copies (two without staging: refused).
+    ...(random() < 0.3 ? { xs: knob([4, 8, 16, 32], [-4, 3, 6, 12, 1.5]) } : {}),
+    ...(random() < 0.2 ? { xd: true } : {}),
   };
 }
 
