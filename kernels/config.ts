@@ -61,9 +61,10 @@ export interface GemvConfig {
    * vectors a lane (in place of `unroll`), and the workgroup copies those `xs` k vectors of each of
    * its `rm * rw` rows into workgroup memory while the trip's weight loads are in flight; the FMAs
    * then read X from there instead of from storage, so that a read of X costs no address
-   * arithmetic or bounds check of a storage load, and one load from storage serves every column
-   * group (NOTES.md, "Plan: X's rows from workgroup memory in the GEMV"). `xs` is 1 to 8 times
-   * `lanes` and divides `k / vec`.
+   * arithmetic or bounds check of a storage load, one load from storage serves every column
+   * group, and a trip holds only its weights in registers, so it may be longer (NOTES.md, "Plan:
+   * X's rows from workgroup memory in the GEMV"). `xs` is 1 to `32 / cn` times `lanes` and
+   * divides `k / vec`.
    */
   xs?: number;
   /**
@@ -474,11 +475,13 @@ export function configProblem(
     if (c.dot && c.vec < 2) return "dot accumulation needs vec 2, 4 or 8";
     if (c.xs) {
       const kv = shape.k / c.vec;
-      if (
-        !Number.isInteger(c.xs) || c.xs < c.lanes || c.xs > 8 * c.lanes || c.xs % c.lanes ||
-        kv % c.xs
-      ) {
-        return `staged X of ${c.xs} k vectors must be 1 to 8 times ${c.lanes} lanes and divide k / vec = ${kv}`;
+      // A trip holds its `xs / lanes x cn` weight vectors in registers (X is not held there):
+      // at most 32, as the default unroll rule allows a trip without X.
+      const most = Math.floor(32 / c.cn) * c.lanes;
+      if (!Number.isInteger(c.xs) || c.xs < c.lanes || c.xs > most || c.xs % c.lanes || kv % c.xs) {
+        return `staged X of ${c.xs} k vectors must be 1 to ${
+          most / c.lanes
+        } times ${c.lanes} lanes (32 / cn) and divide k / vec = ${kv}`;
       }
       if (c.unroll) return "a staged X sets the trip (xs / lanes k vectors a lane): no unroll";
     } else if (c.xd) return "two copies of a staged X need xs";

@@ -103,7 +103,11 @@ Deno.test("configProblem() takes a staged X (xs) that divides k / vec in whole l
   const xs = (n: number, more = {}) =>
     configProblem({ ...staged, xs: n, ...more }, k2304, "f32", h100);
   assert.match(xs(144) ?? "", /1 to 8 times 32 lanes/, "not whole lanes");
-  assert.match(xs(288, { rw: 1 }) ?? "", /1 to 8 times 32 lanes/, "9 k vectors a lane");
+  // A trip holds 32 / cn k vectors of weights a lane, at most: 8 with cn 4, 16 with cn 2.
+  assert.match(xs(288, { rw: 1 }) ?? "", /1 to 8 times 32 lanes \(32 \/ cn\)/, "9 a lane, cn 4");
+  assert.equal(xs(288, { rw: 1, cn: 2 }), undefined, "9 k vectors a lane with cn 2");
+  assert.match(xs(576, { rw: 1, rm: 2, cn: 2 }) ?? "", /1 to 16 times/, "18 a lane, cn 2");
+  assert.equal(xs(576, { rw: 1, rm: 2, cn: 1 }), undefined, "the whole of k in one trip, cn 1");
   assert.match(xs(128) ?? "", /divide k \/ vec = 576/);
   assert.equal(xs(32), undefined, "one k vector a lane");
   assert.match(xs(-32) ?? "", /1 to 8 times 32 lanes/, "negative");
