@@ -457,48 +457,60 @@ export function configProblem(
   if (bytes > caps.maxWorkgroupStorage) {
     return `${bytes} bytes of workgroup memory exceed the device's ${caps.maxWorkgroupStorage}`;
   }
-  if (c.family === "tile") {
-    if (c.rm > c.bm || c.rn > c.bn) return "rm and rn must not exceed bm and bn";
-    if (c.bk < c.vec) return "bk must be at least vec";
-    if (shape.k % c.bk !== 0) return `k ${shape.k} is not a multiple of bk ${c.bk}`;
-    const tx = c.bn / c.rn, ty = c.bm / c.rm;
-    if (tx > caps.maxWorkgroupSizeX || ty > caps.maxWorkgroupSizeY) return "workgroup too wide";
-    if (c.rm * c.rn > 128) return "more than 128 accumulators per thread would spill";
-  } else {
-    if ((shape.k / c.vec) % c.lanes !== 0) {
-      return `k / vec = ${shape.k / c.vec} is not a multiple of ${c.lanes} lanes`;
-    }
-    if (c.rm > 16) return "gemv handles at most 16 rows per thread";
-    if (workgroupRows(c) > 64) {
-      return `rm x rw = ${workgroupRows(c)} rows per workgroup exceed the GEMV's 64`;
-    }
-    if (c.dot && c.vec < 2) return "dot accumulation needs vec 2, 4 or 8";
-    if (c.xs) {
-      const kv = shape.k / c.vec;
-      // A trip holds its `xs / lanes x cn` weight vectors in registers (X is not held there):
-      // at most 32, as the default unroll rule allows a trip without X.
-      const most = Math.floor(32 / c.cn) * c.lanes;
-      if (!Number.isInteger(c.xs) || c.xs < c.lanes || c.xs > most || c.xs % c.lanes || kv % c.xs) {
-        return `staged X of ${c.xs} k vectors must be 1 to ${
-          most / c.lanes
-        } times ${c.lanes} lanes (32 / cn) and divide k / vec = ${kv}`;
-      }
-      if (c.unroll) return "a staged X sets the trip (xs / lanes k vectors a lane): no unroll";
-    } else if (c.xd) return "two copies of a staged X need xs";
-    if ((c.unroll ?? 1) > 8) return `unroll ${c.unroll} exceeds 8`;
-    const most = c.dot ? 64 : 32; // scalar accumulators take a quarter of the registers of vec4s
-    if (c.rm * c.cn > most) {
-      return `more than ${most} accumulators (rm x cn) per thread would spill`;
-    }
-    if (threads > caps.maxWorkgroupSizeX) return "workgroup too wide";
-    if (c.subgroup) {
-      if (!caps.subgroups) return "the device has no subgroups";
-      if (c.lanes > caps.subgroupMinSize) {
-        return `${c.lanes} lanes exceed the smallest subgroup (${caps.subgroupMinSize})`;
-      }
+  return c.family === "tile" ? tileProblem(c, shape, caps) : gemvProblem(c, shape, caps);
+}
+
+/** `configProblem`'s checks of the `tile` family's own knobs. */
+function tileProblem(c: TileConfig, shape: GemmShape, caps: DeviceCaps): string | undefined {
+  if (c.rm > c.bm || c.rn > c.bn) return "rm and rn must not exceed bm and bn";
+  if (c.bk < c.vec) return "bk must be at least vec";
+  if (shape.k % c.bk !== 0) return `k ${shape.k} is not a multiple of bk ${c.bk}`;
+  const tx = c.bn / c.rn, ty = c.bm / c.rm;
+  if (tx > caps.maxWorkgroupSizeX || ty > caps.maxWorkgroupSizeY) return "workgroup too wide";
+  if (c.rm * c.rn > 128) return "more than 128 accumulators per thread would spill";
+  return undefined;
+}
+
+/** `configProblem`'s checks of the `gemv` family's own knobs. */
+function gemvProblem(c: GemvConfig, shape: GemmShape, caps: DeviceCaps): string | undefined {
+  if ((shape.k / c.vec) % c.lanes !== 0) {
+    return `k / vec = ${shape.k / c.vec} is not a multiple of ${c.lanes} lanes`;
+  }
+  if (c.rm > 16) return "gemv handles at most 16 rows per thread";
+  if (workgroupRows(c) > 64) {
+    return `rm x rw = ${workgroupRows(c)} rows per workgroup exceed the GEMV's 64`;
+  }
+  if (c.dot && c.vec < 2) return "dot accumulation needs vec 2, 4 or 8";
+  const staged = stagedProblem(c, shape);
+  if (staged) return staged;
+  if ((c.unroll ?? 1) > 8) return `unroll ${c.unroll} exceeds 8`;
+  const most = c.dot ? 64 : 32; // scalar accumulators take a quarter of the registers of vec4s
+  if (c.rm * c.cn > most) {
+    return `more than ${most} accumulators (rm x cn) per thread would spill`;
+  }
+  if (workgroupThreads(c) > caps.maxWorkgroupSizeX) return "workgroup too wide";
+  if (c.subgroup) {
+    if (!caps.subgroups) return "the device has no subgroups";
+    if (c.lanes > caps.subgroupMinSize) {
+      return `${c.lanes} lanes exceed the smallest subgroup (${caps.subgroupMinSize})`;
     }
   }
   return undefined;
+}
+
+/** A GEMV's staged X (`xs`, `xd`): its trip's length, and no `unroll` or `xd` beside it amiss. */
+function stagedProblem(c: GemvConfig, shape: GemmShape): string | undefined {
+  if (!c.xs) return c.xd ? "two copies of a staged X need xs" : undefined;
+  const kv = shape.k / c.vec;
+  // A trip holds its `xs / lanes x cn` weight vectors in registers (X is not held there): at
+  // most 32, as the default unroll rule allows a trip without X.
+  const most = Math.floor(32 / c.cn) * c.lanes;
+  if (!Number.isInteger(c.xs) || c.xs < c.lanes || c.xs > most || c.xs % c.lanes || kv % c.xs) {
+    return `staged X of ${c.xs} k vectors must be 1 to ${
+      most / c.lanes
+    } times ${c.lanes} lanes (32 / cn) and divide k / vec = ${kv}`;
+  }
+  return c.unroll ? "a staged X sets the trip (xs / lanes k vectors a lane): no unroll" : undefined;
 }
 
 function outerProblem(
