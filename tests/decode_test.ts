@@ -12,7 +12,7 @@ import { SUBGROUPS_DIRECTIVE, wantsSubgroupsDirective } from "../kernels/gpu.ts"
 import type { ProjectionSpec } from "../kernels/problem.ts";
 import { openGpu } from "../tuner/gpu_device.ts";
 import { loadProblem } from "../tuner/yaml_file.ts";
-import { gemvConfig, ROOT } from "./helpers.ts";
+import { CAPS, gemvConfig, ROOT } from "./helpers.ts";
 import { dispatchOnce, outputsOff, projectionData } from "./recompute_reference.ts";
 
 const CONFIGS: DecodeConfig[] = [
@@ -66,4 +66,14 @@ Deno.test("the decode kernel's fused and batched outputs match the float64 refer
   } finally {
     gpu.device.destroy();
   }
+});
+
+Deno.test("decodeProblem() refuses a GEMV part with row groups or a staged X", async () => {
+  const spec = await loadProblem(`${ROOT}problems/tiny.yaml`);
+  const [plain] = CONFIGS;
+  assert.equal(decodeProblem(plain, spec, "f32", CAPS), undefined);
+  const rows = { ...plain, gemv: { ...plain.gemv, rm: 2, rw: 2 } };
+  assert.match(decodeProblem(rows, spec, "f32", CAPS) ?? "", /one row group/);
+  const staged = { ...plain, gemv: { ...plain.gemv, xs: 16 } };
+  assert.match(decodeProblem(staged, spec, "f32", CAPS) ?? "", /no xs/);
 });
