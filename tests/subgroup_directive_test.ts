@@ -36,6 +36,6 @@ Deno.test("subgroup kernels compile without the directive in Deno and match the 
   }
   const report = await checkSubgroupKernels(gpu.device, gpu.caps.subgroupMinSize);
   assert.equal(report.directive, false);
-  assert.equal(report.checks.length, 32);
+  assert.equal(report.checks.length, 40);
   assert.deepEqual(report.checks.filter((c) => c.problem !== null), []);
 });

@@ -71,10 +71,11 @@ export async function checkSubgroupKernels(
     { family: "gemv", nc: Math.max(1, 32 / lanes), cn: 2, lanes, rm: 2, vec: 4, subgroup: true },
     // Scalar accumulators, two row groups (the second one's rows at m = 3 partly past m) and a
     // trip of two iterations: each knob's code through the browser's compiler too; then X
-    // staged in workgroup memory, 32 k vectors a trip: barriers in a loop, which Tint's
-    // uniformity analysis must accept.
+    // staged in workgroup memory, 32 k vectors a trip, in one copy and in two taking turns:
+    // barriers in a loop, which Tint's uniformity analysis must accept.
     { ...knobbed, unroll: 2 },
     { ...knobbed, xs: 32 },
+    { ...knobbed, xs: 32, xd: true },
   ];
   const spec = kimiLinearSpec({ tp: 8 });
   const stages = [["fused", fusedShape(spec)], ["batched", batchedShape(spec)!]] as const;

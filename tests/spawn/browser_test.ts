@@ -225,7 +225,7 @@ Deno.test("the browser bundle runs the example page and subgroup kernels in Chro
     assert.deepEqual(sg.errors, [], "the subgroup page reported no errors");
     assert.ok(sg.report?.subgroups, "Chromium's adapter has subgroups");
     assert.equal(sg.report.directive, true, "Tint takes 'enable subgroups;'");
-    assert.equal(sg.report.checks.length, 32);
+    assert.equal(sg.report.checks.length, 40);
     assert.deepEqual(sg.report.checks.filter((c) => c.problem !== null), []);
     assert.ok(sg.passed);
     console.log(
