@@ -274,7 +274,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "gemv kernels with row groups or a set unroll match the reference at 37 rows",
+  name: "gemv kernels with row groups, a set unroll or 64 lanes match the reference at 37 rows",
   fn: async () => {
     // 37 rows: the last workgroup's second or later row group starts past m or holds rows past
     // it (clamped), and every row group of a workgroup must store rows of its own.
@@ -292,6 +292,17 @@ Deno.test({
     const { failures, checked } = await checkOnShapes(configs, ["f32", "f16"]);
     assert.deepEqual(failures, []);
     assert.ok(checked >= (gpu.caps.subgroups ? 26 : 8), `${checked} kernels checked`);
+    // 64 lanes a column (bench/spaces/gemv-lanes64.yaml), reduced in workgroup memory: k 64 in
+    // single values, k 128 in single values and in pairs (f32 and f16) give each lane a whole
+    // number of k vectors.
+    const wide = await checkOnShapes(
+      [1, 2].map((vec) =>
+        gemvConfig({ nc: 1, cn: 2, lanes: 64, rm: 2, vec, subgroup: false, rw: 2 })
+      ),
+      ["f32", "f16"],
+    );
+    assert.deepEqual(wide.failures, []);
+    assert.equal(wide.checked, 5, "tiny fused, segment b and k 128 in singles; k 128 in pairs");
   },
 });
 
