@@ -318,7 +318,7 @@ Deno.test({
       [2, 4, 8].flatMap((vec) => [staged(xs, vec, 1, true), staged(xs, vec, 2, false, false)])
     );
     // Four row groups, two k vectors a lane: 128 staged vectors for 32 threads, four each; and
-    // eight k vectors a lane, past the unroll rule's bound, the whole of k = 128 in one trip.
+    // eight k vectors a lane: the whole of k = 128 in one trip.
     configs.push(staged(8, 4, 4, true), staged(32, 4, 1, true));
     // Two copies in turn, one barrier a trip: an odd and an even number of trips.
     for (const vec of [4, 8]) configs.push({ ...staged(4, vec, 2, true), xd: true });
