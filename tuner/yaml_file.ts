@@ -32,6 +32,10 @@ const problemSchema = z.object({
 }).strict();
 
 const sizes = z.array(size).min(1);
+/** A boolean knob's values. */
+const flags = z.array(z.boolean()).min(1);
+/** A count knob's values, 0 for none (or the default rule). */
+const counts = z.array(z.number().int().nonnegative()).min(1);
 const spaceSchema = z.object({
   tile: z.object({
     bm: sizes,
@@ -40,7 +44,7 @@ const spaceSchema = z.object({
     rm: sizes,
     rn: sizes,
     vec: sizes,
-    nest: z.array(z.boolean()).min(1).optional(),
+    nest: flags.optional(),
   }).strict().optional(),
   outer: z.object({
     bm: sizes,
@@ -49,14 +53,14 @@ const spaceSchema = z.object({
     rm: sizes,
     rn: sizes,
     split: sizes.optional(),
-    half: z.array(z.boolean()).min(1).optional(),
-    double: z.array(z.boolean()).min(1).optional(),
-    stream: z.array(z.number().int().nonnegative()).min(1).optional(),
-    splat: z.array(z.boolean()).min(1).optional(),
-    kpair: z.array(z.boolean()).min(1).optional(),
-    dp: z.array(z.boolean()).min(1).optional(),
+    half: flags.optional(),
+    double: flags.optional(),
+    stream: counts.optional(),
+    splat: flags.optional(),
+    kpair: flags.optional(),
+    dp: flags.optional(),
     fold: sizes.optional(),
-    kq: z.array(z.boolean()).min(1).optional(),
+    kq: flags.optional(),
   }).strict().optional(),
   gemv: z.object({
     nc: sizes,
@@ -64,12 +68,12 @@ const spaceSchema = z.object({
     lanes: sizes,
     rm: sizes,
     vec: sizes,
-    subgroup: z.array(z.boolean()).min(1),
-    dot: z.array(z.boolean()).min(1).optional(),
+    subgroup: flags,
+    dot: flags.optional(),
     rw: sizes.optional(),
-    unroll: z.array(z.number().int().nonnegative()).min(1).optional(),
-    xs: z.array(z.number().int().nonnegative()).min(1).optional(),
-    xd: z.array(z.boolean()).min(1).optional(),
+    unroll: counts.optional(),
+    xs: counts.optional(),
+    xd: flags.optional(),
   }).strict().optional(),
 }).strict().refine((s) => s.tile || s.gemv || s.outer, {
   message: "names no kernel family (tile, outer or gemv)",
