@@ -1,9 +1,10 @@
 /**
  * What one knob does, from one trial log: every timed config whose name holds the knob's part
  * (a regular expression, say `-xs\d+`) against its twin, the same name without that part (or with
- * `--twin`'s text in its place: `--knob=-l64 --twin=-l32`), timed at the same stage and bucket: twin ratios (knob / twin) with their median, lowest and highest,
- * grouped by stage and bucket, and optionally by another part of the names (`--by nc` groups by
- * `-nc<n>`). Below 1, the knob is faster.
+ * `--twin`'s text in its place: `--knob=-l64 --twin=-l32`), timed at the same stage and bucket:
+ * twin ratios (knob / twin) with their median, lowest and highest (`spread` of
+ * bench/log_ratios.ts), grouped by stage and bucket, and optionally by another part of the names
+ * (`--by nc` groups by `-nc<n>`). Below 1, the knob is faster.
  *
  *   deno run --allow-read bench/knob_twins.ts <log.jsonl>... --knob='-xs\d+' [--twin=<text>] [--by nc]
  *
@@ -13,16 +14,13 @@
  */
 import { parseArgs } from "node:util";
 import { isTimed, readTrials, type Trial } from "../tuner/trial_log.ts";
+import { type RatioGroup, spread } from "./log_ratios.ts";
 
-/** The twin ratios of one group. */
-export interface TwinGroup {
-  /** "stage m", then the `--by` part's value where one is asked for: "fused 16 nc4". */
-  group: string;
-  count: number;
-  median: number;
-  min: number;
-  max: number;
-}
+/**
+ * The twin ratios of one group: "stage m", then the `--by` part's value where one is asked for
+ * ("fused 16 nc4").
+ */
+export type TwinGroup = RatioGroup;
 
 /**
  * Twin ratios of the configs whose names match `knob` (the twin's name has `twin` in its place),
@@ -67,14 +65,8 @@ export function twinGroups(
     const group = `${stage} ${m}${part}`;
     groups.set(group, [...groups.get(group) ?? [], us / other]);
   }
-  return [...groups].sort(([a], [b]) => a.localeCompare(b, "en", { numeric: true })).map(
-    ([group, ratios]) => {
-      const sorted = ratios.toSorted((a, b) => a - b);
-      const mid = sorted.length >> 1;
-      const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-      return { group, count: sorted.length, median, min: sorted[0], max: sorted.at(-1)! };
-    },
-  );
+  return [...groups].sort(([a], [b]) => a.localeCompare(b, "en", { numeric: true }))
+    .map(([group, ratios]) => ({ group, ...spread(ratios) }));
 }
 
 if (import.meta.main) {

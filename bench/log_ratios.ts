@@ -58,12 +58,24 @@ export function ratioGroups(old: readonly Trial[], fresh: readonly Trial[]): Rat
     const group = `${familyOf(config)} ${stage} ${m}`;
     groups.set(group, [...groups.get(group) ?? [], us / was]);
   }
-  return [...groups].map(([group, ratios]) => {
-    const sorted = ratios.toSorted((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    return { group, count: sorted.length, median, min: sorted[0], max: sorted.at(-1)! };
-  });
+  return [...groups].map(([group, ratios]) => ({ group, ...spread(ratios) }));
+}
+
+/**
+ * How many ratios there are, their median, lowest and highest.
+ *
+ * @example
+ * ```ts
+ * import { spread } from "./log_ratios.ts";
+ * const s = spread([1.2, 0.9, 1.0, 1.1]);
+ * if (s.count !== 4 || s.median !== 1.05 || s.min !== 0.9 || s.max !== 1.2) throw new Error();
+ * ```
+ */
+export function spread(ratios: readonly number[]): Omit<RatioGroup, "group"> {
+  const sorted = ratios.toSorted((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return { count: sorted.length, median, min: sorted[0], max: sorted.at(-1)! };
 }
 
 /** Each "stage m"'s best time in a log. */
