@@ -214,7 +214,7 @@ function stagedLoop(p: Parts): string[] {
     `xRows${copy}[group][${r * p.parts + h}u][lane${u ? ` + ${u * c.lanes}u` : ""}]`;
   return [
     `  let group = ${(c.rw ?? 1) > 1 ? "li / (LANES * NC)" : "0u"}; // this thread's row group`,
-    "  let firstRow = row0 - group * RM; // the workgroup's",
+    `  let firstRow = wg.y * ${workgroupRows(c)}u; // the workgroup's`,
     ...(c.xd ? ["  var copy = 0u; // the staged X this trip writes and reads"] : []),
     "  for (var k0 = 0u; k0 < KV; k0 += XS) {",
     "    let q = k0 + lane;",
